@@ -1,0 +1,142 @@
+"""Benchmarks against the seed runbook's own procedures, side by side in one run.
+
+    ./run bench [--runs N]
+
+health (seed §2.1): the seed's health-check script (its redis-cli calls, with
+`docker compose exec` removed) vs `redis-runbook health --json` as a whole process,
+and the snapshot+evaluation alone in-process. Round trips are counted on the wire
+(every packed write the client sends). Prints a Markdown table for
+docs/benchmarks.md. Benchmarks are not tests: nothing here asserts a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from redis_runbook import __version__, lab
+from redis_runbook.checks import run_health
+from redis_runbook.config import load_config
+from redis_runbook.lab.seed import SeedPlan, seed
+from redis_runbook.target import RunbookConnection
+
+SEED_HEALTH_SCRIPT = """
+set -u
+P="$1"
+echo "Ping Test:"; redis-cli -p "$P" ping
+echo "Memory Status:"
+redis-cli -p "$P" info memory | grep -E "used_memory_human|maxmemory_human|mem_fragmentation"
+echo "Persistence Status:"
+redis-cli -p "$P" info persistence | grep -E "aof_enabled|aof_last|rdb_last"
+echo "Connected Clients:"; redis-cli -p "$P" info clients | grep connected_clients
+echo "Key Statistics:"; redis-cli -p "$P" info keyspace
+"""
+
+
+def median_ms(fn: Callable[[], Any], runs: int) -> float:
+    """Median wall time of `fn` in milliseconds (one warm-up run first)."""
+    fn()
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+def count_round_trips(fn: Callable[[], Any]) -> int:
+    """How many writes the tool's connections put on the wire while `fn` runs
+    (a pipelined batch is one write, hence one round trip)."""
+    original = RunbookConnection.send_packed_command
+    writes = 0
+
+    def counting(self: Any, command: Any, check_health: bool = True) -> None:
+        nonlocal writes
+        writes += 1
+        original(self, command, check_health)  # type: ignore[no-untyped-call]
+
+    RunbookConnection.send_packed_command = counting  # type: ignore[method-assign]
+    try:
+        fn()
+    finally:
+        RunbookConnection.send_packed_command = original  # type: ignore[method-assign]
+    return writes
+
+
+def run(command: list[str], env: dict[str, str]) -> None:
+    """Run a command, discarding output (exit codes 0-3 are health results)."""
+    subprocess.run(command, env=env, stdout=subprocess.DEVNULL, check=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="rr-bench-") as tmp:
+        status = lab.up(Path(tmp) / "lab")
+        try:
+            config = load_config(status.config_path, env={}).config
+            seed(config.target, SeedPlan(scale=10))
+            assert status.port is not None
+            env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_RUNBOOK_")}
+            env["REDIS_RUNBOOK_CONFIG"] = str(status.config_path)
+            keys = redis.Redis(port=status.port).dbsize()
+
+            in_process = median_ms(lambda: run_health(config), args.runs * 10)
+            round_trips = count_round_trips(lambda: run_health(config))
+            seed_script = median_ms(
+                lambda: run(["bash", "-c", SEED_HEALTH_SCRIPT, "seed", str(status.port)], env),
+                args.runs,
+            )
+            whole = median_ms(
+                lambda: run([sys.executable, "-m", "redis_runbook", "health", "--json"], env),
+                args.runs,
+            )
+            python_start = median_ms(lambda: run([sys.executable, "-c", "pass"], env), args.runs)
+        finally:
+            lab.down(Path(tmp) / "lab")
+
+    redis_version = (
+        subprocess.run(["redis-server", "--version"], capture_output=True, text=True, check=False)
+        .stdout.split()[2]
+        .removeprefix("v=")
+    )
+    print(f"## health (seed §2.1) — {time.strftime('%Y-%m-%d')}\n")
+    print(
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
+        f"{platform.release()}; Python {platform.python_version()}; Redis {redis_version}; "
+        f"redis-runbook {__version__}; lab seeded with {keys} keys; {args.runs} runs "
+        f"(in-process: {args.runs * 10}), medians.\n"
+    )
+    print("| what | median | vs seed script |")
+    print("|---|---|---|")
+    print(f"| seed §2.1 script: 5 redis-cli calls + greps | {seed_script:.1f} ms | 1.00 |")
+    print(
+        f"| `redis-runbook health --json`, whole process | {whole:.1f} ms | "
+        f"{whole / seed_script:.2f} |"
+    )
+    print(
+        f"| snapshot + 18 checks, in-process | {in_process:.2f} ms | "
+        f"{in_process / seed_script:.3f} |"
+    )
+    print(f"| bare `python -c pass` (interpreter start) | {python_start:.1f} ms | - |")
+    print(
+        f"\nRound trips per health run: {round_trips} "
+        "(1 pipelined connection handshake + 1 timed PING + 1 pipeline)."
+    )
+
+
+if __name__ == "__main__":
+    main()

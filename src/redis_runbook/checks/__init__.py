@@ -1,0 +1,110 @@
+"""Named health checks over one Snapshot (seed §2.1 and the §6.1 thresholds)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis_runbook.checks import clients, memory, persistence  # noqa: F401 (registers)
+from redis_runbook.checks import server as _server  # noqa: F401 (registers)
+from redis_runbook.checks.base import REGISTRY, CheckResult, Context, Status, worst
+from redis_runbook.config import Config
+from redis_runbook.errors import AuthFailed, SecretError
+from redis_runbook.snapshot import Snapshot, take_snapshot
+
+__all__ = ["CHECK_ORDER", "CheckResult", "HealthReport", "Status", "evaluate", "run_health"]
+
+CHECK_ORDER = (
+    "ping_latency",
+    "loading",
+    "role",
+    "memory",
+    "maxmemory_policy",
+    "evicted_keys",
+    "oom_rejections",
+    "fragmentation",
+    "connected_clients",
+    "blocked_clients",
+    "rejected_connections",
+    "aof",
+    "rdb",
+    "aof_rewrite_time",
+    "rdb_age",
+    "latency_spikes",
+    "slowlog",
+    "keyspace",
+)
+
+
+@dataclass
+class HealthReport:
+    """All check results for one snapshot, and the overall status."""
+
+    snapshot: Snapshot
+    checks: list[CheckResult]
+    elapsed_ms: float = 0.0
+    server: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def status(self) -> Status:
+        """The worst check status."""
+        return worst(c.status for c in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable `--json` document (docs/json.md)."""
+        return {
+            "target": self.snapshot.target,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.snapshot.taken_at)),
+            "status": self.status.name,
+            "exit_code": int(self.status),
+            "elapsed_ms": round(self.elapsed_ms, 2),
+            "round_trips": self.snapshot.round_trips,
+            "server": self.server,
+            "checks": [
+                {
+                    "name": c.name,
+                    "status": c.status.name,
+                    "value": c.value,
+                    "threshold": c.threshold,
+                    "summary": c.summary,
+                    "hint": c.hint,
+                    "metric": c.metric,
+                }
+                for c in self.checks
+            ],
+        }
+
+
+def _unreachable(snapshot: Snapshot) -> list[CheckResult]:
+    error = snapshot.error
+    assert error is not None
+    # Credentials or secret sources that fail say nothing about the server itself.
+    status = Status.UNKNOWN if isinstance(error, AuthFailed | SecretError) else Status.CRITICAL
+    name = "connection" if status is Status.CRITICAL else "authentication"
+    return [CheckResult(name, status, "failed", "answers PING", error.message, error.hint)]
+
+
+def evaluate(snapshot: Snapshot, config: Config) -> list[CheckResult]:
+    """Run every registered check on the snapshot, in report order."""
+    if not snapshot.reachable:
+        return _unreachable(snapshot)
+    ctx = Context(snapshot, config)
+    checks = dict(REGISTRY)
+    return [checks[name](ctx) for name in CHECK_ORDER]
+
+
+def run_health(config: Config, env: Mapping[str, str] | None = None) -> HealthReport:
+    """Take one snapshot of the configured target and evaluate all checks."""
+    started = time.perf_counter()
+    snapshot = take_snapshot(config.target, env)
+    checks = evaluate(snapshot, config)
+    info = snapshot.info
+    server: dict[str, str] = {
+        k: info[k]
+        for k in ("redis_version", "redis_mode", "role", "uptime_in_seconds", "os")
+        if k in info
+    }
+    elapsed = (time.perf_counter() - started) * 1000
+    return HealthReport(snapshot, checks, elapsed, server)

@@ -1,0 +1,103 @@
+"""Check results and the helpers every check uses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import IntEnum
+
+from redis_runbook.config import Band, Config
+from redis_runbook.redisinfo import number
+from redis_runbook.snapshot import Snapshot
+
+
+class Status(IntEnum):
+    """Nagios states; the int value is the exit code."""
+
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+
+    @property
+    def severity(self) -> int:
+        """Ordering for "worst": OK < WARNING < UNKNOWN < CRITICAL. An UNKNOWN may
+        hide a problem, so it outranks WARNING; a CRITICAL we saw outranks both."""
+        return {Status.OK: 0, Status.WARNING: 1, Status.UNKNOWN: 2, Status.CRITICAL: 3}[self]
+
+
+def worst(statuses: Iterable[Status]) -> Status:
+    """The most severe status (OK for none)."""
+    return max(statuses, key=lambda s: s.severity, default=Status.OK)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One named check: status, the value seen, the threshold applied, a one-line
+    summary, and (when not OK) a hint naming what to run next."""
+
+    name: str
+    status: Status
+    value: str
+    threshold: str
+    summary: str
+    hint: str | None = None
+    metric: float | None = None
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a check reads: the snapshot and the configuration."""
+
+    snapshot: Snapshot
+    config: Config
+
+    def field(self, name: str) -> str | None:
+        """A raw INFO field, or None."""
+        return self.snapshot.info.get(name)
+
+    def num(self, name: str, default: float | None = None) -> float | None:
+        """A numeric INFO field, or `default`."""
+        return number(self.snapshot.info, name, default)
+
+
+CheckFn = Callable[[Context], CheckResult]
+REGISTRY: list[tuple[str, CheckFn]] = []
+
+
+def check(name: str) -> Callable[[CheckFn], CheckFn]:
+    """Register a check under `name`; the registration order is the report order."""
+
+    def register(fn: CheckFn) -> CheckFn:
+        REGISTRY.append((name, fn))
+        return fn
+
+    return register
+
+
+def band_status(value: float, band: Band) -> Status:
+    """CRITICAL above band.critical, WARNING above band.warning, else OK."""
+    if value > band.critical:
+        return Status.CRITICAL
+    if value > band.warning:
+        return Status.WARNING
+    return Status.OK
+
+
+def band_text(band: Band, unit: str = "") -> str:
+    """`warn > 70%, crit > 85%` style threshold text."""
+    return f"warn > {band.warning:g}{unit}, crit > {band.critical:g}{unit}"
+
+
+def unknown(name: str, ctx: Context, missing: str) -> CheckResult:
+    """The result for a check whose input the server did not give us."""
+    denied = "; ".join(f"{cmd}: {err}" for cmd, err in ctx.snapshot.denied.items())
+    return CheckResult(
+        name=name,
+        status=Status.UNKNOWN,
+        value="n/a",
+        threshold="-",
+        summary=f"cannot evaluate: {missing} not available" + (f" ({denied})" if denied else ""),
+        hint="allow the tool's ACL user INFO, CONFIG GET, SLOWLOG, LATENCY and CLIENT LIST "
+        "(see docs/configuration.md)",
+    )

@@ -1,0 +1,151 @@
+"""Memory checks: usage vs maxmemory, eviction policy, evictions, OOM rejections,
+fragmentation."""
+
+from __future__ import annotations
+
+from redis_runbook.checks.base import (
+    CheckResult,
+    Context,
+    Status,
+    band_status,
+    band_text,
+    check,
+    unknown,
+)
+from redis_runbook.redisinfo import error_counts
+from redis_runbook.units import format_bytes, format_duration
+
+
+@check("memory")
+def memory(ctx: Context) -> CheckResult:
+    """used_memory as a percentage of maxmemory (seed §6.1: 70 / 85 %)."""
+    used = ctx.num("used_memory")
+    limit = ctx.num("maxmemory")
+    if used is None or limit is None:
+        return unknown("memory", ctx, "INFO memory")
+    band = ctx.config.thresholds.memory_pct
+    if limit == 0:
+        expected = ctx.config.server.maxmemory
+        return CheckResult(
+            name="memory",
+            status=Status.WARNING,
+            value=format_bytes(used),
+            threshold="maxmemory set",
+            summary=f"{format_bytes(used)} used and no maxmemory: Redis grows until the "
+            f"kernel OOM-kills it (expected maxmemory {expected})",
+            hint=f"redis-cli CONFIG SET maxmemory {expected}; then set it in redis.conf",
+            metric=used,
+        )
+    percent = used / limit * 100
+    status = band_status(percent, band)
+    return CheckResult(
+        name="memory",
+        status=status,
+        value=f"{percent:.1f} %",
+        threshold=band_text(band, " %"),
+        summary=f"{format_bytes(used)} of {format_bytes(limit)} maxmemory",
+        hint=None
+        if status is Status.OK
+        else "find what grew: redis-cli --memkeys; rebuildable cache:* and ratelimit:* "
+        "keys can be purged (seed §3.2)",
+        metric=percent,
+    )
+
+
+@check("maxmemory_policy")
+def maxmemory_policy(ctx: Context) -> CheckResult:
+    """Anything but noeviction is CRITICAL: BullMQ job locks carry TTLs and jobs
+    can be evicted (BullMQ's going-to-production guide; bullmq#1046, #2215)."""
+    policy = ctx.field("maxmemory_policy") or ctx.snapshot.config.get("maxmemory-policy")
+    if policy is None:
+        return unknown("maxmemory_policy", ctx, "maxmemory-policy")
+    if policy == "noeviction":
+        return CheckResult(
+            "maxmemory_policy", Status.OK, policy, "noeviction", "writes fail instead of evicting"
+        )
+    return CheckResult(
+        name="maxmemory_policy",
+        status=Status.CRITICAL,
+        value=policy,
+        threshold="noeviction",
+        summary=f"policy {policy} lets Redis evict keys: BullMQ locks and jobs can vanish",
+        hint="redis-cli CONFIG SET maxmemory-policy noeviction; then set it in redis.conf",
+    )
+
+
+@check("evicted_keys")
+def evicted_keys(ctx: Context) -> CheckResult:
+    """Keys evicted since the server started (seed §6.1: > 0 warning, > 100 critical)."""
+    evicted = ctx.num("evicted_keys")
+    if evicted is None:
+        return unknown("evicted_keys", ctx, "INFO stats")
+    band = ctx.config.thresholds.evicted_keys
+    status = band_status(evicted, band)
+    uptime = ctx.num("uptime_in_seconds")
+    since = f" in {format_duration(uptime)} of uptime" if uptime is not None else ""
+    return CheckResult(
+        name="evicted_keys",
+        status=status,
+        value=f"{evicted:.0f}",
+        threshold=band_text(band),
+        summary=f"{evicted:.0f} key(s) evicted{since}",
+        hint=None
+        if status is Status.OK
+        else "set maxmemory-policy noeviction and check memory headroom; evicted BullMQ "
+        "jobs must be re-queued from PostgreSQL (seed §5.3)",
+        metric=evicted,
+    )
+
+
+@check("oom_rejections")
+def oom_rejections(ctx: Context) -> CheckResult:
+    """Commands refused with `-OOM command not allowed` since the start (errorstats)."""
+    if not ctx.snapshot.info:
+        return unknown("oom_rejections", ctx, "INFO errorstats")
+    count = float(error_counts(ctx.snapshot.info).get("OOM", 0))
+    band = ctx.config.thresholds.oom_rejections
+    status = band_status(count, band)
+    return CheckResult(
+        name="oom_rejections",
+        status=status,
+        value=f"{count:.0f}",
+        threshold=band_text(band),
+        summary=f"{count:.0f} write(s) refused with OOM since start",
+        hint=None
+        if status is Status.OK
+        else "writes fail at maxmemory: free rebuildable keys or raise maxmemory (seed §3.2)",
+        metric=count,
+    )
+
+
+@check("fragmentation")
+def fragmentation(ctx: Context) -> CheckResult:
+    """mem_fragmentation_ratio, only when the wasted bytes also matter: a ratio of 5
+    on a 2 MB instance is noise. A ratio below 1 with real bytes hints at swap."""
+    ratio = ctx.num("mem_fragmentation_ratio")
+    used = ctx.num("used_memory")
+    rss = ctx.num("used_memory_rss")
+    if ratio is None or used is None or rss is None:
+        return unknown("fragmentation", ctx, "INFO memory")
+    t = ctx.config.thresholds
+    wasted = ctx.num("mem_fragmentation_bytes", rss - used) or 0.0
+    threshold = (
+        f"{band_text(t.fragmentation_ratio)} and > {format_bytes(t.fragmentation_min_bytes)}"
+    )
+    status = Status.OK
+    summary = f"ratio {ratio:.2f}, {format_bytes(max(wasted, 0))} above used memory"
+    hint = None
+    if wasted > t.fragmentation_min_bytes:
+        status = band_status(ratio, t.fragmentation_ratio)
+        if status is not Status.OK:
+            hint = (
+                "redis-cli MEMORY DOCTOR; CONFIG SET activedefrag yes, or restart in a "
+                "maintenance window (seed §3.3)"
+            )
+    elif ratio < 1 and used - rss > t.fragmentation_min_bytes:
+        status = Status.WARNING
+        summary = f"ratio {ratio:.2f}: RSS is {format_bytes(used - rss)} below used memory"
+        hint = "part of Redis is probably swapped out: check the host's swap and memory"
+    return CheckResult(
+        "fragmentation", status, f"{ratio:.2f}", threshold, summary, hint, metric=ratio
+    )

@@ -1,0 +1,134 @@
+"""`redis-runbook lab up | down | status | seed | demo`: the sandbox Redis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from redis_runbook import lab
+from redis_runbook.checks import run_health
+from redis_runbook.cli.context import globals_of
+from redis_runbook.cli.render import health_table, out, print_json
+from redis_runbook.config import load_config
+from redis_runbook.errors import LabError
+from redis_runbook.lab.seed import SeedPlan, seed
+from redis_runbook.units import parse_size
+
+app = typer.Typer(help="A sandbox Redis configured like production.", no_args_is_help=True)
+
+DirOption = Annotated[
+    Path | None,
+    typer.Option("--dir", help="Lab state directory (default: $XDG_STATE_HOME/redis-runbook/lab)."),
+]
+
+
+def _show_status(ctx: typer.Context, status: lab.LabStatus, verb: str) -> None:
+    if globals_of(ctx).json:
+        print_json(status.to_json())
+        return
+    if status.running:
+        out.print(f"lab {verb}: redis-server pid {status.pid} on {status.url}", markup=False)
+    else:
+        out.print(f"lab {verb}: not running (state in {status.dir})", markup=False)
+    out.print(f"config: {status.config_path}", markup=False)
+    if status.running:
+        out.print(f"use it: export REDIS_RUNBOOK_CONFIG={status.config_path}", markup=False)
+
+
+def _size(value: str) -> str:
+    try:
+        parse_size(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+@app.command("up")
+def up(
+    ctx: typer.Context,
+    directory: DirOption = None,
+    maxmemory: Annotated[
+        str, typer.Option(callback=_size, help="maxmemory of the lab server.")
+    ] = "64mb",
+) -> None:
+    """Start the lab Redis on a free loopback port (AOF everysec, noeviction) and
+    write a config file pointing redis-runbook at it. Idempotent."""
+    _show_status(ctx, lab.up(lab.state_dir(directory), maxmemory), "up")
+
+
+@app.command("down")
+def down(ctx: typer.Context, directory: DirOption = None) -> None:
+    """Stop the lab Redis gracefully (SHUTDOWN SAVE). Data stays in the state dir."""
+    _show_status(ctx, lab.down(lab.state_dir(directory)), "down")
+
+
+@app.command("status")
+def status(ctx: typer.Context, directory: DirOption = None) -> None:
+    """Is the lab running, and where. Exit 0 running, 1 not running."""
+    current = lab.status(lab.state_dir(directory))
+    _show_status(ctx, current, "status")
+    raise typer.Exit(0 if current.running else 1)
+
+
+@app.command("seed")
+def seed_cmd(
+    ctx: typer.Context,
+    directory: DirOption = None,
+    scale: Annotated[int, typer.Option(min=1, max=1000, help="Multiply every count.")] = 1,
+    force: Annotated[bool, typer.Option("--force", help="Seed a non-empty lab anyway.")] = False,
+) -> None:
+    """Fill the lab with BullMQ queues in every job state (via the official Python
+    bullmq 2.x) plus session:*, ratelimit:* and cache:* keys."""
+    current = lab.status(lab.state_dir(directory))
+    if not current.running:
+        raise lab_not_running(current)
+    target = load_config(current.config_path, env={}).config.target
+    report = seed(target, SeedPlan(scale), force=force)
+    if globals_of(ctx).json:
+        print_json({"queues": report.queues, "keys": report.keys, "seconds": report.seconds})
+        return
+    for queue, states in report.queues.items():
+        text = ", ".join(f"{n} {state}" for state, n in states.items())
+        out.print(f"queue {queue}: {text}", markup=False)
+    keys = ", ".join(f"{n} {category}:*" for category, n in report.keys.items())
+    out.print(f"keys: {keys}", markup=False)
+    out.print(f"seeded in {report.seconds:.1f} s", markup=False)
+
+
+def lab_not_running(current: lab.LabStatus) -> LabError:
+    """The error for a lab command that needs a running lab."""
+    return LabError(f"the lab in {current.dir} is not running", "redis-runbook lab up")
+
+
+@app.command("demo")
+def demo(ctx: typer.Context, directory: DirOption = None) -> None:
+    """What `./run demo` runs: lab up, seed (if empty), health, what to try next."""
+    state = lab.state_dir(directory)
+    current = lab.up(state)
+    out.print(f"lab up: redis-server pid {current.pid} on {current.url}", markup=False)
+    target = load_config(current.config_path, env={}).config.target
+    try:
+        report = seed(target, SeedPlan())
+        out.print(
+            f"lab seeded in {report.seconds:.1f} s: "
+            + ", ".join(report.queues)
+            + " + session/ratelimit/cache keys",
+            markup=False,
+        )
+    except LabError as exc:  # already seeded: keep going, the health report shows it
+        out.print(f"seed skipped: {exc}", markup=False)
+    config = load_config(current.config_path, env={}).config
+    out.print(health_table(run_health(config)))
+    cfg = current.config_path
+    dir_flag = f" --dir {state}" if directory else ""
+    out.print(
+        "\nWhat to try next:\n"
+        f"  export REDIS_RUNBOOK_CONFIG={cfg}\n"
+        "  ./run health                 the report above again (--json, --watch 2)\n"
+        "  ./run config show            the effective configuration, secrets redacted\n"
+        f"  ./run lab status{dir_flag}            where the lab runs\n"
+        f"  ./run lab down{dir_flag}              stop it (SHUTDOWN SAVE); data is kept\n",
+        markup=False,
+    )

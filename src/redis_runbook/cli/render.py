@@ -1,0 +1,70 @@
+"""Rendering helpers shared by the command modules: consoles (colour only on a
+TTY; Rich honours NO_COLOR), JSON output, errors with their HINT line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from redis_runbook.checks import HealthReport, Status
+from redis_runbook.errors import RunbookError
+
+out = Console(highlight=False, soft_wrap=False)
+if not out.is_terminal:
+    out.width = 160  # logs and pipes: no terminal to fit, keep rows on one line
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+STATUS_STYLE = {
+    Status.OK: "green",
+    Status.WARNING: "yellow",
+    Status.CRITICAL: "bold red",
+    Status.UNKNOWN: "magenta",
+}
+
+
+def print_json(document: Any, compact: bool = False) -> None:
+    """One JSON document on stdout; `compact` puts it on one line (JSON Lines)."""
+    indent = None if compact else 2
+    sys.stdout.write(json.dumps(document, indent=indent, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def print_error(error: RunbookError) -> None:
+    """`error: <message>` and `HINT: <next command>` on stderr."""
+    err.print(Text("error: ", style="bold red") + Text(error.message))
+    for problem in getattr(error, "problems", [])[1:]:
+        err.print(Text("error: ", style="bold red") + Text(problem))
+    err.print(Text("HINT: ", style="bold") + Text(error.hint))
+
+
+def status_text(status: Status) -> Text:
+    """A coloured status word."""
+    return Text(status.name, style=STATUS_STYLE[status])
+
+
+def health_table(report: HealthReport) -> Table:
+    """The human health report: one row per check, hints below the table."""
+    snapshot = report.snapshot
+    version = report.server.get("redis_version")
+    title = f"Redis health: {snapshot.target}" + (f" (Redis {version})" if version else "")
+    table = Table(title=title, title_justify="left", expand=False)
+    table.add_column("status", no_wrap=True)
+    table.add_column("check", no_wrap=True)
+    table.add_column("value", no_wrap=True, justify="right")
+    table.add_column("threshold")
+    table.add_column("summary")
+    for check in report.checks:
+        table.add_row(
+            status_text(check.status), check.name, check.value, check.threshold, check.summary
+        )
+    hints = [c for c in report.checks if c.hint and c.status is not Status.OK]
+    caption = [f"overall {report.status.name} in {report.elapsed_ms:.0f} ms"]
+    caption += [f"HINT ({c.name}): {c.hint}" for c in hints]
+    table.caption = "\n".join(caption)
+    table.caption_justify = "left"
+    return table

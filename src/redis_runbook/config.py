@@ -1,0 +1,356 @@
+"""Configuration: pydantic models, TOML loading and `REDIS_RUNBOOK_*` overrides.
+
+With no file the defaults describe the seed runbook's deployment: Redis 8.4 in Docker
+Compose (service `redis`), AOF everysec, noeviction, maxmemory 8gb, data in
+/data/redis-data owned by 999:999, the §1.2 data categories and the §6.1 thresholds.
+
+Lookup order: `--config`, `$REDIS_RUNBOOK_CONFIG`, `./redis-runbook.toml`,
+`/etc/redis-runbook/redis-runbook.toml`. Environment overrides use `__` between levels:
+`REDIS_RUNBOOK_TARGET__URL=redis://...`, `REDIS_RUNBOOK_THRESHOLDS__MEMORY_PCT__WARNING=60`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from redis_runbook.config_errors import describe_validation_error
+from redis_runbook.errors import ConfigError
+from redis_runbook.units import parse_size
+
+ENV_PREFIX = "REDIS_RUNBOOK_"
+ENV_CONFIG = "REDIS_RUNBOOK_CONFIG"
+DEFAULT_PATHS = (Path("redis-runbook.toml"), Path("/etc/redis-runbook/redis-runbook.toml"))
+URL_SCHEMES = ("redis", "rediss", "unix")
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TargetConfig(Section):
+    """How to reach Redis. The password never lives in this file: it comes from an
+    environment variable, a file, or a command's stdout (first non-empty source)."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    username: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    password_command: list[str] | None = None
+    connect_timeout: float = Field(2.0, gt=0, le=120)
+    command_timeout: float = Field(5.0, gt=0, le=600)
+    client_name: str = "redis-runbook"
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_verify: bool = True
+    tls_check_hostname: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        scheme = urlsplit(url).scheme
+        if scheme not in URL_SCHEMES:
+            raise ValueError(f"expected a redis://, rediss:// or unix:// URL, got {url!r}")
+        return url
+
+    @field_validator("client_name")
+    @classmethod
+    def _valid_client_name(cls, name: str) -> str:
+        if not name or re.search(r"\s", name):
+            raise ValueError(f"expected a client name without spaces, got {name!r}")
+        return name
+
+    @field_validator("password_command")
+    @classmethod
+    def _non_empty_command(cls, argv: list[str] | None) -> list[str] | None:
+        if argv is not None and not argv:
+            raise ValueError("expected a command as a list of arguments, got []")
+        return argv
+
+    @model_validator(mode="after")
+    def _tls_consistent(self) -> TargetConfig:
+        tls_files = {"tls_ca": self.tls_ca, "tls_cert": self.tls_cert, "tls_key": self.tls_key}
+        for key, path in tls_files.items():
+            if path is None:
+                continue
+            if self.scheme != "rediss":
+                raise ValueError(f"{key} is set but url is not rediss:// (TLS)")
+            if not path.is_file():
+                raise ValueError(f"{key}: expected an existing file, got {str(path)!r}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: set both or neither")
+        sources = [
+            name
+            for name, value in (
+                ("password_env", self.password_env),
+                ("password_file", self.password_file),
+                ("password_command", self.password_command),
+                ("url password", urlsplit(self.url).password),
+            )
+            if value
+        ]
+        if len(sources) > 1:
+            raise ValueError(f"choose one password source, got {' and '.join(sources)}")
+        if self.password_file is not None and not self.password_file.is_file():
+            raise ValueError(
+                f"password_file: expected an existing file, got {str(self.password_file)!r}"
+            )
+        return self
+
+    @property
+    def scheme(self) -> str:
+        """URL scheme: redis, rediss or unix."""
+        return urlsplit(self.url).scheme
+
+
+class ServiceConfig(Section):
+    """How the Redis server is run and controlled (used by recovery procedures)."""
+
+    kind: Literal["compose", "systemd", "process"] = "compose"
+    compose_file: Path | None = None
+    compose_service: str = "redis"
+    systemd_unit: str = "redis-server"
+    data_dir: Path = Path("/data/redis-data")
+    owner: str = "999:999"
+    redis_conf: Path | None = None
+    pid_file: Path | None = None
+    log_file: Path | None = None
+
+    @field_validator("owner")
+    @classmethod
+    def _uid_gid(cls, owner: str) -> str:
+        if not re.fullmatch(r"\d+:\d+", owner):
+            raise ValueError(f"expected uid:gid like 999:999, got {owner!r}")
+        return owner
+
+
+class ServerExpectations(Section):
+    """How the server is meant to be configured; health flags drift from this."""
+
+    appendonly: bool = True
+    appendfsync: Literal["always", "everysec", "no"] = "everysec"
+    maxmemory: str = "8gb"
+    rdb_schedule: Literal["daily", "hourly", "none"] = "daily"
+
+    @field_validator("maxmemory")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        parse_size(value)
+        return value
+
+    @property
+    def maxmemory_bytes(self) -> int:
+        """maxmemory in bytes."""
+        return parse_size(self.maxmemory)
+
+
+class Band(Section):
+    """A warning/critical pair. A value above `warning` is WARNING, above `critical`
+    is CRITICAL (strictly greater, so 70 % with a 70 % warning is still OK)."""
+
+    warning: float = Field(ge=0)
+    critical: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Band:
+        if self.warning > self.critical:
+            raise ValueError(
+                f"warning ({self.warning:g}) must not be above critical ({self.critical:g})"
+            )
+        return self
+
+
+class PercentBand(Band):
+    """A Band whose values are percentages (0-100)."""
+
+    warning: float = Field(ge=0, le=100)
+    critical: float = Field(ge=0, le=100)
+
+
+def _band(warning: float, critical: float) -> Any:
+    return Field(default_factory=lambda: Band(warning=warning, critical=critical))
+
+
+class Thresholds(Section):
+    """Health thresholds; the defaults are the seed's §6.1 table."""
+
+    latency_ms: Band = _band(1, 10)
+    memory_pct: PercentBand = Field(default_factory=lambda: PercentBand(warning=70, critical=85))
+    connected_clients: Band = _band(200, 500)
+    blocked_clients: Band = _band(100, 400)
+    evicted_keys: Band = _band(0, 100)
+    rejected_connections: Band = _band(0, 100)
+    aof_rewrite_seconds: Band = _band(10, 60)
+    rdb_age_hours: Band = _band(26, 50)
+    fragmentation_ratio: Band = _band(1.5, 3.0)
+    fragmentation_min_bytes: int = Field(100 * 1024 * 1024, ge=0)
+    oom_rejections: Band = _band(0, 100)
+
+
+class Category(Section):
+    """A data category of the keyspace (seed §1.2)."""
+
+    name: str
+    pattern: str
+    persistence: Literal["aof", "rdb", "none", "n/a"] = "aof"
+    priority: Literal["critical", "high", "medium", "low", "n/a"] = "high"
+    rebuildable: bool = False
+
+
+def _seed_categories() -> list[Category]:
+    return [
+        Category(name="bullmq", pattern="bull:*", persistence="aof", priority="critical"),
+        Category(name="session", pattern="session:*", persistence="aof", priority="high"),
+        Category(
+            name="ratelimit",
+            pattern="ratelimit:*",
+            persistence="none",
+            priority="low",
+            rebuildable=True,
+        ),
+        Category(
+            name="cache", pattern="cache:*", persistence="none", priority="low", rebuildable=True
+        ),
+        Category(name="pubsub", pattern="channel:*", persistence="n/a", priority="n/a"),
+    ]
+
+
+class BullMQConfig(Section):
+    """Where BullMQ queues live. Prefixes may contain `:` or hash tags like `{bull}`."""
+
+    prefixes: list[str] = Field(default_factory=lambda: ["bull"])
+    layout: Literal["auto", "v5", "v6"] = "auto"
+
+    @field_validator("prefixes")
+    @classmethod
+    def _non_empty(cls, prefixes: list[str]) -> list[str]:
+        if not prefixes or any(not p for p in prefixes):
+            raise ValueError(f"expected a non-empty list of non-empty prefixes, got {prefixes!r}")
+        return prefixes
+
+
+class Config(Section):
+    """The whole configuration."""
+
+    target: TargetConfig = Field(default_factory=TargetConfig)
+    service: ServiceConfig = Field(default_factory=ServiceConfig)
+    server: ServerExpectations = Field(default_factory=ServerExpectations)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    categories: list[Category] = Field(default_factory=_seed_categories)
+    bullmq: BullMQConfig = Field(default_factory=BullMQConfig)
+
+    @field_validator("categories")
+    @classmethod
+    def _unique_names(cls, categories: list[Category]) -> list[Category]:
+        names = [c.name for c in categories]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"category names must be unique, got duplicates {duplicates}")
+        return categories
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config and where it came from (None: built-in defaults)."""
+
+    config: Config
+    path: Path | None
+    env_overrides: tuple[str, ...] = ()
+
+
+def find_config_path(explicit: Path | None, env: Mapping[str, str]) -> Path | None:
+    """The config file to use, following the documented lookup order."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(
+                f"config file not found: {explicit}", "redis-runbook --config PATH config validate"
+            )
+        return explicit
+    from_env = env.get(ENV_CONFIG)
+    if from_env:
+        path = Path(from_env)
+        if not path.is_file():
+            raise ConfigError(
+                f"config file not found: {path} (from ${ENV_CONFIG})",
+                f"unset {ENV_CONFIG} or point it at an existing file",
+            )
+        return path
+    return next((p for p in DEFAULT_PATHS if p.is_file()), None)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _env_value(text: str) -> Any:
+    if text[:1] in '[{"':
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
+    return text
+
+
+def apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[tuple[str, ...], str]:
+    """Merge `REDIS_RUNBOOK_A__B=value` into raw["a"]["b"]; returns loc -> env var."""
+    applied: dict[tuple[str, ...], str] = {}
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG:
+            continue
+        path = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        if not all(path):
+            raise ConfigError(f"env {name}: expected REDIS_RUNBOOK_SECTION__KEY, got {name!r}")
+        node = raw
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"env {name}: {'.'.join(path[:-1])} is not a section")
+            node = child
+        node[path[-1]] = _env_value(env[name])
+        applied[path] = name
+    return applied
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge tables so that setting one key of a section keeps the other defaults."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(explicit: Path | None = None, env: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Read, merge and validate the configuration. Raises ConfigError naming the
+    file (or env var), the key, what was expected and what was found."""
+    env = os.environ if env is None else env
+    path = find_config_path(explicit, env)
+    raw = _read_toml(path) if path else {}
+    applied = apply_env_overrides(raw, env)
+    try:
+        config = Config.model_validate(_merge(Config().model_dump(exclude_none=True), raw))
+    except ValidationError as exc:
+        problems = describe_validation_error(exc, Config, str(path or "defaults"), applied)
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(problems[0] + more, problems=problems) from None
+    return LoadedConfig(config, path, tuple(applied.values()))

@@ -1,0 +1,68 @@
+"""Typed errors. Every error carries a one-line message, a hint naming the next
+command, and the exit code the CLI maps it to (DESIGN.md "Output and exit codes")."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_REFUSED = 3
+
+
+class RunbookError(Exception):
+    """Root of every error the library raises on purpose."""
+
+    exit_code = EXIT_FAILED
+    default_hint = "redis-runbook --help"
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint or self.default_hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(RunbookError):
+    """The configuration (file, environment or flags) is invalid; nothing was done."""
+
+    exit_code = EXIT_USAGE
+    default_hint = "redis-runbook config validate"
+
+    def __init__(
+        self, message: str, hint: str | None = None, problems: list[str] | None = None
+    ) -> None:
+        super().__init__(message, hint)
+        self.problems = problems or [message]
+
+
+class SecretError(ConfigError):
+    """A secret source (env var, file, command) could not produce a value."""
+
+
+class TargetUnavailable(RunbookError):
+    """Redis could not be reached (refused, timeout, TLS failure)."""
+
+    default_hint = (
+        "is redis-server running? check the service (docker compose ps redis / systemctl "
+        "status redis-server) and [target] url in: redis-runbook config show"
+    )
+
+
+class AuthFailed(RunbookError):
+    """Redis rejected the credentials, or the ACL user lacks a needed permission."""
+
+    default_hint = "check [target] username/password_* in the config: redis-runbook config show"
+
+
+class LabError(RunbookError):
+    """The sandbox Redis could not be started, seeded or stopped."""
+
+    default_hint = "redis-runbook lab status"
+
+
+class Refused(RunbookError):
+    """An operation was refused as unsafe or unconfirmed; nothing was changed."""
+
+    exit_code = EXIT_REFUSED

@@ -1,0 +1,205 @@
+"""How to reach Redis: URL (redis://, rediss://, unix://), TLS, ACL credentials,
+timeouts, and a client factory whose connections identify themselves.
+
+Every connection the tool opens does one pipelined handshake (one round trip):
+AUTH (when credentials are configured), CLIENT SETNAME redis-runbook,
+CLIENT NO-EVICT on (Redis >= 7.0; ignored where unknown or not permitted),
+CLIENT SETINFO lib-name/lib-ver (>= 7.2; ignored elsewhere) and SELECT.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.connection import Connection, SSLConnection, UnixDomainSocketConnection, parse_url
+from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
+from redis.retry import Retry
+
+from redis_runbook import __version__, secret
+from redis_runbook.config import TargetConfig
+from redis_runbook.errors import AuthFailed, RunbookError, TargetUnavailable
+
+
+@dataclass(frozen=True)
+class Handshake:
+    """What a new connection sends before its first command. `repr` hides the password."""
+
+    client_name: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    db: int = 0
+
+    def commands(self) -> list[tuple[str | int, ...]]:
+        """The handshake commands, in the order they are pipelined."""
+        commands: list[tuple[str | int, ...]] = []
+        if self.password is not None:
+            auth: tuple[str, ...] = (self.password,)
+            commands.append(("AUTH", self.username, *auth) if self.username else ("AUTH", *auth))
+        commands += [
+            ("CLIENT", "SETNAME", self.client_name),
+            ("CLIENT", "NO-EVICT", "on"),
+            ("CLIENT", "SETINFO", "LIB-NAME", "redis-runbook"),
+            ("CLIENT", "SETINFO", "LIB-VER", __version__),
+        ]
+        if self.db:
+            commands.append(("SELECT", self.db))
+        return commands
+
+
+class _HandshakeMixin:
+    """Replaces redis-py's sequential handshake (one round trip per command) with
+    one pipelined round trip. Optional commands may fail; AUTH and SELECT may not."""
+
+    _handshake: Handshake
+    driver_info: Any
+
+    def __init__(self, *args: Any, handshake: Handshake, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._handshake = handshake
+        # SETINFO is part of our own pipelined handshake.
+        self.driver_info = None
+
+    def on_connect_check_health(self, check_health: bool = True) -> None:
+        super().on_connect_check_health(check_health=False)  # type: ignore[misc]
+        commands = self._handshake.commands()
+        conn: Any = self
+        conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+        fatal: Exception | None = None
+        for command in commands:
+            try:
+                conn.read_response(disconnect_on_error=False)
+            except (AuthenticationError, NoPermissionError, ResponseError) as exc:
+                required = command[0] in ("AUTH", "SELECT")
+                if fatal is None and (required or isinstance(exc, AuthenticationError)):
+                    fatal = exc
+        if fatal is not None:
+            raise fatal
+
+
+class RunbookConnection(_HandshakeMixin, Connection):
+    """TCP connection with the pipelined handshake."""
+
+
+class RunbookSSLConnection(_HandshakeMixin, SSLConnection):
+    """TLS connection with the pipelined handshake."""
+
+
+class RunbookUnixConnection(_HandshakeMixin, UnixDomainSocketConnection):
+    """Unix-socket connection with the pipelined handshake."""
+
+
+def display_url(url: str) -> str:
+    """The URL with any password replaced by `***`, safe to print and journal."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def client_kwargs(target: TargetConfig, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Keyword arguments for `redis.Redis` built from the target config. Resolves the
+    password from its source; raises SecretError when that fails."""
+    url_kwargs = parse_url(target.url)
+    password = url_kwargs.pop("password", None) or secret.resolve(
+        "target",
+        env_var=target.password_env,
+        file=target.password_file,
+        command=target.password_command,
+        env=os.environ if env is None else env,
+    )
+    username = url_kwargs.pop("username", None) or target.username
+    handshake = Handshake(
+        client_name=target.client_name,
+        username=username,
+        password=password,
+        db=int(url_kwargs.pop("db", 0) or 0),
+    )
+    kwargs: dict[str, Any] = {
+        "socket_connect_timeout": target.connect_timeout,
+        "socket_timeout": target.command_timeout,
+        # One attempt: a down server is reported within the connect timeout,
+        # never after redis-py's default retries with backoff.
+        "retry": Retry(NoBackoff(), 0),
+        "decode_responses": True,
+        "handshake": handshake,
+    }
+    scheme = target.scheme
+    if scheme == "unix":
+        kwargs["connection_class"] = RunbookUnixConnection
+        kwargs["unix_socket_path"] = url_kwargs.pop("path", None)
+        kwargs.pop("socket_connect_timeout")
+    else:
+        kwargs["host"] = url_kwargs.pop("host", "127.0.0.1")
+        kwargs["port"] = url_kwargs.pop("port", 6379)
+        kwargs["connection_class"] = RunbookConnection
+    if scheme == "rediss":
+        kwargs.update(
+            connection_class=RunbookSSLConnection,
+            ssl_ca_certs=str(target.tls_ca) if target.tls_ca else None,
+            ssl_certfile=str(target.tls_cert) if target.tls_cert else None,
+            ssl_keyfile=str(target.tls_key) if target.tls_key else None,
+            ssl_cert_reqs="required" if target.tls_verify else "none",
+            ssl_check_hostname=target.tls_verify and target.tls_check_hostname,
+        )
+    return kwargs
+
+
+def make_client(target: TargetConfig, env: Mapping[str, str] | None = None) -> redis.Redis:
+    """A lazily-connecting client. Call `connect()` to connect eagerly and get
+    a classified error instead of a redis-py one."""
+    kwargs = client_kwargs(target, env)
+    connection_class = kwargs.pop("connection_class")
+    unix_path = kwargs.pop("unix_socket_path", None)
+    if unix_path:
+        kwargs["path"] = unix_path
+    pool = redis.ConnectionPool(connection_class=connection_class, **kwargs)
+    client = redis.Redis.from_pool(pool)  # close() also closes the pool
+    # Raw text for the replies we parse by field name ourselves.
+    client.set_response_callback("INFO", lambda response, **_: response)
+    client.set_response_callback("CLIENT LIST", lambda response, **_: response)
+    return client
+
+
+def connect(client: redis.Redis, where: str) -> None:
+    """Open (and hand back to the pool) one connection, so that connect and
+    handshake errors surface here, classified."""
+    try:
+        pool = client.connection_pool
+        pool.release(pool.get_connection())
+    except redis.RedisError as exc:
+        raise classify(exc, where) from None
+
+
+def classify(exc: BaseException, where: str) -> RunbookError:
+    """Map a redis-py/socket/TLS error to a one-line RunbookError naming `where`."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, AuthenticationError) or "WRONGPASS" in text or "NOAUTH" in text:
+        return AuthFailed(f"{where}: authentication failed: {text}")
+    if isinstance(exc, NoPermissionError) or text.startswith("NOPERM"):
+        return AuthFailed(
+            f"{where}: permission denied: {text}",
+            "grant the ACL user the commands redis-runbook needs (see docs/configuration.md)",
+        )
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            return TargetUnavailable(
+                f"{where}: TLS handshake failed: {text}",
+                "check [target] tls_ca/tls_cert/tls_key and that the server speaks TLS",
+            )
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, redis.TimeoutError):
+        return TargetUnavailable(f"{where}: no answer in time: {text}")
+    if isinstance(exc, redis.ConnectionError):
+        return TargetUnavailable(f"{where}: cannot connect: {text}")
+    return RunbookError(f"{where}: {text}")

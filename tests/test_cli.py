@@ -1,0 +1,233 @@
+"""The CLI as a user (or cron) runs it: exit codes, --json, secrets, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from redis_runbook.lab.server import RedisServer
+from tests.helpers import run_cli
+
+PASSWORD = "correct-horse-battery-staple-7"
+
+
+@pytest.fixture
+def secured(tmp_path: Path) -> Iterator[RedisServer]:
+    """A server with requirepass; the tool reads the password from a file."""
+    password_file = tmp_path / "redis.pw"
+    password_file.write_text(PASSWORD + "\n")
+    server = RedisServer(
+        tmp_path / "srv",
+        settings={"requirepass": PASSWORD},
+        target_overrides={"password_file": str(password_file)},
+    )
+    server.start()
+    yield server
+    server.kill()
+
+
+def write_config(tmp_path: Path, server: RedisServer, extra: str = "") -> Path:
+    path = tmp_path / "cfg.toml"
+    target = server.target()
+    lines = [f'[target]\nurl = "{target.url}"']
+    if target.password_file:
+        lines.append(f'password_file = "{target.password_file}"')
+    path.write_text("\n".join(lines) + "\n" + extra)
+    return path
+
+
+# A single PING on a busy 2-core CI machine can exceed the seed's 1 ms warning;
+# these tests are about exit codes, so latency gets room.
+RELAXED_LATENCY = "[thresholds.latency_ms]\nwarning = 500\ncritical = 1000\n"
+
+
+def test_health_ok_json_and_exit_code(tmp_path: Path, secured: RedisServer) -> None:
+    config = write_config(tmp_path, secured, RELAXED_LATENCY)
+    result = run_cli("--config", str(config), "health", "--json")
+    document = json.loads(result.stdout)
+    assert result.returncode == 0 == document["exit_code"], result.stdout
+    assert set(document) == {
+        "target",
+        "time",
+        "status",
+        "exit_code",
+        "elapsed_ms",
+        "round_trips",
+        "server",
+        "checks",
+    }
+    assert document["round_trips"] <= 3
+    assert {c["name"] for c in document["checks"]} >= {"memory", "maxmemory_policy", "aof"}
+    assert PASSWORD not in result.stdout + result.stderr
+    # The global --json works too, and the human table names every check.
+    assert json.loads(run_cli("--config", str(config), "--json", "health").stdout)
+    human = run_cli("--config", str(config), "health")
+    assert human.returncode == 0
+    assert "ping_latency" in human.stdout
+    assert "overall OK" in human.stdout
+
+
+def test_health_exit_code_is_the_worst_status(tmp_path: Path, secured: RedisServer) -> None:
+    config = write_config(tmp_path, secured, RELAXED_LATENCY)
+    env = {
+        "REDIS_RUNBOOK_THRESHOLDS__CONNECTED_CLIENTS__WARNING": "0",
+        "REDIS_RUNBOOK_THRESHOLDS__CONNECTED_CLIENTS__CRITICAL": "1000",
+    }
+    warning = run_cli("--config", str(config), "health", "--json", env=env)
+    assert warning.returncode == 1
+    statuses = {c["name"]: c["status"] for c in json.loads(warning.stdout)["checks"]}
+    assert statuses["connected_clients"] == "WARNING"
+
+    env["REDIS_RUNBOOK_THRESHOLDS__CONNECTED_CLIENTS__CRITICAL"] = "0"
+    critical = run_cli("--config", str(config), "health", "--json", env=env)
+    assert critical.returncode == 2
+
+
+def test_wrong_password_is_unknown_and_never_printed(tmp_path: Path, secured: RedisServer) -> None:
+    wrong = tmp_path / "wrong.pw"
+    wrong.write_text("not-the-password-42\n")
+    config = tmp_path / "wrong.toml"
+    config.write_text(f'[target]\nurl = "{secured.target().url}"\npassword_file = "{wrong}"\n')
+    started = time.monotonic()
+    result = run_cli("--config", str(config), "health", "--json")
+    elapsed = time.monotonic() - started
+    assert result.returncode == 3
+    check = json.loads(result.stdout)["checks"][0]
+    assert check["name"] == "authentication"
+    assert check["status"] == "UNKNOWN"
+    assert "authentication failed" in check["summary"]
+    assert "not-the-password-42" not in result.stdout + result.stderr
+    assert elapsed < 10  # process start included; the connect timeout is 2 s
+
+
+def test_down_server_is_critical(tmp_path: Path, secured: RedisServer) -> None:
+    config = write_config(tmp_path, secured)
+    secured.kill()
+    result = run_cli("--config", str(config), "health")
+    assert result.returncode == 2
+    assert "CRITICAL" in result.stdout
+    assert "connection" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_password_never_on_a_command_line(secured: RedisServer) -> None:
+    pid = secured.pid()
+    assert pid is not None
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode()
+    assert PASSWORD not in cmdline
+    assert oct(secured.conf_path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_config_show_redacts_and_validate_reports(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[target]\nurl = "redis://app:sup3r-s3cret@db.internal:6380/1"\n')
+    shown = run_cli("--config", str(config), "config", "show")
+    assert shown.returncode == 0
+    assert "sup3r-s3cret" not in shown.stdout
+    assert "redis://app:***@db.internal:6380/1" in shown.stdout
+    as_json = json.loads(run_cli("--config", str(config), "--json", "config", "show").stdout)
+    assert as_json["config"]["target"]["url"] == "redis://app:***@db.internal:6380/1"
+    valid = run_cli("--config", str(config), "config", "validate")
+    assert valid.returncode == 0
+    assert "configuration OK" in valid.stdout
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[thresholds.memory_pct]\nwarning = 95\n", "thresholds.memory_pct: warning (95)"),
+        ('[target]\nurl = "mysql://x"\n', "target.url: expected a redis://"),
+        ("[target\n", "invalid TOML"),
+    ],
+)
+def test_bad_config_exits_2_with_hint_and_touches_nothing(
+    tmp_path: Path, toml: str, message: str
+) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(toml)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for command in (["health"], ["config", "validate"], ["config", "show"]):
+        result = run_cli("--config", str(config), *command)
+        assert result.returncode == 2, (command, result.stderr)
+        first, hint = result.stderr.strip().splitlines()[:2]
+        assert first.startswith(f"error: {config}: ")
+        assert message in first
+        assert hint == "HINT: redis-runbook config validate"
+        assert result.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_missing_password_source_is_unknown_with_hint(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[target]\nurl = "redis://127.0.0.1:1/0"\npassword_env = "RR_TEST_PW"\n')
+    result = run_cli("--config", str(config), "health", "--json")
+    assert result.returncode == 3
+    check = json.loads(result.stdout)["checks"][0]
+    assert "RR_TEST_PW is not set" in check["summary"]
+    assert check["hint"].startswith("export RR_TEST_PW=")
+
+
+def test_watch_emits_json_lines_until_interrupted(tmp_path: Path, secured: RedisServer) -> None:
+    config = write_config(tmp_path, secured, RELAXED_LATENCY)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_RUNBOOK_")}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "redis_runbook",
+            "--config",
+            str(config),
+            "health",
+            "--json",
+            "--watch",
+            "0.5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert process.stdout is not None
+    first = json.loads(process.stdout.readline())
+    second = json.loads(process.stdout.readline())  # a second report means it refreshed
+    process.send_signal(signal.SIGINT)
+    _stdout, stderr = process.communicate(timeout=10)
+    assert first["status"] == second["status"] == "OK"
+    assert second["time"] >= first["time"]
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+
+
+def test_documented_acl_user_gets_every_check(tmp_path: Path) -> None:
+    acl = (
+        "runbook on >acl-pw-1 ~* +ping +info +config|get +slowlog|len +latency|latest "
+        "+client|list +client|setname +client|no-evict"  # docs/configuration.md
+    )
+    password_file = tmp_path / "pw"
+    password_file.write_text("acl-pw-1\n")
+    server = RedisServer(
+        tmp_path / "srv",
+        settings={"user": acl},
+        target_overrides={"username": "runbook", "password_file": str(password_file)},
+    )
+    server.start()
+    try:
+        path = tmp_path / "c.toml"
+        path.write_text(
+            f'[target]\nurl = "{server.target().url}"\nusername = "runbook"\n'
+            f'password_file = "{password_file}"\n' + RELAXED_LATENCY
+        )
+        result = run_cli("--config", str(path), "health", "--json")
+        document = json.loads(result.stdout)
+        assert [c["name"] for c in document["checks"] if c["status"] == "UNKNOWN"] == []
+        assert result.returncode == 0
+    finally:
+        server.kill()

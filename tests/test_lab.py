@@ -1,0 +1,146 @@
+"""The lab, end to end through the real CLI: up, seed (official Python bullmq),
+status, health, down (SHUTDOWN SAVE) and up again with the data intact."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from redis_runbook.lab.lifecycle import CONFIG_NAME
+from redis_runbook.lab.server import pid_alive
+from tests.helpers import run_cli
+
+
+@pytest.fixture
+def lab_dir(tmp_path: Path) -> Iterator[Path]:
+    directory = tmp_path / "lab"
+    yield directory
+    pid_file = directory / "redis.pid"
+    if pid_file.exists():  # whatever a test left running
+        pid = int(pid_file.read_text().strip() or 0)
+        if pid and pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def lab_client(lab_dir: Path) -> redis.Redis:
+    port = json.loads((lab_dir / "lab.json").read_text())["port"]
+    return redis.Redis(host="127.0.0.1", port=port, decode_responses=True)
+
+
+def test_lab_up_seed_health_down_up(lab_dir: Path) -> None:
+    up = run_cli("--json", "lab", "up", "--dir", str(lab_dir))
+    assert up.returncode == 0, up.stderr
+    status = json.loads(up.stdout)
+    assert status["running"] is True
+    assert status["url"].startswith("redis://127.0.0.1:")
+    assert status["port"] != 6379
+    config_path = lab_dir / CONFIG_NAME
+    assert Path(status["config_path"]) == config_path
+    assert 'kind = "process"' in config_path.read_text()
+
+    again = run_cli("--json", "lab", "up", "--dir", str(lab_dir))
+    assert json.loads(again.stdout)["pid"] == status["pid"], "lab up must be idempotent"
+
+    client = lab_client(lab_dir)
+    settings = {
+        k: v
+        for k, v in client.config_get("*").items()
+        if k in ("appendonly", "appendfsync", "maxmemory-policy", "bind", "appenddirname")
+    }
+    assert settings == {
+        "appendonly": "yes",
+        "appendfsync": "everysec",
+        "maxmemory-policy": "noeviction",
+        "bind": "127.0.0.1",
+        "appenddirname": "appendonlydir",
+    }
+    assert int(client.config_get("maxmemory")["maxmemory"]) == 64 * 1024 * 1024
+
+    seeded = run_cli("--json", "lab", "seed", "--dir", str(lab_dir))
+    assert seeded.returncode == 0, seeded.stderr
+    report = json.loads(seeded.stdout)
+
+    enrich = report["queues"]["enrich-batch"]
+    assert client.llen("bull:enrich-batch:wait") == enrich["waiting"] > 0
+    assert client.zcard("bull:enrich-batch:prioritized") == enrich["prioritized"] > 0
+    assert client.zcard("bull:enrich-batch:delayed") == enrich["delayed"] > 0
+    active = [str(job_id) for job_id in client.lrange("bull:enrich-batch:active", 0, -1)]
+    ttls = [client.pttl(f"bull:enrich-batch:{job_id}:lock") for job_id in active]
+    assert sum(t > 60_000 for t in ttls) == enrich["active_locked"] > 0
+    assert sum(t == -2 for t in ttls) == enrich["active_stale"] > 0
+    assert all(client.exists(f"bull:enrich-batch:{job_id}") for job_id in active)
+    outreach = report["queues"]["outreach-send"]
+    assert client.zcard("bull:outreach-send:completed") == outreach["completed"] > 0
+    assert client.zcard("bull:outreach-send:failed") == outreach["failed"] > 0
+    failed_id = client.zrange("bull:outreach-send:failed", 0, 0)[0]
+    assert "SMTP 550" in client.hget(f"bull:outreach-send:{failed_id}", "failedReason")
+    assert client.hget("bull:nurturing:meta", "paused") == "1"
+    assert client.llen("bull:nurturing:paused") == report["queues"]["nurturing"]["paused"] > 0
+    assert client.exists("bull:nurturing:wait") == 0  # v5 layout: RENAME wait -> paused
+
+    counts = {c: sum(1 for _ in client.scan_iter(f"{c}:*", count=500)) for c in report["keys"]}
+    assert counts == report["keys"]
+    session = next(client.scan_iter("session:*"))
+    assert 0 < client.ttl(session) <= 86_400
+    ratelimit = next(client.scan_iter("ratelimit:*"))
+    assert 0 < client.ttl(ratelimit) <= 3_600
+
+    refused = run_cli("lab", "seed", "--dir", str(lab_dir))
+    assert refused.returncode == 1
+    assert (
+        "already holds" in refused.stderr
+    )
+    assert (
+        "HINT: redis-runbook lab seed --force" in refused.stderr
+    )
+
+    relaxed = {  # one PING on a busy CI machine can exceed 1 ms; not what this tests
+        "REDIS_RUNBOOK_THRESHOLDS__LATENCY_MS__WARNING": "500",
+        "REDIS_RUNBOOK_THRESHOLDS__LATENCY_MS__CRITICAL": "1000",
+    }
+    health = run_cli("--config", str(config_path), "health", "--json", env=relaxed)
+    document = json.loads(health.stdout)
+    assert health.returncode == document["exit_code"] == 0, document
+    keyspace = next(c for c in document["checks"] if c["name"] == "keyspace")
+    assert keyspace["metric"] == client.dbsize()
+    keys_before = client.dbsize()
+    client.close()
+
+    down = run_cli("--json", "lab", "down", "--dir", str(lab_dir))
+    assert down.returncode == 0, down.stderr
+    assert json.loads(down.stdout)["running"] is False
+    assert (lab_dir / "data" / "dump.rdb").exists()  # SHUTDOWN SAVE wrote it
+    assert "ready to exit, bye bye" in (lab_dir / "redis.log").read_text().lower()
+    stopped = run_cli("lab", "status", "--dir", str(lab_dir))
+    assert stopped.returncode == 1
+
+    run_cli("lab", "up", "--dir", str(lab_dir))
+    client = lab_client(lab_dir)
+    assert client.dbsize() == keys_before
+    assert client.llen("bull:enrich-batch:active") == len(active)
+    client.close()
+    run_cli("lab", "down", "--dir", str(lab_dir))
+
+
+def test_lab_commands_on_a_missing_lab_name_it(lab_dir: Path) -> None:
+    down = run_cli("lab", "down", "--dir", str(lab_dir))
+    assert down.returncode == 1
+    assert f"no lab in {lab_dir}" in down.stderr
+    assert "HINT: redis-runbook lab up" in down.stderr
+    seed = run_cli("lab", "seed", "--dir", str(lab_dir))
+    assert seed.returncode == 1
+    assert "is not running" in seed.stderr
+    assert not (lab_dir / "redis.pid").exists()
+
+
+def test_lab_up_rejects_a_bad_size_and_starts_nothing(lab_dir: Path) -> None:
+    result = run_cli("lab", "up", "--dir", str(lab_dir), "--maxmemory", "lots")
+    assert result.returncode == 2
+    assert "--maxmemory" in result.stderr
+    assert not lab_dir.exists()

@@ -1,0 +1,84 @@
+"""Connections: identity and no-evict on every connection, unix sockets, secret
+sources that fail without leaking what they printed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from redis_runbook import secret
+from redis_runbook.checks import run_health
+from redis_runbook.config import Config, TargetConfig
+from redis_runbook.errors import SecretError
+from redis_runbook.lab.server import RedisServer
+from redis_runbook.target import connect, make_client
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    socket_path = tmp_path / "redis.sock"
+    srv = RedisServer(
+        tmp_path / "srv", settings={"unixsocket": str(socket_path), "unixsocketperm": "700"}
+    )
+    srv.start()
+    yield srv
+    srv.kill()
+
+
+def test_connections_are_named_and_not_evictable(server: RedisServer) -> None:
+    client = make_client(server.target())
+    connect(client, "test")
+    client.execute_command("PING")
+    observer = redis.Redis(port=int(server.port or 0), decode_responses=True)
+    try:
+        ours = [c for c in observer.client_list() if c.get("name") == "redis-runbook"]
+        assert len(ours) == 1
+        assert "e" in ours[0]["flags"]  # CLIENT NO-EVICT on
+    finally:
+        observer.close()
+        client.close()
+
+
+def test_health_over_a_unix_socket(server: RedisServer, tmp_path: Path) -> None:
+    target = TargetConfig(url=f"unix://{tmp_path / 'redis.sock'}?db=0")
+    report = run_health(Config(target=target))
+    assert report.snapshot.reachable, report.checks
+    assert report.snapshot.info["redis_version"]
+    assert {c.name for c in report.checks} >= {"memory", "aof", "keyspace"}
+
+
+def test_select_db_from_the_url(server: RedisServer) -> None:
+    direct = redis.Redis(port=int(server.port or 0), db=3)
+    direct.set("only-in-db3", "1")
+    direct.close()
+    client = make_client(TargetConfig(url=f"redis://127.0.0.1:{server.port}/3"))
+    try:
+        assert client.execute_command("EXISTS", "only-in-db3") == 1
+    finally:
+        client.close()
+
+
+def test_failing_password_command_does_not_echo_its_output() -> None:
+    argv = ["sh", "-c", "echo leaked-secret-out; echo leaked-secret-err >&2; exit 3"]
+    with pytest.raises(SecretError) as caught:
+        secret.from_command(argv, "target.password_command")
+    assert "exited with status 3" in caught.value.message
+    assert "leaked-secret" not in caught.value.message + caught.value.hint
+
+
+def test_secret_sources(tmp_path: Path) -> None:
+    path = tmp_path / "pw"
+    path.write_text("from-file\nsecond line ignored\n")
+    assert secret.from_file(path, "k") == "from-file"
+    assert secret.from_command(["echo", "from-command"], "k") == "from-command"
+    assert secret.from_env("PW_VAR", "k", {"PW_VAR": "from-env"}) == "from-env"
+    with pytest.raises(SecretError, match="cannot read"):
+        secret.from_file(tmp_path / "absent", "k")
+    (tmp_path / "empty").write_text("")
+    with pytest.raises(SecretError, match="is empty"):
+        secret.from_file(tmp_path / "empty", "k")
+    with pytest.raises(SecretError, match="command not found"):
+        secret.from_command(["/nonexistent/vault"], "k")
