@@ -8,30 +8,25 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from redis_runbook.lab.server import RedisServer
+from tests.conftest import RedisFactory
 from tests.helpers import run_cli
 
 PASSWORD = "correct-horse-battery-staple-7"
 
 
 @pytest.fixture
-def secured(tmp_path: Path) -> Iterator[RedisServer]:
+def secured(tmp_path: Path, redis_factory: RedisFactory) -> RedisServer:
     """A server with requirepass; the tool reads the password from a file."""
     password_file = tmp_path / "redis.pw"
     password_file.write_text(PASSWORD + "\n")
-    server = RedisServer(
-        tmp_path / "srv",
-        settings={"requirepass": PASSWORD},
-        target_overrides={"password_file": str(password_file)},
+    return redis_factory(
+        settings={"requirepass": PASSWORD}, target_overrides={"password_file": str(password_file)}
     )
-    server.start()
-    yield server
-    server.kill()
 
 
 def write_config(tmp_path: Path, server: RedisServer, extra: str = "") -> Path:
@@ -206,28 +201,23 @@ def test_watch_emits_json_lines_until_interrupted(tmp_path: Path, secured: Redis
     assert "Traceback" not in stderr
 
 
-def test_documented_acl_user_gets_every_check(tmp_path: Path) -> None:
+def test_documented_acl_user_gets_every_check(tmp_path: Path, redis_factory: RedisFactory) -> None:
     acl = (
         "runbook on >acl-pw-1 ~* +ping +info +config|get +slowlog|len +latency|latest "
         "+client|list +client|setname +client|no-evict"  # docs/configuration.md
     )
     password_file = tmp_path / "pw"
     password_file.write_text("acl-pw-1\n")
-    server = RedisServer(
-        tmp_path / "srv",
+    server = redis_factory(
         settings={"user": acl},
         target_overrides={"username": "runbook", "password_file": str(password_file)},
     )
-    server.start()
-    try:
-        path = tmp_path / "c.toml"
-        path.write_text(
-            f'[target]\nurl = "{server.target().url}"\nusername = "runbook"\n'
-            f'password_file = "{password_file}"\n' + RELAXED_LATENCY
-        )
-        result = run_cli("--config", str(path), "health", "--json")
-        document = json.loads(result.stdout)
-        assert [c["name"] for c in document["checks"] if c["status"] == "UNKNOWN"] == []
-        assert result.returncode == 0
-    finally:
-        server.kill()
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f'[target]\nurl = "{server.target().url}"\nusername = "runbook"\n'
+        f'password_file = "{password_file}"\n' + RELAXED_LATENCY
+    )
+    result = run_cli("--config", str(path), "health", "--json")
+    document = json.loads(result.stdout)
+    assert [c["name"] for c in document["checks"] if c["status"] == "UNKNOWN"] == []
+    assert result.returncode == 0

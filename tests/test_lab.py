@@ -93,12 +93,8 @@ def test_lab_up_seed_health_down_up(lab_dir: Path) -> None:
 
     refused = run_cli("lab", "seed", "--dir", str(lab_dir))
     assert refused.returncode == 1
-    assert (
-        "already holds" in refused.stderr
-    )
-    assert (
-        "HINT: redis-runbook lab seed --force" in refused.stderr
-    )
+    assert "already holds" in refused.stderr
+    assert "HINT: redis-runbook lab seed --force" in refused.stderr
 
     relaxed = {  # one PING on a busy CI machine can exceed 1 ms; not what this tests
         "REDIS_RUNBOOK_THRESHOLDS__LATENCY_MS__WARNING": "500",

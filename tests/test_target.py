@@ -3,7 +3,6 @@ sources that fail without leaking what they printed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,17 +14,14 @@ from redis_runbook.config import Config, TargetConfig
 from redis_runbook.errors import SecretError
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.target import connect, make_client
+from tests.conftest import RedisFactory
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
+def server(tmp_path: Path, redis_factory: RedisFactory) -> RedisServer:
+    """A server that also listens on a unix socket."""
     socket_path = tmp_path / "redis.sock"
-    srv = RedisServer(
-        tmp_path / "srv", settings={"unixsocket": str(socket_path), "unixsocketperm": "700"}
-    )
-    srv.start()
-    yield srv
-    srv.kill()
+    return redis_factory(settings={"unixsocket": str(socket_path), "unixsocketperm": "700"})
 
 
 def test_connections_are_named_and_not_evictable(server: RedisServer) -> None:

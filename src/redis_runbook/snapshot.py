@@ -52,6 +52,7 @@ class Snapshot:
     target: str
     taken_at: float
     connect_ms: float | None = None
+    handshake_ms: float | None = None
     ping_ms: float | None = None
     ping_reply: str | None = None
     info: dict[str, str] = field(default_factory=dict)
@@ -115,13 +116,15 @@ def take_snapshot(target: TargetConfig, env: Mapping[str, str] | None = None) ->
         return snapshot
     try:
         started = time.perf_counter()
-        connect(client, where)
+        snapshot.handshake_ms = connect(client, where)
         snapshot.connect_ms = (time.perf_counter() - started) * 1000
         started = time.perf_counter()
         try:
             snapshot.ping_reply = str(client.execute_command("PING"))
-        except redis.BusyLoadingError as exc:
-            snapshot.ping_reply = str(exc)  # answered, just not serving yet
+        except (redis.BusyLoadingError, redis.ResponseError) as exc:
+            # An answer all the same: LOADING while the dataset loads, MISCONF after
+            # a failed save (Redis refuses even PING then). The checks explain it.
+            snapshot.ping_reply = str(exc)
         snapshot.ping_ms = (time.perf_counter() - started) * 1000
         for name, reply in _pipeline(client):
             _absorb(snapshot, name, reply)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,7 @@ class _HandshakeMixin:
 
     _handshake: Handshake
     driver_info: Any
+    handshake_ms: float | None = None
 
     def __init__(self, *args: Any, handshake: Handshake, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -70,6 +72,10 @@ class _HandshakeMixin:
         super().on_connect_check_health(check_health=False)  # type: ignore[misc]
         commands = self._handshake.commands()
         conn: Any = self
+        # The handshake is part of connecting: a server that accepts TCP but never
+        # answers (stopped, wedged) must fail within the connect timeout.
+        conn._sock.settimeout(conn.socket_connect_timeout)
+        started = time.perf_counter()
         conn.send_packed_command(conn.pack_commands(commands), check_health=False)
         fatal: Exception | None = None
         for command in commands:
@@ -79,8 +85,12 @@ class _HandshakeMixin:
                 required = command[0] in ("AUTH", "SELECT")
                 if fatal is None and (required or isinstance(exc, AuthenticationError)):
                     fatal = exc
+        # Also a Redis round trip: a server stalled by a busy script or a slow
+        # command makes it wait, so health counts it as latency.
+        self.handshake_ms = (time.perf_counter() - started) * 1000
         if fatal is not None:
             raise fatal
+        conn._sock.settimeout(conn.socket_timeout)
 
 
 class RunbookConnection(_HandshakeMixin, Connection):
@@ -89,6 +99,14 @@ class RunbookConnection(_HandshakeMixin, Connection):
 
 class RunbookSSLConnection(_HandshakeMixin, SSLConnection):
     """TLS connection with the pipelined handshake."""
+
+    def _wrap_socket_with_ssl(self, sock: Any) -> Any:
+        # redis-py runs the TLS handshake under socket_timeout (the command timeout);
+        # it is part of connecting, so it gets the connect timeout.
+        sock.settimeout(self.socket_connect_timeout)
+        wrapped = super()._wrap_socket_with_ssl(sock)  # type: ignore[no-untyped-call]
+        wrapped.settimeout(self.socket_timeout)
+        return wrapped
 
 
 class RunbookUnixConnection(_HandshakeMixin, UnixDomainSocketConnection):
@@ -137,7 +155,6 @@ def client_kwargs(target: TargetConfig, env: Mapping[str, str] | None = None) ->
     if scheme == "unix":
         kwargs["connection_class"] = RunbookUnixConnection
         kwargs["unix_socket_path"] = url_kwargs.pop("path", None)
-        kwargs.pop("socket_connect_timeout")
     else:
         kwargs["host"] = url_kwargs.pop("host", "127.0.0.1")
         kwargs["port"] = url_kwargs.pop("port", 6379)
@@ -170,14 +187,17 @@ def make_client(target: TargetConfig, env: Mapping[str, str] | None = None) -> r
     return client
 
 
-def connect(client: redis.Redis, where: str) -> None:
+def connect(client: redis.Redis, where: str) -> float | None:
     """Open (and hand back to the pool) one connection, so that connect and
-    handshake errors surface here, classified."""
+    handshake errors surface here, classified. Returns the handshake round trip
+    in ms."""
     try:
         pool = client.connection_pool
-        pool.release(pool.get_connection())
+        connection = pool.get_connection()
+        pool.release(connection)
     except redis.RedisError as exc:
         raise classify(exc, where) from None
+    return getattr(connection, "handshake_ms", None)
 
 
 def classify(exc: BaseException, where: str) -> RunbookError:

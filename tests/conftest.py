@@ -1,0 +1,114 @@
+"""Shared fixtures: real redis-server processes on free loopback ports in temp dirs
+(never 6379, never mocks), and small helpers to read them and wait on them."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from redis_runbook.checks import CheckResult, HealthReport
+from redis_runbook.config import Config, ServerExpectations, Thresholds
+from redis_runbook.lab.server import RedisServer
+
+T = TypeVar("T")
+
+
+class RedisFactory(Protocol):
+    """Starts a RedisServer in its own directory under tmp_path."""
+
+    def __call__(
+        self,
+        settings: Mapping[str, str] | None = None,
+        target_overrides: Mapping[str, object] | None = None,
+    ) -> RedisServer: ...
+
+
+@pytest.fixture
+def redis_factory(tmp_path: Path) -> Iterator[RedisFactory]:
+    """Start servers on demand; every one of them is killed at teardown."""
+    started: list[RedisServer] = []
+
+    def make(
+        settings: Mapping[str, str] | None = None,
+        target_overrides: Mapping[str, object] | None = None,
+    ) -> RedisServer:
+        server = RedisServer(
+            tmp_path / f"r{len(started)}", settings=settings, target_overrides=target_overrides
+        )
+        started.append(server)  # before start(): a failed start may leave a process behind
+        server.start()
+        return server
+
+    yield make
+    for server in started:
+        # Only a process that is still ours and alive: a reaped pid may belong to another.
+        if server.process is not None and server.process.poll() is None:
+            with contextlib.suppress(Exception):
+                server.kill()
+
+
+@pytest.fixture
+def redis_server(redis_factory: RedisFactory) -> RedisServer:
+    """One server with the lab's production-like defaults."""
+    return redis_factory()
+
+
+def config_for(
+    server: RedisServer,
+    *,
+    expect: ServerExpectations | None = None,
+    **threshold_overrides: object,
+) -> Config:
+    """A Config aimed at `server`; keyword arguments replace single thresholds
+    (e.g. `connected_clients=Band(warning=5, critical=10)`)."""
+    return Config(
+        target=server.target(),
+        server=expect or ServerExpectations(),
+        thresholds=Thresholds.model_validate(threshold_overrides),
+    )
+
+
+def named(report: HealthReport, name: str) -> CheckResult:
+    """The check called `name` in the report (fails the test when absent)."""
+    found = [check for check in report.checks if check.name == name]
+    assert len(found) == 1, f"no single {name!r} check in {[c.name for c in report.checks]}"
+    return found[0]
+
+
+def plain_client(server: RedisServer, **kwargs: Any) -> redis.Redis:
+    """A plain redis-py client (default user) for the test to drive the server with."""
+    assert server.port is not None
+    options: dict[str, Any] = {
+        "socket_timeout": 10.0,
+        "decode_responses": True,
+        "retry": Retry(NoBackoff(), 0),  # a failure shows at once, not after backoff
+    }
+    options.update(kwargs)
+    return redis.Redis(host="127.0.0.1", port=server.port, **options)
+
+
+def info(client: redis.Redis, section: str) -> dict[str, Any]:
+    """INFO <section> as the dict redis-py parses it into."""
+    reply = client.info(section)
+    assert isinstance(reply, dict)
+    return reply
+
+
+def wait_until(probe: Callable[[], T | None], what: str, timeout: float = 10.0) -> T:
+    """Poll `probe` until it returns something other than None/False, with a deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result is not None and result is not False:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.02)
