@@ -4,11 +4,15 @@ script, a BGSAVE that really fails, a replica whose master really dies."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import socket
+import subprocess
 import time
-from collections.abc import Container
+from collections.abc import Container, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -368,6 +372,38 @@ def test_rdb_failed_bgsave(redis_server: RedisServer) -> None:
     result = health_check(redis_server, "rdb")
     assert result.status is Status.CRITICAL
     assert result.value == "bgsave error"
+    client.close()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs: a real full disk, not a simulated one (needs root, as CI has)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs ./run test as root)")
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], check=True)
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_aof_write_error_on_a_full_disk(redis_factory: RedisFactory, tiny_disk: Path) -> None:
+    server = redis_factory(settings={"dir": str(tiny_disk)})
+    client = plain_client(server)
+    assert health_check(server, "aof").status is Status.OK
+
+    def aof_failed() -> bool:
+        with contextlib.suppress(redis.ResponseError):  # MISCONF once the AOF fails
+            client.set(f"fill:{time.monotonic_ns()}", VALUE)
+        return info(client, "persistence")["aof_last_write_status"] == "err"
+
+    wait_until(aof_failed, "the AOF to hit the full disk")
+    with pytest.raises(redis.ResponseError, match="MISCONF"):
+        client.set("one-more", "x")  # Redis now refuses writes: the incident is real
+    result = health_check(server, "aof", latency_ms=Band(warning=500, critical=1000))
+    assert result.status is Status.CRITICAL
+    assert result.value == "write error"
+    assert "MISCONF" in result.summary
     client.close()
 
 
