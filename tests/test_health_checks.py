@@ -395,7 +395,7 @@ def test_aof_write_error_on_a_full_disk(redis_factory: RedisFactory, tiny_disk: 
     def aof_failed() -> bool:
         with contextlib.suppress(redis.ResponseError):  # MISCONF once the AOF fails
             client.set(f"fill:{time.monotonic_ns()}", VALUE)
-        return info(client, "persistence")["aof_last_write_status"] == "err"
+        return bool(info(client, "persistence")["aof_last_write_status"] == "err")
 
     wait_until(aof_failed, "the AOF to hit the full disk")
     with pytest.raises(redis.ResponseError, match="MISCONF"):
