@@ -20,6 +20,18 @@ from redis_runbook.lab.server import RedisServer
 
 T = TypeVar("T")
 
+# The stable top-level keys of `health --json` (docs/json.md).
+HEALTH_JSON_KEYS = {
+    "target",
+    "time",
+    "status",
+    "exit_code",
+    "elapsed_ms",
+    "round_trips",
+    "server",
+    "checks",
+}
+
 
 class RedisFactory(Protocol):
     """Starts a RedisServer in its own directory under tmp_path."""

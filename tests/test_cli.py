@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from redis_runbook.lab.server import RedisServer
-from tests.conftest import RedisFactory
+from tests.conftest import HEALTH_JSON_KEYS, RedisFactory
 from tests.helpers import run_cli
 
 PASSWORD = "correct-horse-battery-staple-7"
@@ -49,16 +49,7 @@ def test_health_ok_json_and_exit_code(tmp_path: Path, secured: RedisServer) -> N
     result = run_cli("--config", str(config), "health", "--json")
     document = json.loads(result.stdout)
     assert result.returncode == 0 == document["exit_code"], result.stdout
-    assert set(document) == {
-        "target",
-        "time",
-        "status",
-        "exit_code",
-        "elapsed_ms",
-        "round_trips",
-        "server",
-        "checks",
-    }
+    assert set(document) == HEALTH_JSON_KEYS
     assert document["round_trips"] <= 3
     assert {c["name"] for c in document["checks"]} >= {"memory", "maxmemory_policy", "aof"}
     assert PASSWORD not in result.stdout + result.stderr

@@ -22,7 +22,15 @@ from redis_runbook.checks import CHECK_ORDER, CheckResult, HealthReport, Status,
 from redis_runbook.checks.base import worst
 from redis_runbook.config import Band, ServerExpectations
 from redis_runbook.lab.server import PRODUCTION_LIKE, RedisServer
-from tests.conftest import RedisFactory, config_for, info, named, plain_client, wait_until
+from tests.conftest import (
+    HEALTH_JSON_KEYS,
+    RedisFactory,
+    config_for,
+    info,
+    named,
+    plain_client,
+    wait_until,
+)
 
 VALUE = "v" * 10_000  # 10 KB: one SET moves a 4 MB instance by about a quarter percent
 
@@ -541,16 +549,7 @@ def test_report_status_is_the_worst_check(redis_factory: RedisFactory) -> None:
 def test_json_document(redis_server: RedisServer) -> None:
     report: HealthReport = run_health(config_for(redis_server))
     document: dict[str, Any] = json.loads(json.dumps(report.to_json()))
-    assert set(document) == {
-        "target",
-        "time",
-        "status",
-        "exit_code",
-        "elapsed_ms",
-        "round_trips",
-        "server",
-        "checks",
-    }
+    assert set(document) == HEALTH_JSON_KEYS
     assert document["target"] == f"redis://127.0.0.1:{redis_server.port}/0"
     assert document["status"] == report.status.name
     assert document["exit_code"] == int(report.status)

@@ -89,6 +89,30 @@ def band_text(band: Band, unit: str = "") -> str:
     return f"warn > {band.warning:g}{unit}, crit > {band.critical:g}{unit}"
 
 
+def banded(
+    name: str,
+    value: float,
+    band: Band,
+    *,
+    shown: str,
+    summary: str,
+    hint: str,
+    unit: str = "",
+) -> CheckResult:
+    """The result of a check that compares one number with a warning/critical band;
+    `hint` is shown only when the status is not OK."""
+    status = band_status(value, band)
+    return CheckResult(
+        name=name,
+        status=status,
+        value=shown,
+        threshold=band_text(band, unit),
+        summary=summary,
+        hint=None if status is Status.OK else hint,
+        metric=value,
+    )
+
+
 def unknown(name: str, ctx: Context, missing: str) -> CheckResult:
     """The result for a check whose input the server did not give us."""
     denied = "; ".join(f"{cmd}: {err}" for cmd, err in ctx.snapshot.denied.items())

@@ -4,15 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from redis_runbook.checks.base import (
-    CheckResult,
-    Context,
-    Status,
-    band_status,
-    band_text,
-    check,
-    unknown,
-)
+from redis_runbook.checks.base import CheckResult, Context, banded, check, unknown
 
 
 @check("connected_clients")
@@ -21,20 +13,15 @@ def connected_clients(ctx: Context) -> CheckResult:
     count = ctx.num("connected_clients")
     if count is None:
         return unknown("connected_clients", ctx, "INFO clients")
-    band = ctx.config.thresholds.connected_clients
-    status = band_status(count, band)
     maxclients = ctx.num("maxclients")
     of_max = f" of maxclients {maxclients:.0f}" if maxclients else ""
-    return CheckResult(
-        name="connected_clients",
-        status=status,
-        value=f"{count:.0f}",
-        threshold=band_text(band),
+    return banded(
+        "connected_clients",
+        count,
+        ctx.config.thresholds.connected_clients,
+        shown=f"{count:.0f}",
         summary=f"{count:.0f} client(s) connected{of_max}",
-        hint=None
-        if status is Status.OK
-        else "look for connection leaks by name and address: redis-cli CLIENT LIST",
-        metric=count,
+        hint="look for connection leaks by name and address: redis-cli CLIENT LIST",
     )
 
 
@@ -52,20 +39,15 @@ def blocked_clients(ctx: Context) -> CheckResult:
     count = ctx.num("blocked_clients")
     if count is None:
         return unknown("blocked_clients", ctx, "INFO clients")
-    band = ctx.config.thresholds.blocked_clients
-    status = band_status(count, band)
     commands = _blocked_commands(ctx)
-    return CheckResult(
-        name="blocked_clients",
-        status=status,
-        value=f"{count:.0f}",
-        threshold=band_text(band),
+    return banded(
+        "blocked_clients",
+        count,
+        ctx.config.thresholds.blocked_clients,
+        shown=f"{count:.0f}",
         summary=f"{count:.0f} client(s) blocked" + (f" ({commands})" if commands else ""),
-        hint=None
-        if status is Status.OK
-        else "redis-cli CLIENT LIST | grep 'flags=b'; workers block on bzpopmin by design, "
+        hint="redis-cli CLIENT LIST | grep 'flags=b'; workers block on bzpopmin by design, "
         "anything else is suspect",
-        metric=count,
     )
 
 
@@ -75,16 +57,11 @@ def rejected_connections(ctx: Context) -> CheckResult:
     count = ctx.num("rejected_connections")
     if count is None:
         return unknown("rejected_connections", ctx, "INFO stats")
-    band = ctx.config.thresholds.rejected_connections
-    status = band_status(count, band)
-    return CheckResult(
-        name="rejected_connections",
-        status=status,
-        value=f"{count:.0f}",
-        threshold=band_text(band),
+    return banded(
+        "rejected_connections",
+        count,
+        ctx.config.thresholds.rejected_connections,
+        shown=f"{count:.0f}",
         summary=f"{count:.0f} connection(s) rejected at maxclients since start",
-        hint=None
-        if status is Status.OK
-        else "raise maxclients or find the client that leaks connections: redis-cli CLIENT LIST",
-        metric=count,
+        hint="raise maxclients or find the client that leaks connections: redis-cli CLIENT LIST",
     )

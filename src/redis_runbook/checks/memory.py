@@ -9,6 +9,7 @@ from redis_runbook.checks.base import (
     Status,
     band_status,
     band_text,
+    banded,
     check,
     unknown,
 )
@@ -37,18 +38,15 @@ def memory(ctx: Context) -> CheckResult:
             metric=used,
         )
     percent = used / limit * 100
-    status = band_status(percent, band)
-    return CheckResult(
-        name="memory",
-        status=status,
-        value=f"{percent:.1f} %",
-        threshold=band_text(band, " %"),
+    return banded(
+        "memory",
+        percent,
+        band,
+        shown=f"{percent:.1f} %",
+        unit=" %",
         summary=f"{format_bytes(used)} of {format_bytes(limit)} maxmemory",
-        hint=None
-        if status is Status.OK
-        else "find what grew: redis-cli --memkeys; rebuildable cache:* and ratelimit:* "
+        hint="find what grew: redis-cli --memkeys; rebuildable cache:* and ratelimit:* "
         "keys can be purged (seed §3.2)",
-        metric=percent,
     )
 
 
@@ -79,21 +77,16 @@ def evicted_keys(ctx: Context) -> CheckResult:
     evicted = ctx.num("evicted_keys")
     if evicted is None:
         return unknown("evicted_keys", ctx, "INFO stats")
-    band = ctx.config.thresholds.evicted_keys
-    status = band_status(evicted, band)
     uptime = ctx.num("uptime_in_seconds")
     since = f" in {format_duration(uptime)} of uptime" if uptime is not None else ""
-    return CheckResult(
-        name="evicted_keys",
-        status=status,
-        value=f"{evicted:.0f}",
-        threshold=band_text(band),
+    return banded(
+        "evicted_keys",
+        evicted,
+        ctx.config.thresholds.evicted_keys,
+        shown=f"{evicted:.0f}",
         summary=f"{evicted:.0f} key(s) evicted{since}",
-        hint=None
-        if status is Status.OK
-        else "set maxmemory-policy noeviction and check memory headroom; evicted BullMQ "
+        hint="set maxmemory-policy noeviction and check memory headroom; evicted BullMQ "
         "jobs must be re-queued from PostgreSQL (seed §5.3)",
-        metric=evicted,
     )
 
 
@@ -103,18 +96,13 @@ def oom_rejections(ctx: Context) -> CheckResult:
     if not ctx.snapshot.info:
         return unknown("oom_rejections", ctx, "INFO errorstats")
     count = float(error_counts(ctx.snapshot.info).get("OOM", 0))
-    band = ctx.config.thresholds.oom_rejections
-    status = band_status(count, band)
-    return CheckResult(
-        name="oom_rejections",
-        status=status,
-        value=f"{count:.0f}",
-        threshold=band_text(band),
+    return banded(
+        "oom_rejections",
+        count,
+        ctx.config.thresholds.oom_rejections,
+        shown=f"{count:.0f}",
         summary=f"{count:.0f} write(s) refused with OOM since start",
-        hint=None
-        if status is Status.OK
-        else "writes fail at maxmemory: free rebuildable keys or raise maxmemory (seed §3.2)",
-        metric=count,
+        hint="writes fail at maxmemory: free rebuildable keys or raise maxmemory (seed §3.2)",
     )
 
 

@@ -9,8 +9,8 @@ from redis_runbook.checks.base import (
     CheckResult,
     Context,
     Status,
-    band_status,
     band_text,
+    banded,
     check,
     unknown,
 )
@@ -110,18 +110,15 @@ def aof_rewrite_time(ctx: Context) -> CheckResult:
         return CheckResult(
             "aof_rewrite_time", Status.OK, "none", band_text(band, " s"), "no AOF rewrite yet"
         )
-    status = band_status(seconds, band)
     what = "running AOF rewrite for" if running else "last AOF rewrite took"
-    return CheckResult(
-        name="aof_rewrite_time",
-        status=status,
-        value=f"{seconds:.0f} s",
-        threshold=band_text(band, " s"),
+    return banded(
+        "aof_rewrite_time",
+        seconds,
+        band,
+        shown=f"{seconds:.0f} s",
+        unit=" s",
         summary=f"{what} {format_duration(seconds)}",
-        hint=None
-        if status is Status.OK
-        else "slow disk or a large dataset: check disk latency and latest_fork_usec",
-        metric=seconds,
+        hint="slow disk or a large dataset: check disk latency and latest_fork_usec",
     )
 
 
@@ -137,15 +134,12 @@ def rdb_age(ctx: Context) -> CheckResult:
     if last is None:
         return unknown("rdb_age", ctx, "INFO persistence")
     hours = max(0.0, (time.time() - last) / 3600)
-    status = band_status(hours, band)
-    return CheckResult(
-        name="rdb_age",
-        status=status,
-        value=f"{hours:.1f} h",
-        threshold=band_text(band, " h"),
+    return banded(
+        "rdb_age",
+        hours,
+        band,
+        shown=f"{hours:.1f} h",
+        unit=" h",
         summary=f"last RDB save {format_duration(hours * 3600)} ago ({schedule} schedule)",
-        hint=None
-        if status is Status.OK
-        else "the scheduled snapshot did not run: redis-cli BGSAVE and check the cron/backup job",
-        metric=hours,
+        hint="the scheduled snapshot did not run: redis-cli BGSAVE and check the cron/backup job",
     )

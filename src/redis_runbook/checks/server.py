@@ -8,8 +8,8 @@ from redis_runbook.checks.base import (
     CheckResult,
     Context,
     Status,
-    band_status,
     band_text,
+    banded,
     check,
     unknown,
 )
@@ -29,22 +29,18 @@ def ping_latency(ctx: Context) -> CheckResult:
         return unknown("ping_latency", ctx, "PING")
     handshake = ctx.snapshot.handshake_ms or 0.0
     ms = max(ping, handshake)
-    band = ctx.config.thresholds.latency_ms
-    status = band_status(ms, band)
     summary = f"PING answered in {ping:.2f} ms"
     if handshake > ping:
         summary += f"; the connection handshake waited {handshake:.2f} ms"
-    return CheckResult(
-        name="ping_latency",
-        status=status,
-        value=f"{ms:.2f} ms",
-        threshold=band_text(band, " ms"),
+    return banded(
+        "ping_latency",
+        ms,
+        ctx.config.thresholds.latency_ms,
+        shown=f"{ms:.2f} ms",
+        unit=" ms",
         summary=summary,
-        hint=None
-        if status is Status.OK
-        else "look for slow commands and busy scripts: redis-cli SLOWLOG GET 10; "
+        hint="look for slow commands and busy scripts: redis-cli SLOWLOG GET 10; "
         "redis-cli --latency",
-        metric=ms,
     )
 
 
