@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from redis_runbook.lab.lifecycle import CONFIG_NAME
-from redis_runbook.lab.server import pid_alive
+from redis_runbook.service.process import pid_alive
 from tests.helpers import run_cli
 
 

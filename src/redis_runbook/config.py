@@ -123,6 +123,7 @@ class ServiceConfig(Section):
     compose_service: str = "redis"
     systemd_unit: str = "redis-server"
     data_dir: Path = Path("/data/redis-data")
+    container_data_dir: Path = Path("/data")
     owner: str = "999:999"
     redis_conf: Path | None = None
     pid_file: Path | None = None

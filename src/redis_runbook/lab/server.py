@@ -22,6 +22,7 @@ import redis
 from redis_runbook.config import TargetConfig
 from redis_runbook.errors import LabError
 from redis_runbook.redisinfo import parse_info
+from redis_runbook.service.process import pid_alive, spawn_redis, wait_exit
 from redis_runbook.target import make_client
 
 PRODUCTION_LIKE: dict[str, str] = {
@@ -46,24 +47,6 @@ def free_port() -> int:
             port = int(sock.getsockname()[1])
         if port != 6379:
             return port
-
-
-def pid_alive(pid: int) -> bool:
-    """True when a process with this pid exists. Reaps it first when it is our own
-    exited child, so a zombie does not count as alive."""
-    try:
-        reaped, _ = os.waitpid(pid, os.WNOHANG)
-        if reaped == pid:
-            return False
-    except ChildProcessError:
-        pass  # not our child: its parent (or init) reaps it
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class RedisServer:
@@ -174,15 +157,7 @@ class RedisServer:
             if not fixed_port:
                 self.port = free_port()
             self.write_conf()
-            with self.stderr_path.open("ab") as err:
-                self.process = subprocess.Popen(
-                    [self.executable, str(self.conf_path)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=err,
-                    stderr=err,
-                    start_new_session=True,  # survives the CLI that started it (lab)
-                    cwd=self.workdir,
-                )
+            self.process = spawn_redis(self.executable, self.conf_path, self.stderr_path)
             try:
                 self.wait_ready(timeout)
                 return
@@ -254,7 +229,7 @@ class RedisServer:
                 os.kill(pid, signal.SIGTERM)
         finally:
             client.close()
-        if not self._wait_exit(pid, timeout):
+        if not wait_exit(pid, timeout):
             raise LabError(
                 f"redis-server (pid {pid}) did not exit within {timeout:g} s",
                 f"kill {pid}   # then read {self.log_path}",
@@ -267,18 +242,7 @@ class RedisServer:
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        self._wait_exit(pid, 10.0)
-
-    def _wait_exit(self, pid: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.pid == pid:
-                if self.process.poll() is not None:
-                    return True
-            elif not pid_alive(pid):
-                return True
-            time.sleep(0.02)
-        return False
+        wait_exit(pid, 10.0)
 
     def _reap(self) -> None:
         if self.process is not None:

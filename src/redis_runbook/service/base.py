@@ -1,0 +1,144 @@
+"""The service contract: how redis-runbook controls the Redis server it diagnoses
+and recovers. One backend per file (process, systemd, compose) behind this ABC.
+
+Every method either does what it says or raises ServiceError naming the command
+that failed; none of them waits without a deadline.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import redis
+
+from redis_runbook.config import TargetConfig
+from redis_runbook.errors import RunbookError
+from redis_runbook.target import make_client
+
+
+class ServiceError(RunbookError):
+    """A service-manager command failed (start, stop, logs, a tool run)."""
+
+
+class RunState(StrEnum):
+    """What the service manager says about the server process."""
+
+    RUNNING = "running"
+    STOPPED = "stopped"  # exited, not started, or killed
+    HUNG = "hung"  # process exists but is stopped (SIGSTOP) or a zombie
+    UNKNOWN = "unknown"  # the manager itself could not be asked
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """The server process as the manager sees it."""
+
+    state: RunState
+    pid: int | None = None
+    detail: str = ""  # e.g. "Exited (137) 2 minutes ago", "inactive (dead)"
+    exit_code: int | None = None
+
+
+class Service(ABC):
+    """Contract for controlling one Redis server.
+
+    - `state()` never raises for a stopped server: it reports it.
+    - `start()` returns once the manager has started the process; waiting until
+      Redis answers is the caller's job (`wait.wait_ready`), with a deadline.
+    - `stop(save)` stops the server and returns once the process is gone. With
+      `save`, Redis writes its RDB first (SHUTDOWN SAVE or SAVE then stop); when
+      that save fails, ServiceError says so and the server is left running.
+    - `logs(tail)` returns the last `tail` lines of the server's own log plus what it
+      printed on stderr/stdout (FATAL CONFIG FILE ERROR goes only there).
+    - `run_tool(argv)` runs a Redis tool (`redis-check-aof`, `redis-check-rdb`) where
+      the data lives: on the host, or in the container, with paths as the server
+      sees them (`data_dir_in_service`).
+    """
+
+    #: The data directory on the host (what `dir` points at).
+    data_dir: Path
+    #: uid and gid that must own the data files.
+    owner: tuple[int, int]
+
+    @property
+    def data_dir_in_service(self) -> Path:
+        """`data_dir` as seen by `run_tool` (inside the container for compose)."""
+        return self.data_dir
+
+    @abstractmethod
+    def describe(self) -> str:
+        """One line naming the service, e.g. `compose service redis (docker-compose.yml)`."""
+
+    @abstractmethod
+    def state(self) -> ServiceState:
+        """The server process' state."""
+
+    @abstractmethod
+    def start(self) -> None:
+        """Start the server process."""
+
+    @abstractmethod
+    def stop(self, save: bool = True, timeout: float = 30.0) -> None:
+        """Stop the server, saving first when `save`."""
+
+    @abstractmethod
+    def logs(self, tail: int = 200) -> list[str]:
+        """The last `tail` log lines (server log and captured stderr)."""
+
+    @abstractmethod
+    def run_tool(
+        self, argv: list[str], stdin: str | None = None, timeout: float = 300.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a Redis tool next to the data; returns the completed process."""
+
+    def restart(self, save: bool = True, timeout: float = 30.0) -> None:
+        """Stop (saving when asked) then start."""
+        self.stop(save=save, timeout=timeout)
+        self.start()
+
+
+def run_command(
+    argv: list[str], *, stdin: str | None = None, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    """Run a manager command (never through a shell); ServiceError when it cannot run."""
+    try:
+        return subprocess.run(
+            argv,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
+        )
+    except FileNotFoundError:
+        raise ServiceError(
+            f"{argv[0]} is not installed or not on PATH", f"install {argv[0]}"
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise ServiceError(f"{' '.join(argv[:3])} did not finish within {timeout:g} s") from None
+
+
+def save_now(target: TargetConfig) -> None:
+    """A synchronous SAVE before a service manager stops Redis (SHUTDOWN would make
+    a restart policy start it again). Raises ServiceError when the save fails."""
+    client = make_client(target)
+    try:
+        client.execute_command("SAVE")
+    except redis.RedisError as exc:
+        raise ServiceError(
+            f"SAVE before stopping failed: {exc}",
+            "fix the save error (disk space, permissions), or stop without saving",
+        ) from None
+    finally:
+        client.close()
+
+
+def parse_owner(owner: str) -> tuple[int, int]:
+    """`999:999` to (999, 999)."""
+    uid, gid = owner.split(":")
+    return int(uid), int(gid)

@@ -1,0 +1,176 @@
+"""`process` backend: a redis-server started from PATH with a redis.conf, tracked by
+its pidfile (the lab, the tests, hosts without a service manager)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from redis_runbook.config import ServiceConfig, TargetConfig
+from redis_runbook.service.base import (
+    RunState,
+    Service,
+    ServiceError,
+    ServiceState,
+    parse_owner,
+    run_command,
+)
+from redis_runbook.target import make_client
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process with this pid exists. Reaps it first when it is our own
+    exited child, so a zombie does not count as alive."""
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+        if reaped == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: its parent (or init) reaps it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def proc_state(pid: int) -> str | None:
+    """The one-letter state of /proc/<pid>/stat (R, S, D, T, Z...), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def wait_exit(pid: int, timeout: float) -> bool:
+    """Poll until `pid` is gone; False when it is still there at the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def spawn_redis(executable: str, conf: Path, output: Path) -> subprocess.Popen[bytes]:
+    """Start `redis-server conf` in its own session (it outlives the CLI), with
+    stdout and stderr appended to `output` (FATAL CONFIG FILE ERROR goes there)."""
+    with output.open("ab") as sink:
+        return subprocess.Popen(
+            [executable, str(conf)],
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=sink,
+            start_new_session=True,
+            cwd=conf.parent,
+        )
+
+
+def tail_lines(path: Path | None, count: int) -> list[str]:
+    """The last `count` lines of a text file (empty when unreadable)."""
+    if path is None:
+        return []
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 256 * count))
+            data = handle.read().decode(errors="replace")
+    except OSError:
+        return []
+    return data.splitlines()[-count:]
+
+
+class ProcessService(Service):
+    """redis-server started directly, tracked by `pid_file`."""
+
+    executable = "redis-server"
+
+    def __init__(self, service: ServiceConfig, target: TargetConfig) -> None:
+        if service.redis_conf is None or service.pid_file is None:
+            raise ServiceError(
+                "service kind 'process' needs [service] redis_conf and pid_file",
+                "redis-runbook config validate",
+            )
+        self.conf = service.redis_conf
+        self.pid_file = service.pid_file
+        self.log_file = service.log_file
+        self.data_dir = service.data_dir
+        self.owner = parse_owner(service.owner)
+        self.target = target
+
+    @property
+    def output_file(self) -> Path:
+        """Where the process' stdout/stderr go: next to the log, `.stderr`."""
+        base = self.log_file or self.conf
+        return base.with_suffix(".stderr")
+
+    def describe(self) -> str:
+        return f"redis-server process ({self.conf})"
+
+    def pid(self) -> int | None:
+        """The pid from the pidfile when that process exists."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if pid_alive(pid) else None
+
+    def state(self) -> ServiceState:
+        pid = self.pid()
+        if pid is None:
+            return ServiceState(RunState.STOPPED, detail=f"no live process in {self.pid_file}")
+        letter = proc_state(pid)
+        if letter in ("T", "t"):
+            return ServiceState(RunState.HUNG, pid, "process is stopped (SIGSTOP)")
+        if letter == "Z":
+            return ServiceState(RunState.HUNG, pid, "process is a zombie")
+        return ServiceState(RunState.RUNNING, pid, f"pid {pid}")
+
+    def start(self) -> None:
+        if self.pid() is not None:
+            return
+        spawn_redis(self.executable, self.conf, self.output_file)
+
+    def stop(self, save: bool = True, timeout: float = 30.0) -> None:
+        pid = self.pid()
+        if pid is None:
+            return
+        client = make_client(self.target)
+        try:
+            client.shutdown(save=save, nosave=not save)
+        except redis.ConnectionError:
+            pass  # expected: the server closed the connection as it exited
+        except redis.ResponseError as exc:
+            raise ServiceError(
+                f"SHUTDOWN {'SAVE' if save else 'NOSAVE'} refused: {exc}",
+                "fix the save error (disk space, permissions) or stop without saving",
+            ) from None
+        except redis.RedisError:
+            # Unreachable (hung, wrong auth): SIGTERM makes Redis save and exit too.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        finally:
+            client.close()
+        if not wait_exit(pid, timeout):
+            raise ServiceError(
+                f"redis-server (pid {pid}) did not exit within {timeout:g} s",
+                f"kill -CONT {pid}; kill {pid}   # then read {self.log_file}",
+            )
+
+    def logs(self, tail: int = 200) -> list[str]:
+        return tail_lines(self.log_file, tail) + tail_lines(self.output_file, tail)
+
+    def run_tool(
+        self, argv: list[str], stdin: str | None = None, timeout: float = 300.0
+    ) -> subprocess.CompletedProcess[str]:
+        return run_command(argv, stdin=stdin, timeout=timeout)
