@@ -242,6 +242,19 @@ class BullMQConfig(Section):
         return prefixes
 
 
+def default_state_dir() -> Path:
+    """$XDG_STATE_HOME/redis-runbook, else ~/.local/state/redis-runbook."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "redis-runbook"
+
+
+class RunbookConfig(Section):
+    """Where the tool keeps its own state: the journal and the procedure locks."""
+
+    state_dir: Path = Field(default_factory=default_state_dir)
+    lock_ttl_seconds: int = Field(3600, ge=60, le=86_400)
+
+
 class Config(Section):
     """The whole configuration."""
 
@@ -251,6 +264,7 @@ class Config(Section):
     thresholds: Thresholds = Field(default_factory=Thresholds)
     categories: list[Category] = Field(default_factory=_seed_categories)
     bullmq: BullMQConfig = Field(default_factory=BullMQConfig)
+    runbook: RunbookConfig = Field(default_factory=RunbookConfig)
 
     @field_validator("categories")
     @classmethod

@@ -171,10 +171,14 @@ def client_kwargs(target: TargetConfig, env: Mapping[str, str] | None = None) ->
     return kwargs
 
 
-def make_client(target: TargetConfig, env: Mapping[str, str] | None = None) -> redis.Redis:
+def make_client(
+    target: TargetConfig, env: Mapping[str, str] | None = None, *, decode: bool = True
+) -> redis.Redis:
     """A lazily-connecting client. Call `connect()` to connect eagerly and get
-    a classified error instead of a redis-py one."""
+    a classified error instead of a redis-py one. `decode=False` returns bytes:
+    use it wherever key names are read (keys need not be UTF-8)."""
     kwargs = client_kwargs(target, env)
+    kwargs["decode_responses"] = decode
     connection_class = kwargs.pop("connection_class")
     unix_path = kwargs.pop("unix_socket_path", None)
     if unix_path:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from redis_runbook import __version__
-from redis_runbook.cli import config_cmd, health, lab
+from redis_runbook.cli import config_cmd, health, journal_cmd, lab, recover
 from redis_runbook.cli.context import Globals
 from redis_runbook.cli.render import print_error
 from redis_runbook.errors import RunbookError
@@ -62,6 +62,8 @@ def main_options(
 app.command("health")(health.health)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(lab.app, name="lab")
+app.add_typer(recover.app, name="recover")
+app.command("journal")(journal_cmd.journal)
 
 
 def main() -> None:

@@ -13,17 +13,16 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import redis
 
 from redis_runbook.config import TargetConfig
-from redis_runbook.errors import LabError
-from redis_runbook.redisinfo import parse_info
+from redis_runbook.errors import LabError, RunbookError
 from redis_runbook.service.process import pid_alive, spawn_redis, wait_exit
 from redis_runbook.target import make_client
+from redis_runbook.waiting import wait_ready
 
 PRODUCTION_LIKE: dict[str, str] = {
     "bind": "127.0.0.1",
@@ -169,36 +168,19 @@ class RedisServer:
     def wait_ready(self, timeout: float) -> None:
         """Poll until PING answers and INFO says loading:0, or raise LabError with
         the server's last words (log and stderr)."""
-        deadline = time.monotonic() + timeout
-        client = self.client()
-        last_error = "no answer yet"
+
+        def exited() -> str | None:
+            if self.process is not None and self.process.poll() is not None:
+                return f"redis-server exited with status {self.process.returncode} during start"
+            return None
+
         try:
-            while time.monotonic() < deadline:
-                if self.process is not None and self.process.poll() is not None:
-                    raise LabError(
-                        f"redis-server exited with status {self.process.returncode} "
-                        f"during start: {self.last_words()}",
-                        f"read {self.log_path} and {self.stderr_path}",
-                    )
-                try:
-                    if (
-                        client.ping()
-                        and parse_info(str(client.info("persistence"))).get("loading") == "0"
-                    ):
-                        return
-                except redis.BusyLoadingError:
-                    last_error = "still loading the dataset"
-                except redis.AuthenticationError as exc:
-                    raise LabError(f"redis-server on port {self.port}: {exc}") from None
-                except redis.RedisError as exc:
-                    last_error = str(exc)
-                time.sleep(0.02)
-        finally:
-            client.close()
-        raise LabError(
-            f"redis-server on port {self.port} not ready after {timeout:g} s ({last_error})",
-            f"read {self.log_path}",
-        )
+            wait_ready(self.target(), timeout, gone=exited)
+        except RunbookError as exc:
+            raise LabError(
+                f"{exc.message}: {self.last_words()}",
+                f"read {self.log_path} and {self.stderr_path}",
+            ) from None
 
     def last_words(self) -> str:
         """The most telling lines the server left: stderr first, then the log."""

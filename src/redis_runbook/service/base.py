@@ -19,6 +19,12 @@ from redis_runbook.config import TargetConfig
 from redis_runbook.errors import RunbookError
 from redis_runbook.target import make_client
 
+SAVE_FAILED_HINT = (
+    "Redis is still running: find why it cannot save (redis-runbook diagnose: disk space, "
+    "permissions); only if losing the writes since the last save is acceptable: "
+    "redis-runbook recover restart --no-save"
+)
+
 
 class ServiceError(RunbookError):
     """A service-manager command failed (start, stop, logs, a tool run)."""
@@ -132,7 +138,7 @@ def save_now(target: TargetConfig) -> None:
     except redis.RedisError as exc:
         raise ServiceError(
             f"SAVE before stopping failed: {exc}",
-            "fix the save error (disk space, permissions), or stop without saving",
+            SAVE_FAILED_HINT,
         ) from None
     finally:
         client.close()

@@ -14,6 +14,7 @@ import redis
 
 from redis_runbook.config import ServiceConfig, TargetConfig
 from redis_runbook.service.base import (
+    SAVE_FAILED_HINT,
     RunState,
     Service,
     ServiceError,
@@ -25,8 +26,9 @@ from redis_runbook.target import make_client
 
 
 def pid_alive(pid: int) -> bool:
-    """True when a process with this pid exists. Reaps it first when it is our own
-    exited child, so a zombie does not count as alive."""
+    """True when a process with this pid exists and has not exited. Reaps it first
+    when it is our own child; a zombie someone else has not reaped yet (a container
+    init can be slow) counts as exited."""
     try:
         reaped, _ = os.waitpid(pid, os.WNOHANG)
         if reaped == pid:
@@ -39,7 +41,7 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return proc_state(pid) != "Z"
 
 
 def proc_state(pid: int) -> str | None:
@@ -145,6 +147,8 @@ class ProcessService(Service):
         pid = self.pid()
         if pid is None:
             return
+        if proc_state(pid) in ("T", "t"):
+            os.kill(pid, signal.SIGCONT)  # a stopped (hung) process cannot save or exit
         client = make_client(self.target)
         try:
             client.shutdown(save=save, nosave=not save)
@@ -153,7 +157,7 @@ class ProcessService(Service):
         except redis.ResponseError as exc:
             raise ServiceError(
                 f"SHUTDOWN {'SAVE' if save else 'NOSAVE'} refused: {exc}",
-                "fix the save error (disk space, permissions) or stop without saving",
+                SAVE_FAILED_HINT,
             ) from None
         except redis.RedisError:
             # Unreachable (hung, wrong auth): SIGTERM makes Redis save and exit too.

@@ -1,0 +1,46 @@
+"""`redis-runbook recover ...`: the seed's recovery procedures (§3-§4)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from redis_runbook.cli.context import globals_of
+from redis_runbook.cli.procedure import run_plan
+from redis_runbook.procedures.context import ProcedureContext
+from redis_runbook.procedures.emergency import plan_emergency_start
+from redis_runbook.procedures.restart import plan_restart
+
+app = typer.Typer(
+    help="Recovery procedures: plan shown, --dry-run, confirmation, journal.", no_args_is_help=True
+)
+
+
+@app.command("restart")
+def restart(
+    ctx: typer.Context,
+    no_save: Annotated[
+        bool, typer.Option("--no-save", help="Stop without saving (loses unsaved writes).")
+    ] = False,
+) -> None:
+    """Seed §4.1: SHUTDOWN SAVE, start, wait until ready, verify keys per category."""
+    pctx = ProcedureContext(globals_of(ctx).load().config)
+    run_plan(ctx, pctx, plan_restart(pctx, save=not no_save))
+
+
+@app.command("emergency-start")
+def emergency_start(
+    ctx: typer.Context,
+    force: Annotated[
+        bool, typer.Option("--force", help="Even though Redis is running (it is stopped first).")
+    ] = False,
+    understood: Annotated[
+        bool,
+        typer.Option("--i-understand-data-loss", help="With --yes: skip typing EMERGENCY."),
+    ] = False,
+) -> None:
+    """Seed §4.4: move the data dir aside (never deleted) and start Redis empty.
+    Asks you to type EMERGENCY; automation needs --yes --i-understand-data-loss."""
+    pctx = ProcedureContext(globals_of(ctx).load().config)
+    run_plan(ctx, pctx, plan_emergency_start(pctx, force=force), extra_ok=understood)

@@ -1,0 +1,89 @@
+"""Data files are never deleted: they are moved or copied aside to
+`<name>.<UTC stamp>.<reason>` (DESIGN.md rule 1), after checking there is room.
+Generations are kept: an existing aside name gets a `-2`, `-3`... suffix."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from redis_runbook.errors import Refused, RunbookError
+
+ROOM_MARGIN = 1.10  # copy only when 110 % of the size is free
+
+
+def stamp() -> str:
+    """UTC timestamp for aside names: 20261126T103800Z."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+
+
+def aside_path(path: Path, reason: str) -> Path:
+    """A free sibling name `<name>.<stamp>.<reason>` for `path`."""
+    base = path.with_name(f"{path.name}.{stamp()}.{reason}")
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def tree_size(path: Path) -> int:
+    """Bytes used by a file or a directory tree (not following links)."""
+    if path.is_file() or path.is_symlink():
+        return path.lstat().st_size
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            total += (Path(root) / name).lstat().st_size
+    return total
+
+
+def free_bytes(path: Path) -> int:
+    """Free bytes (for unprivileged users) on the filesystem holding `path`."""
+    stat = os.statvfs(path if path.exists() else path.parent)
+    return stat.f_bavail * stat.f_frsize
+
+
+def move_aside(path: Path, reason: str) -> Path:
+    """Rename `path` to its aside name in the same directory (atomic, needs no
+    room); returns the new path."""
+    target = aside_path(path, reason)
+    try:
+        path.rename(target)
+    except OSError as exc:
+        raise RunbookError(f"cannot move {path} aside to {target}: {exc.strerror}") from None
+    return target
+
+
+def copy_aside(path: Path, reason: str) -> Path:
+    """Copy `path` (file or tree, metadata kept) to its aside name; refuses when the
+    filesystem has less than 110 % of its size free. Returns the copy's path."""
+    needed = int(tree_size(path) * ROOM_MARGIN)
+    free = free_bytes(path.parent)
+    if free < needed:
+        raise Refused(
+            f"not enough room to copy {path} aside: {needed} bytes needed, {free} free",
+            f"free space on the filesystem of {path.parent}, or copy it elsewhere by hand",
+        )
+    target = aside_path(path, reason)
+    try:
+        if path.is_dir():
+            shutil.copytree(path, target, symlinks=True)
+        else:
+            shutil.copy2(path, target)
+    except OSError as exc:
+        raise RunbookError(f"cannot copy {path} to {target}: {exc.strerror}") from None
+    return target
+
+
+def writable_dir(path: Path) -> str | None:
+    """None when `path` is an existing, writable directory; else why not."""
+    if not path.exists():
+        return f"{path} does not exist"
+    if not path.is_dir():
+        return f"{path} is not a directory"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"{path} is not writable"
+    return None

@@ -1,0 +1,60 @@
+"""What every procedure works with: the config, the service, clients, the runner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import redis
+
+from redis_runbook.config import Config
+from redis_runbook.journal import Journal
+from redis_runbook.procedures.engine import Runner
+from redis_runbook.redisinfo import keyspace, parse_info
+from redis_runbook.service import Service, make_service
+from redis_runbook.target import display_url, make_client
+
+
+@dataclass
+class ProcedureContext:
+    """A target, how to control it, and where to journal and lock."""
+
+    config: Config
+    service: Service = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.service = make_service(self.config)
+
+    @property
+    def where(self) -> str:
+        """The target URL, redacted."""
+        return display_url(self.config.target.url)
+
+    def client(self, decode: bool = True) -> redis.Redis:
+        """A new client of the target (the caller closes it)."""
+        return make_client(self.config.target, decode=decode)
+
+    def answering(self) -> redis.Redis | None:
+        """A client when Redis answers PING now, else None."""
+        client = self.client()
+        try:
+            client.execute_command("PING")
+        except redis.RedisError:
+            client.close()
+            return None
+        return client
+
+    def expiring_keys(self, client: redis.Redis) -> int:
+        """Keys with a TTL in the target's database (INFO keyspace)."""
+        info = parse_info(str(client.execute_command("INFO", "keyspace")))
+        db = int(client.connection_pool.connection_kwargs["handshake"].db)
+        return sum(s.expires for s in keyspace(info) if s.db == db)
+
+    def runner(self) -> Runner:
+        """A Runner journaling to, and locking in, the configured state dir."""
+        state = self.config.runbook.state_dir
+        return Runner(
+            journal=Journal.in_dir(state),
+            lock_dir=state / "locks",
+            lock_client=self.answering,
+            lock_ttl_s=self.config.runbook.lock_ttl_seconds,
+        )

@@ -1,0 +1,102 @@
+"""`recover emergency-start` (seed §4.4): when nothing can be loaded, start Redis
+empty — after moving the whole data dir aside, never deleting it.
+
+Typed confirmation of the word EMERGENCY (or --yes with --i-understand-data-loss).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from redis_runbook.errors import Refused
+from redis_runbook.fsops import move_aside, writable_dir
+from redis_runbook.procedures.context import ProcedureContext
+from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
+from redis_runbook.service import RunState
+from redis_runbook.waiting import wait_ready
+
+CONFIRM_WORD = "EMERGENCY"
+READY_TIMEOUT_S = 60.0
+NEXT_STEPS = (
+    "BullMQ queues must be rebuilt from PostgreSQL: redis-runbook queues reconstruct; "
+    "the old data dir is kept aside for a restore: redis-runbook recover restore"
+)
+
+
+def plan_emergency_start(ctx: ProcedureContext, force: bool = False) -> Plan:
+    """Build the plan; refuses when Redis runs (unless `force`) or the data dir is
+    unusable. Nothing is changed while planning."""
+    service = ctx.service
+    state = service.state()
+    data_dir = service.data_dir
+    problem = writable_dir(data_dir.parent)
+    if problem:
+        raise Refused(f"cannot move the data dir aside: {problem}", "check [service] data_dir")
+    if not data_dir.exists():
+        raise Refused(f"data dir {data_dir} does not exist", "check [service] data_dir")
+    if state.state is RunState.RUNNING and not force:
+        raise Refused(
+            f"Redis is running ({state.detail}): an emergency start is for a Redis that cannot "
+            "start with its data",
+            "redis-runbook diagnose; if you really mean it: redis-runbook recover "
+            "emergency-start --force",
+        )
+    moved: dict[str, Path] = {}
+
+    def stop() -> str:
+        if service.state().state is RunState.STOPPED:
+            return "already stopped"
+        service.stop(save=True)
+        return "stopped (its data saved first, then kept in the aside copy)"
+
+    def move() -> str:
+        moved["aside"] = move_aside(data_dir, "emergency")
+        return f"moved {data_dir} to {moved['aside']}"
+
+    def recreate() -> str:
+        old = moved["aside"].stat()
+        data_dir.mkdir(mode=old.st_mode & 0o7777)
+        uid, gid = service.owner
+        os.chown(data_dir, uid, gid)
+        return f"created an empty {data_dir} owned by {uid}:{gid}"
+
+    def start() -> str:
+        service.start()
+        waited = wait_ready(ctx.config.target, READY_TIMEOUT_S)
+        return f"started empty, answering after {waited:.1f} s"
+
+    def verify() -> None:
+        client = ctx.answering()
+        if client is None:
+            raise StepFailed("Redis does not answer after the emergency start")
+        try:
+            keys = int(client.dbsize())  # type: ignore[arg-type]
+        finally:
+            client.close()
+        if keys != 0:
+            raise StepFailed(f"Redis started with {keys} keys: it did not start empty")
+
+    return Plan(
+        procedure="recover emergency-start",
+        target=ctx.where,
+        confirm=Confirm.TYPED,
+        confirm_word=CONFIRM_WORD,
+        notes=[
+            f"service: {service.describe()} is {state.state.value} ({state.detail})",
+            "Redis will start EMPTY: every key is gone from the live server "
+            "(the files are kept aside, nothing is deleted)",
+        ],
+        steps=[
+            Step("stop Redis", stop),
+            Step(f"move {data_dir} aside", move, destructive=True),
+            Step(f"create an empty {data_dir}", recreate),
+            Step(
+                "start Redis empty and wait until it answers",
+                start,
+                check=verify,
+                on_failure="redis-runbook diagnose",
+            ),
+            Step("next: rebuild the queues", lambda: NEXT_STEPS),
+        ],
+    )

@@ -1,0 +1,190 @@
+"""Plan, then act (DESIGN.md rules 2-5).
+
+A procedure builds a `Plan` from the target's current state: ordered `Step`s, each
+marked destructive or not, each returning one sentence for the operator. The CLI
+shows the plan; `--dry-run` stops there; otherwise `confirm()` applies the
+confirmation the plan asks for, and `execute()` takes the lock, runs the steps in
+order, journals every one, and stops at the first failure saying which step failed,
+what state things are in, and what to run next. There is no other dry-run path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+import redis
+
+from redis_runbook.errors import EXIT_FAILED, Refused, RunbookError
+from redis_runbook.journal import Journal
+from redis_runbook.locks import file_lock, redis_lock
+
+
+class StepFailed(RunbookError):
+    """Raised by a step (or its check) that could not do what it says."""
+
+
+class Confirm(StrEnum):
+    """How much confirmation a plan needs (rule 3: scaled to the blast radius)."""
+
+    NONE = "none"  # read-only or trivially safe
+    YES_NO = "yes/no"  # routine: y/N
+    TYPED = "typed"  # replaces data: type the exact word
+
+
+@dataclass
+class Step:
+    """One action. `action` does it and returns one sentence; `check` (optional)
+    verifies it and raises StepFailed; `on_failure` names the next command."""
+
+    title: str
+    action: Callable[[], str]
+    destructive: bool = False
+    check: Callable[[], None] | None = None
+    on_failure: str | None = None
+
+
+@dataclass
+class Plan:
+    """What a procedure will do, in order, before anything is done."""
+
+    procedure: str
+    target: str
+    steps: list[Step]
+    confirm: Confirm = Confirm.YES_NO
+    confirm_word: str = "yes"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def destructive(self) -> bool:
+        """True when any step is destructive."""
+        return any(step.destructive for step in self.steps)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one executed step said, and how long it took."""
+
+    index: int
+    title: str
+    ok: bool
+    message: str
+    seconds: float
+
+
+class ProcedureFailed(RunbookError):
+    """A step failed; earlier steps are done, later ones were not run."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, hint: str, results: list[StepResult]) -> None:
+        super().__init__(message, hint)
+        self.results = results
+
+
+def confirm(
+    plan: Plan,
+    *,
+    yes: bool,
+    interactive: bool,
+    ask: Callable[[str], str],
+    extra_ok: bool = True,
+) -> None:
+    """Apply the plan's confirmation. `--yes` answers it (for TYPED plans only with
+    `extra_ok`, e.g. --i-understand-data-loss); without a TTY and without --yes
+    refuse instead of hanging. Raises Refused; returns when confirmed."""
+    if plan.confirm is Confirm.NONE:
+        return
+    if yes:
+        if plan.confirm is Confirm.TYPED and not extra_ok:
+            raise Refused(
+                f"{plan.procedure} replaces data: --yes alone is not enough",
+                "add the extra flag the command names, or run it interactively",
+            )
+        return
+    if not interactive:
+        raise Refused(
+            f"{plan.procedure} needs confirmation and there is no terminal to ask",
+            f"re-run with --yes (after reading: redis-runbook --dry-run ... {plan.procedure})",
+        )
+    if plan.confirm is Confirm.TYPED:
+        answer = ask(f"Type {plan.confirm_word} to continue")
+        if answer.strip() != plan.confirm_word:
+            raise Refused(f"{plan.procedure} cancelled: you did not type {plan.confirm_word}")
+        return
+    if ask("Continue? [y/N]").strip().lower() not in ("y", "yes"):
+        raise Refused(f"{plan.procedure} cancelled")
+
+
+@dataclass
+class Runner:
+    """Executes plans: lock, journal, steps in order, stop at the first failure."""
+
+    journal: Journal
+    lock_dir: Path
+    lock_client: Callable[[], redis.Redis | None] = lambda: None
+    lock_ttl_s: int = 3600
+    on_step: Callable[[StepResult], None] = lambda _result: None
+
+    @contextlib.contextmanager
+    def _locked(self, plan: Plan) -> Iterator[None]:
+        with file_lock(self.lock_dir, plan.target, plan.procedure):
+            client = self.lock_client()
+            try:
+                with redis_lock(client, plan.procedure, self.lock_ttl_s):
+                    yield
+            finally:
+                if client is not None:
+                    client.close()
+
+    def execute(self, plan: Plan) -> list[StepResult]:
+        """Run every step; raise ProcedureFailed at the first one that fails."""
+        record = self._recorder(plan)
+        results: list[StepResult] = []
+        with self._locked(plan):
+            record("plan", "started", f"{len(plan.steps)} steps", {"notes": plan.notes})
+            for index, step in enumerate(plan.steps, 1):
+                started = time.monotonic()
+                try:
+                    message = step.action()
+                    if step.check is not None:
+                        step.check()
+                except RunbookError as exc:
+                    result = StepResult(
+                        index, step.title, False, exc.message, time.monotonic() - started
+                    )
+                    results.append(result)
+                    self.on_step(result)
+                    record(step.title, "failed", exc.message)
+                    done = ", ".join(r.title for r in results if r.ok) or "nothing"
+                    raise ProcedureFailed(
+                        f"{plan.procedure}: step {index} ({step.title}) failed: {exc.message}. "
+                        f"Done before it: {done}.",
+                        step.on_failure or exc.hint,
+                        results,
+                    ) from None
+                result = StepResult(index, step.title, True, message, time.monotonic() - started)
+                results.append(result)
+                self.on_step(result)
+                record(step.title, "done", message, {"seconds": round(result.seconds, 3)})
+            record("plan", "finished", f"{len(results)} steps done")
+        return results
+
+    def _recorder(self, plan: Plan) -> Callable[..., None]:
+        def record(
+            step: str, outcome: str, message: str = "", figures: dict[str, object] | None = None
+        ) -> None:
+            self.journal.record(
+                target=plan.target,
+                procedure=plan.procedure,
+                step=step,
+                outcome=outcome,
+                message=message,
+                figures=figures,
+            )
+
+        return record

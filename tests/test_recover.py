@@ -1,0 +1,221 @@
+"""Recovery procedures through the real CLI on a real lab server (service kind
+`process`): plan, --dry-run, confirmation, lock, journal, restart, emergency start."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from redis_runbook import lab
+from redis_runbook.config import load_config
+from redis_runbook.lab.seed import SeedPlan, seed
+from redis_runbook.locks import file_lock
+from redis_runbook.service.process import pid_alive
+from redis_runbook.target import display_url
+from tests.conftest import wait_until
+from tests.helpers import run_cli
+
+
+@pytest.fixture
+def lab_env(tmp_path: Path) -> Iterator[tuple[lab.LabStatus, dict[str, str]]]:
+    """A seeded lab; env pointing the CLI at it, with journal and locks in tmp_path."""
+    status = lab.up(tmp_path / "lab")
+    config = load_config(status.config_path, env={}).config
+    seed(config.target, SeedPlan())
+    # The seed's dead locks expire at once; a full SCAN reaps them now (and appends
+    # their DELs to the AOF) so that the files are quiet while a test compares them.
+    with client_of(status) as client:
+        for _ in client.scan_iter(count=1000):
+            pass
+        client.execute_command("PING")
+    env = {
+        "REDIS_RUNBOOK_CONFIG": str(status.config_path),
+        "REDIS_RUNBOOK_RUNBOOK__STATE_DIR": str(tmp_path / "state"),
+        "REDIS_RUNBOOK_THRESHOLDS__LATENCY_MS__WARNING": "500",
+        "REDIS_RUNBOOK_THRESHOLDS__LATENCY_MS__CRITICAL": "1000",
+    }
+    yield status, env
+    pid_file = status.dir / "redis.pid"
+    if pid_file.exists():
+        pid = int(pid_file.read_text().strip() or 0)
+        if pid and pid_alive(pid):
+            os.kill(pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGKILL)
+
+
+def client_of(status: lab.LabStatus) -> redis.Redis:
+    assert status.port is not None
+    return redis.Redis(port=status.port)
+
+
+def snapshot_files(root: Path) -> dict[str, int]:
+    """Every file under root with its size (the evidence that nothing was lost)."""
+    return {
+        str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def settled_files(root: Path) -> dict[str, int]:
+    """snapshot_files once two reads 200 ms apart agree (Redis appends to the AOF
+    after each event loop)."""
+
+    def stable() -> dict[str, int] | None:
+        first = snapshot_files(root)
+        time.sleep(0.2)
+        return first if snapshot_files(root) == first else None
+
+    return wait_until(stable, f"files under {root} to stop changing")
+
+
+def dump_keys(client: redis.Redis) -> dict[bytes, object]:
+    """Every key with its DUMP payload (type and value, byte for byte)."""
+    return {key: client.dump(key) for key in client.scan_iter(count=1000)}
+
+
+def journal(env: dict[str, str]) -> list[dict[str, object]]:
+    return [
+        json.loads(line)
+        for line in (Path(env["REDIS_RUNBOOK_RUNBOOK__STATE_DIR"]) / "journal.jsonl")
+        .read_text()
+        .splitlines()
+    ]
+
+
+def test_restart_keeps_every_key_and_journals(
+    lab_env: tuple[lab.LabStatus, dict[str, str]],
+) -> None:
+    status, env = lab_env
+    client = client_of(status)
+    before = dump_keys(client)
+    old_pid = lab.status(status.dir).pid
+    result = run_cli("--yes", "recover", "restart", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "verify PING and keys per category: PING ok" in result.stdout
+    new_pid = lab.status(status.dir).pid
+    assert new_pid is not None
+    assert new_pid != old_pid
+    after = dump_keys(client)
+    assert set(after) == set(before)
+    assert {k: v for k, v in after.items() if not k.startswith(b"bull:")} == {
+        k: v for k, v in before.items() if not k.startswith(b"bull:")
+    }
+    steps = [(e["step"], e["outcome"]) for e in journal(env)]
+    assert steps[0] == ("plan", "started")
+    assert ("stop Redis with SHUTDOWN SAVE", "done") in steps
+    assert steps[-1] == ("plan", "finished")
+    assert client.exists("redis-runbook:lock") == 0  # released
+    client.close()
+
+
+def test_dry_run_changes_nothing(lab_env: tuple[lab.LabStatus, dict[str, str]]) -> None:
+    status, env = lab_env
+    client = client_of(status)
+    files, keys, pid = settled_files(status.dir / "data"), dump_keys(client), status.pid
+    for command in (["recover", "restart"], ["recover", "emergency-start", "--force"]):
+        result = run_cli("--dry-run", *command, env=env)
+        assert result.returncode == 0, result.stderr
+        assert "dry run: nothing was changed" in result.stdout
+        assert "Plan: recover" in result.stdout
+    assert lab.status(status.dir).pid == pid
+    assert snapshot_files(status.dir / "data") == files
+    assert dump_keys(client) == keys
+    assert not (Path(env["REDIS_RUNBOOK_RUNBOOK__STATE_DIR"]) / "journal.jsonl").exists()
+    client.close()
+
+
+def test_no_terminal_and_no_yes_is_refused(lab_env: tuple[lab.LabStatus, dict[str, str]]) -> None:
+    status, env = lab_env
+    result = run_cli("recover", "restart", env=env)
+    assert result.returncode == 3
+    assert "no terminal to ask" in result.stderr
+    assert "HINT: re-run with --yes" in result.stderr
+    assert lab.status(status.dir).pid == status.pid
+
+
+def test_second_procedure_is_refused_while_one_holds_the_lock(
+    lab_env: tuple[lab.LabStatus, dict[str, str]],
+) -> None:
+    status, env = lab_env
+    config = load_config(status.config_path, env=env).config
+    where = display_url(config.target.url)
+    with file_lock(config.runbook.state_dir / "locks", where, "recover aof"):
+        result = run_cli("--yes", "recover", "restart", env=env)
+    assert result.returncode == 3
+    assert f"another redis-runbook procedure is running on {where}: recover aof" in result.stderr
+    assert f"pid {os.getpid()}" in result.stderr
+    assert lab.status(status.dir).pid == status.pid  # nothing was done
+
+
+def test_restart_stops_at_a_failed_save_and_leaves_redis_running(
+    lab_env: tuple[lab.LabStatus, dict[str, str]],
+) -> None:
+    status, env = lab_env
+    # SHUTDOWN SAVE renames its temp file onto dump.rdb: a directory there makes it fail.
+    dump = status.dir / "data" / "dump.rdb"
+    if dump.exists():
+        dump.rename(dump.with_name("dump.rdb.kept-by-test"))
+    dump.mkdir()
+    result = run_cli("--yes", "recover", "restart", env=env)
+    assert result.returncode == 1
+    assert "step 2 (stop Redis with SHUTDOWN SAVE) failed" in result.stderr
+    assert "recover restart --no-save" in result.stderr
+    assert lab.status(status.dir).pid == status.pid  # still running, untouched
+    assert client_of(status).ping()
+    outcomes = [(e["step"], e["outcome"]) for e in journal(env)]
+    assert ("stop Redis with SHUTDOWN SAVE", "failed") in outcomes
+
+
+def test_restart_revives_a_hung_server(lab_env: tuple[lab.LabStatus, dict[str, str]]) -> None:
+    status, env = lab_env
+    assert status.pid is not None
+    keys = client_of(status).dbsize()
+    os.kill(status.pid, signal.SIGSTOP)
+    result = run_cli("--yes", "recover", "restart", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert client_of(status).dbsize() == keys
+
+
+def test_emergency_start_moves_data_aside_and_starts_empty(
+    lab_env: tuple[lab.LabStatus, dict[str, str]],
+) -> None:
+    status, env = lab_env
+    client = client_of(status)
+    client.shutdown(save=True)
+    data = status.dir / "data"
+    files = snapshot_files(data)
+
+    only_yes = run_cli("--yes", "recover", "emergency-start", env=env)
+    assert only_yes.returncode == 3
+    assert "--yes alone is not enough" in only_yes.stderr
+    assert snapshot_files(data) == files
+
+    result = run_cli("--yes", "recover", "emergency-start", "--i-understand-data-loss", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "queues reconstruct" in result.stdout
+    aside = [
+        p for p in status.dir.iterdir() if p.name.startswith("data.") and "emergency" in p.name
+    ]
+    assert len(aside) == 1
+    assert snapshot_files(aside[0]) == files  # every old file kept, byte for byte in size
+    assert client_of(status).dbsize() == 0
+    assert data.is_dir()
+
+
+def test_emergency_start_refuses_a_running_redis(
+    lab_env: tuple[lab.LabStatus, dict[str, str]],
+) -> None:
+    status, env = lab_env
+    files = settled_files(status.dir / "data")
+    result = run_cli("--yes", "recover", "emergency-start", "--i-understand-data-loss", env=env)
+    assert result.returncode == 3
+    assert "Redis is running" in result.stderr
+    assert "emergency-start --force" in result.stderr
+    assert snapshot_files(status.dir / "data") == files
+    assert lab.status(status.dir).pid == status.pid
