@@ -1,12 +1,19 @@
 """Benchmarks against the seed runbook's own procedures, side by side in one run.
 
-    ./run bench [--runs N]
+    ./run bench [--only health|oom] [--runs N] [--oom-keys N]
 
 health (seed §2.1): the seed's health-check script (its redis-cli calls, with
 `docker compose exec` removed) vs `redis-runbook health --json` as a whole process,
 and the snapshot+evaluation alone in-process. Round trips are counted on the wire
-(every packed write the client sends). Prints a Markdown table for
-docs/benchmarks.md. Benchmarks are not tests: nothing here asserts a timing.
+(every packed write the client sends).
+
+oom (seed §3.2): purging `cache:*` from a keyspace that also holds as many
+`bull:*`/`session:*` keys — our SCAN + pipelined UNLINK vs the seed's
+`redis-cli --scan --pattern 'cache:*' | xargs redis-cli DEL` — wall time, and the
+PING latency another client sees meanwhile (see bench_oom.py).
+
+Prints Markdown tables for docs/benchmarks.md. Benchmarks are not tests: nothing
+here asserts a timing.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import Any
 
 import redis
 
+from bench_oom import bench_oom
 from redis_runbook import __version__, lab
 from redis_runbook.checks import run_health
 from redis_runbook.config import load_config
@@ -79,11 +87,42 @@ def run(command: list[str], env: dict[str, str]) -> None:
     subprocess.run(command, env=env, stdout=subprocess.DEVNULL, check=False)
 
 
+def redis_version() -> str:
+    """`7.0.15` from `redis-server --version`."""
+    return (
+        subprocess.run(["redis-server", "--version"], capture_output=True, text=True, check=False)
+        .stdout.split()[2]
+        .removeprefix("v=")
+    )
+
+
+def machine() -> str:
+    """The machine and versions line of every section."""
+    return (
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
+        f"{platform.release()}; Python {platform.python_version()}; Redis {redis_version()}; "
+        f"redis-py {redis.__version__}; redis-runbook {__version__}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--only", choices=["health", "oom"], help="Run one benchmark only.")
+    parser.add_argument("--runs", type=int, default=30, help="health: runs per measurement.")
+    parser.add_argument(
+        "--oom-keys", type=int, default=1_000_000, help="oom: cache keys (and as many others)."
+    )
     args = parser.parse_args()
+    if args.only in (None, "health"):
+        bench_health(args.runs)
+    if args.only in (None, "oom"):
+        if args.only is None:
+            print()
+        bench_oom(args.oom_keys, machine())
 
+
+def bench_health(runs: int) -> None:
+    """The health benchmark (seed §2.1)."""
     with tempfile.TemporaryDirectory(prefix="rr-bench-") as tmp:
         status = lab.up(Path(tmp) / "lab")
         try:
@@ -94,31 +133,24 @@ def main() -> None:
             env["REDIS_RUNBOOK_CONFIG"] = str(status.config_path)
             keys = redis.Redis(port=status.port).dbsize()
 
-            in_process = median_ms(lambda: run_health(config), args.runs * 10)
+            in_process = median_ms(lambda: run_health(config), runs * 10)
             round_trips = count_round_trips(lambda: run_health(config))
             seed_script = median_ms(
                 lambda: run(["bash", "-c", SEED_HEALTH_SCRIPT, "seed", str(status.port)], env),
-                args.runs,
+                runs,
             )
             whole = median_ms(
                 lambda: run([sys.executable, "-m", "redis_runbook", "health", "--json"], env),
-                args.runs,
+                runs,
             )
-            python_start = median_ms(lambda: run([sys.executable, "-c", "pass"], env), args.runs)
+            python_start = median_ms(lambda: run([sys.executable, "-c", "pass"], env), runs)
         finally:
             lab.down(Path(tmp) / "lab")
 
-    redis_version = (
-        subprocess.run(["redis-server", "--version"], capture_output=True, text=True, check=False)
-        .stdout.split()[2]
-        .removeprefix("v=")
-    )
     print(f"## health (seed §2.1) — {time.strftime('%Y-%m-%d')}\n")
     print(
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
-        f"{platform.release()}; Python {platform.python_version()}; Redis {redis_version}; "
-        f"redis-runbook {__version__}; lab seeded with {keys} keys; {args.runs} runs "
-        f"(in-process: {args.runs * 10}), medians.\n"
+        f"{machine()}; lab seeded with {keys} keys; {runs} runs "
+        f"(in-process: {runs * 10}), medians.\n"
     )
     print("| what | median | vs seed script |")
     print("|---|---|---|")

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -14,9 +16,13 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from redis_runbook import lab
 from redis_runbook.checks import CheckResult, HealthReport
-from redis_runbook.config import Config, ServerExpectations, Thresholds
+from redis_runbook.config import Config, ServerExpectations, ServiceConfig, Thresholds, load_config
+from redis_runbook.lab.lifecycle import LabStatus
+from redis_runbook.lab.seed import SeedPlan, seed
 from redis_runbook.lab.server import RedisServer
+from redis_runbook.service.process import pid_alive
 
 T = TypeVar("T")
 
@@ -88,6 +94,31 @@ def config_for(
     )
 
 
+def process_config(
+    server: RedisServer,
+    *,
+    connect_timeout: float = 1.0,
+    expect: ServerExpectations | None = None,
+    **threshold_overrides: object,
+) -> Config:
+    """A Config aimed at `server` whose [service] is the `process` backend on the
+    server's own redis.conf, pidfile and log (what `diagnose` and recovery need)."""
+    target = server.target().model_copy(update={"connect_timeout": connect_timeout})
+    return Config(
+        target=target,
+        service=ServiceConfig(
+            kind="process",
+            data_dir=server.data_dir,
+            owner=f"{os.getuid()}:{os.getgid()}",
+            redis_conf=server.conf_path,
+            pid_file=server.pid_path,
+            log_file=server.log_path,
+        ),
+        server=expect or ServerExpectations(),
+        thresholds=Thresholds.model_validate(threshold_overrides),
+    )
+
+
 def named(report: HealthReport, name: str) -> CheckResult:
     """The check called `name` in the report (fails the test when absent)."""
     found = [check for check in report.checks if check.name == name]
@@ -124,3 +155,31 @@ def wait_until(probe: Callable[[], T | None], what: str, timeout: float = 10.0) 
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(0.02)
+
+
+Lab = tuple[LabStatus, dict[str, str]]
+
+
+@pytest.fixture
+def lab_env(tmp_path: Path) -> Iterator[Lab]:
+    """A seeded lab (service kind `process`) and the env that points the CLI at it,
+    with the journal and locks under tmp_path and room for a slow PING."""
+    status = lab.up(tmp_path / "lab")
+    seed(load_config(status.config_path, env={}).config.target, SeedPlan())
+    assert status.port is not None
+    # The seed's dead locks expire at once; a full SCAN reaps them now (appending
+    # their DELs to the AOF) so that the files are quiet while a test compares them.
+    with redis.Redis(port=status.port) as client:
+        for _ in client.scan_iter(count=1000):
+            pass
+    env = {
+        "REDIS_RUNBOOK_CONFIG": str(status.config_path),
+        "REDIS_RUNBOOK_RUNBOOK__STATE_DIR": str(tmp_path / "state"),
+        "REDIS_RUNBOOK_THRESHOLDS__LATENCY_MS__WARNING": "500",
+        "REDIS_RUNBOOK_THRESHOLDS__LATENCY_MS__CRITICAL": "1000",
+    }
+    yield status, env
+    current = lab.status(status.dir)
+    if current.pid and pid_alive(current.pid):
+        os.kill(current.pid, signal.SIGCONT)
+        os.kill(current.pid, signal.SIGKILL)

@@ -21,6 +21,7 @@ import redis
 from redis_runbook.checks import CHECK_ORDER, CheckResult, HealthReport, Status, run_health
 from redis_runbook.checks.base import worst
 from redis_runbook.config import Band, ServerExpectations
+from redis_runbook.lab.faults_live import BUSY_SCRIPT
 from redis_runbook.lab.server import PRODUCTION_LIKE, RedisServer
 from tests.conftest import (
     HEALTH_JSON_KEYS,
@@ -33,17 +34,6 @@ from tests.conftest import (
 )
 
 VALUE = "v" * 10_000  # 10 KB: one SET moves a 4 MB instance by about a quarter percent
-
-BUSY_SCRIPT = """
-local t = redis.call('TIME')
-local start = tonumber(t[1]) * 1000000 + tonumber(t[2])
-while true do
-  local n = redis.call('TIME')
-  if tonumber(n[1]) * 1000000 + tonumber(n[2]) - start > tonumber(ARGV[1]) then
-    return 'done'
-  end
-end
-"""
 
 
 def health_check(server: RedisServer, name: str, **thresholds: Any) -> CheckResult:

@@ -7,47 +7,16 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import redis
 
 from redis_runbook import lab
 from redis_runbook.config import load_config
-from redis_runbook.lab.seed import SeedPlan, seed
 from redis_runbook.locks import file_lock
-from redis_runbook.service.process import pid_alive
 from redis_runbook.target import display_url
-from tests.conftest import wait_until
+from tests.conftest import Lab, wait_until
 from tests.helpers import run_cli
-
-
-@pytest.fixture
-def lab_env(tmp_path: Path) -> Iterator[tuple[lab.LabStatus, dict[str, str]]]:
-    """A seeded lab; env pointing the CLI at it, with journal and locks in tmp_path."""
-    status = lab.up(tmp_path / "lab")
-    config = load_config(status.config_path, env={}).config
-    seed(config.target, SeedPlan())
-    # The seed's dead locks expire at once; a full SCAN reaps them now (and appends
-    # their DELs to the AOF) so that the files are quiet while a test compares them.
-    with client_of(status) as client:
-        for _ in client.scan_iter(count=1000):
-            pass
-        client.execute_command("PING")
-    env = {
-        "REDIS_RUNBOOK_CONFIG": str(status.config_path),
-        "REDIS_RUNBOOK_RUNBOOK__STATE_DIR": str(tmp_path / "state"),
-        "REDIS_RUNBOOK_THRESHOLDS__LATENCY_MS__WARNING": "500",
-        "REDIS_RUNBOOK_THRESHOLDS__LATENCY_MS__CRITICAL": "1000",
-    }
-    yield status, env
-    pid_file = status.dir / "redis.pid"
-    if pid_file.exists():
-        pid = int(pid_file.read_text().strip() or 0)
-        if pid and pid_alive(pid):
-            os.kill(pid, signal.SIGCONT)
-            os.kill(pid, signal.SIGKILL)
 
 
 def client_of(status: lab.LabStatus) -> redis.Redis:
@@ -89,7 +58,7 @@ def journal(env: dict[str, str]) -> list[dict[str, object]]:
 
 
 def test_restart_keeps_every_key_and_journals(
-    lab_env: tuple[lab.LabStatus, dict[str, str]],
+    lab_env: Lab,
 ) -> None:
     status, env = lab_env
     client = client_of(status)
@@ -114,7 +83,7 @@ def test_restart_keeps_every_key_and_journals(
     client.close()
 
 
-def test_dry_run_changes_nothing(lab_env: tuple[lab.LabStatus, dict[str, str]]) -> None:
+def test_dry_run_changes_nothing(lab_env: Lab) -> None:
     status, env = lab_env
     client = client_of(status)
     files, keys, pid = settled_files(status.dir / "data"), dump_keys(client), status.pid
@@ -130,7 +99,7 @@ def test_dry_run_changes_nothing(lab_env: tuple[lab.LabStatus, dict[str, str]]) 
     client.close()
 
 
-def test_no_terminal_and_no_yes_is_refused(lab_env: tuple[lab.LabStatus, dict[str, str]]) -> None:
+def test_no_terminal_and_no_yes_is_refused(lab_env: Lab) -> None:
     status, env = lab_env
     result = run_cli("recover", "restart", env=env)
     assert result.returncode == 3
@@ -140,7 +109,7 @@ def test_no_terminal_and_no_yes_is_refused(lab_env: tuple[lab.LabStatus, dict[st
 
 
 def test_second_procedure_is_refused_while_one_holds_the_lock(
-    lab_env: tuple[lab.LabStatus, dict[str, str]],
+    lab_env: Lab,
 ) -> None:
     status, env = lab_env
     config = load_config(status.config_path, env=env).config
@@ -154,7 +123,7 @@ def test_second_procedure_is_refused_while_one_holds_the_lock(
 
 
 def test_restart_stops_at_a_failed_save_and_leaves_redis_running(
-    lab_env: tuple[lab.LabStatus, dict[str, str]],
+    lab_env: Lab,
 ) -> None:
     status, env = lab_env
     # SHUTDOWN SAVE renames its temp file onto dump.rdb: a directory there makes it fail.
@@ -172,7 +141,7 @@ def test_restart_stops_at_a_failed_save_and_leaves_redis_running(
     assert ("stop Redis with SHUTDOWN SAVE", "failed") in outcomes
 
 
-def test_restart_revives_a_hung_server(lab_env: tuple[lab.LabStatus, dict[str, str]]) -> None:
+def test_restart_revives_a_hung_server(lab_env: Lab) -> None:
     status, env = lab_env
     assert status.pid is not None
     keys = client_of(status).dbsize()
@@ -183,7 +152,7 @@ def test_restart_revives_a_hung_server(lab_env: tuple[lab.LabStatus, dict[str, s
 
 
 def test_emergency_start_moves_data_aside_and_starts_empty(
-    lab_env: tuple[lab.LabStatus, dict[str, str]],
+    lab_env: Lab,
 ) -> None:
     status, env = lab_env
     client = client_of(status)
@@ -209,7 +178,7 @@ def test_emergency_start_moves_data_aside_and_starts_empty(
 
 
 def test_emergency_start_refuses_a_running_redis(
-    lab_env: tuple[lab.LabStatus, dict[str, str]],
+    lab_env: Lab,
 ) -> None:
     status, env = lab_env
     files = settled_files(status.dir / "data")

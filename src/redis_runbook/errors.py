@@ -66,3 +66,10 @@ class Refused(RunbookError):
     """An operation was refused as unsafe or unconfirmed; nothing was changed."""
 
     exit_code = EXIT_REFUSED
+
+
+class UnknownName(RunbookError):
+    """The user named something that does not exist (a category, a client id);
+    nothing was done. The message lists what does exist."""
+
+    exit_code = EXIT_USAGE

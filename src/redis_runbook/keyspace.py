@@ -1,12 +1,17 @@
 """The keyspace by data category (seed §1.2): one SCAN walk, never KEYS.
 
 Keys are read as bytes (key names need not be UTF-8) and matched against each
-category's glob pattern in config order; the first match wins, the rest is `other`.
+category's glob pattern in config order, with Redis' own glob rules (`*`, `?`,
+`[a-z]`, `[^x]`, `\\` escapes); the first match wins, the rest is `other`. Keys
+the tool owns (`redis-runbook:` prefix) belong to no category and are never
+counted, sampled or deleted.
 """
 
 from __future__ import annotations
 
-import fnmatch
+import functools
+import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,15 +23,95 @@ from redis_runbook.config import Category
 OTHER = "other"
 OWN_PREFIX = b"redis-runbook:"  # the tool's own keys (its lock) are not user data
 SCAN_COUNT = 1000
+DEFAULT_SAMPLE = 500
+
+Progress = Callable[[int, int | None], None]
+"""Progress callback: (done, total or None when unknown)."""
+
+
+def _byte(value: int) -> bytes:
+    return b"\\x%02x" % value
+
+
+def glob_regex(pattern: str) -> bytes:
+    """A Redis glob pattern (the MATCH / KEYS syntax, stringmatchlen) as the source
+    of an equivalent bytes regular expression (use it with fullmatch)."""
+    src = pattern.encode("utf-8", "surrogateescape")
+    out: list[bytes] = []
+    i, n = 0, len(src)
+    while i < n:
+        char = src[i]
+        if char == ord("*"):
+            out.append(b".*")
+        elif char == ord("?"):
+            out.append(b".")
+        elif char == ord("\\"):
+            if i + 1 < n:  # a trailing backslash matches itself
+                i += 1
+            out.append(_byte(src[i]))
+        elif char == ord("["):
+            i += 1
+            negate = i < n and src[i] == ord("^")
+            if negate:
+                i += 1
+            items: list[bytes] = []
+            while i < n and src[i] != ord("]"):  # an unclosed class runs to the end
+                if src[i] == ord("\\") and i + 1 < n:
+                    i += 1
+                    items.append(_byte(src[i]))
+                elif i + 2 < n and src[i + 1] == ord("-"):
+                    low, high = sorted((src[i], src[i + 2]))
+                    items.append(_byte(low) + b"-" + _byte(high))
+                    i += 2
+                else:
+                    items.append(_byte(src[i]))
+                i += 1
+            if items:
+                out.append(b"[" + (b"^" if negate else b"") + b"".join(items) + b"]")
+            else:
+                out.append(b"." if negate else b"(?!)")  # [^] matches any byte, [] none
+        else:
+            out.append(_byte(char))
+        i += 1
+    return b"".join(out)
+
+
+@functools.lru_cache(maxsize=256)
+def compile_glob(pattern: str) -> re.Pattern[bytes]:
+    """A compiled bytes regex equivalent to the Redis glob `pattern` (fullmatch)."""
+    return re.compile(glob_regex(pattern), re.DOTALL)
+
+
+class Classifier:
+    """Maps a key name to its category in one regex call: an alternation of the
+    category patterns in config order, so the first matching category wins."""
+
+    def __init__(self, categories: Sequence[Category]) -> None:
+        self.names = [c.name for c in categories]
+        if categories:
+            alternatives = b"|".join(
+                b"(?P<c%d>%s)" % (i, glob_regex(c.pattern)) for i, c in enumerate(categories)
+            )
+            self._regex: re.Pattern[bytes] | None = re.compile(alternatives, re.DOTALL)
+        else:
+            self._regex = None
+
+    def __call__(self, key: bytes) -> str:
+        """The category of `key` (OTHER when none matches). Own keys are not asked about."""
+        match = self._regex.fullmatch(key) if self._regex is not None else None
+        if match is None or match.lastgroup is None:
+            return OTHER
+        return self.names[int(match.lastgroup[1:])]
 
 
 def category_of(key: bytes, categories: Sequence[Category]) -> str:
     """The name of the first category whose pattern matches `key`, else `other`."""
-    name = key.decode("utf-8", errors="surrogateescape")
-    for category in categories:
-        if fnmatch.fnmatchcase(name, category.pattern):
-            return category.name
-    return OTHER
+    return Classifier(categories)(key)
+
+
+def find_category(categories: Sequence[Category], name: str) -> Category | None:
+    """The category called `name`, or None."""
+    return next((c for c in categories if c.name == name), None)
 
 
 @dataclass
@@ -50,18 +135,36 @@ def scan_keys(
     on_batch: Callable[[int], None] | None = None,
 ) -> Iterator[list[bytes]]:
     """SCAN the current database in batches of key names (bytes). SCAN may return
-    a key twice across a walk; callers that count must tolerate that (rehashing)."""
-    cursor: int = 0
-    while True:
-        reply: Any = client.scan(cursor=cursor, match=match, count=count)
-        cursor, keys = reply
-        batch = [k if isinstance(k, bytes) else str(k).encode() for k in keys]
-        if batch:
-            if on_batch:
-                on_batch(len(batch))
-            yield batch
-        if cursor == 0:
-            return
+    a key twice across a walk; callers that count must tolerate that (rehashing).
+
+    The next SCAN is sent before a batch is handed to the caller, so Redis walks
+    on while the caller works; the walk holds one connection of the client's pool
+    (commands the caller sends meanwhile use another)."""
+    options: list[str | int] = ["COUNT", count]
+    if match:
+        options += ["MATCH", match]
+    pool = client.connection_pool
+    connection = pool.get_connection()
+    finished = False
+    try:
+        connection.send_command("SCAN", 0, *options)
+        while True:
+            reply: Any = connection.read_response()
+            cursor = int(reply[0])
+            if cursor != 0:
+                connection.send_command("SCAN", cursor, *options)
+            batch = [k if isinstance(k, bytes) else str(k).encode() for k in reply[1]]
+            if batch:
+                if on_batch:
+                    on_batch(len(batch))
+                yield batch
+            if cursor == 0:
+                finished = True
+                return
+    finally:
+        if not finished:
+            connection.disconnect()  # a SCAN reply may be unread: never reuse it
+        pool.release(connection)
 
 
 def count_by_category(
@@ -71,10 +174,141 @@ def count_by_category(
 ) -> KeyCounts:
     """Count the keys of every category in one SCAN walk."""
     counts = KeyCounts(by_category={c.name: 0 for c in categories} | {OTHER: 0})
+    classify = Classifier(categories)
     for batch in scan_keys(client, on_batch=on_batch):
         for key in batch:
             if key.startswith(OWN_PREFIX):
                 continue
-            counts.by_category[category_of(key, categories)] += 1
+            counts.by_category[classify(key)] += 1
             counts.scanned += 1
     return counts
+
+
+def dbsize(client: redis.Redis) -> int:
+    """Keys in the current database (DBSIZE), for progress totals."""
+    reply: Any = client.dbsize()
+    return int(reply)
+
+
+@dataclass
+class CategoryStats:
+    """One category's share of the keyspace. Memory and TTLs are measured on a
+    sample (the first `sample` keys SCAN returns: SCAN walks the hash table, so
+    that is a random sample of the category) and scaled to the key count."""
+
+    name: str
+    pattern: str | None
+    keys: int = 0
+    sampled: int = 0
+    sampled_bytes: int = 0
+    sampled_with_ttl: int = 0
+    rebuildable: bool = False
+    priority: str = "n/a"
+    persistence: str = "n/a"
+
+    @property
+    def estimated_bytes(self) -> int:
+        """MEMORY USAGE of the sample, scaled to every key of the category."""
+        if not self.sampled:
+            return 0
+        return round(self.sampled_bytes / self.sampled * self.keys)
+
+    @property
+    def estimated_with_ttl(self) -> int:
+        """Keys with a TTL in the sample, scaled to every key of the category."""
+        if not self.sampled:
+            return 0
+        return round(self.sampled_with_ttl / self.sampled * self.keys)
+
+    @property
+    def exact(self) -> bool:
+        """True when every key was sampled (the figures are not estimates)."""
+        return self.sampled == self.keys
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict (docs/json.md, `keys stats`)."""
+        return {
+            "name": self.name,
+            "pattern": self.pattern,
+            "priority": self.priority,
+            "persistence": self.persistence,
+            "rebuildable": self.rebuildable,
+            "keys": self.keys,
+            "sampled": self.sampled,
+            "estimated_bytes": self.estimated_bytes,
+            "estimated_keys_with_ttl": self.estimated_with_ttl,
+            "exact": self.exact,
+        }
+
+
+@dataclass
+class KeyspaceStats:
+    """Per-category stats from one SCAN walk."""
+
+    categories: dict[str, CategoryStats]
+    scanned: int = 0
+    seconds: float = 0.0
+    sample: int = DEFAULT_SAMPLE
+
+    def get(self, name: str) -> CategoryStats:
+        """The stats of category `name` (zeroes when it has no keys)."""
+        return self.categories.get(name) or CategoryStats(name, None)
+
+
+def _sample(client: redis.Redis, keys: list[bytes], into: list[CategoryStats]) -> None:
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.execute_command("MEMORY USAGE", key)
+        pipe.execute_command("PTTL", key)
+    replies = pipe.execute(raise_on_error=False)
+    for index, stats in enumerate(into):
+        usage, ttl = replies[2 * index], replies[2 * index + 1]
+        if not isinstance(usage, int) or not isinstance(ttl, int) or ttl == -2:
+            continue  # gone (expired, deleted) between SCAN and now
+        stats.sampled += 1
+        stats.sampled_bytes += usage
+        stats.sampled_with_ttl += ttl >= 0
+
+
+def category_stats(
+    client: redis.Redis,
+    categories: Sequence[Category],
+    sample: int = DEFAULT_SAMPLE,
+    on_progress: Progress | None = None,
+) -> KeyspaceStats:
+    """Keys per category in one SCAN walk, with MEMORY USAGE and PTTL read
+    (pipelined, one round trip per SCAN batch) for up to `sample` keys per
+    category. `client` must return bytes (make_client(decode=False))."""
+    started = time.monotonic()
+    stats = {
+        c.name: CategoryStats(
+            c.name,
+            c.pattern,
+            rebuildable=c.rebuildable,
+            priority=c.priority,
+            persistence=c.persistence,
+        )
+        for c in categories
+    }
+    stats[OTHER] = CategoryStats(OTHER, None)
+    classify = Classifier(categories)
+    total = dbsize(client)
+    result = KeyspaceStats(stats, sample=sample)
+    for batch in scan_keys(client):
+        to_sample: list[bytes] = []
+        owners: list[CategoryStats] = []
+        for key in batch:
+            if key.startswith(OWN_PREFIX):
+                continue
+            owner = stats[classify(key)]
+            owner.keys += 1
+            result.scanned += 1
+            if owner.keys <= sample:
+                to_sample.append(key)
+                owners.append(owner)
+        if to_sample:
+            _sample(client, to_sample, owners)
+        if on_progress:
+            on_progress(result.scanned, max(total, result.scanned))
+    result.seconds = time.monotonic() - started
+    return result

@@ -88,7 +88,12 @@ def redis_lock(client: redis.Redis | None, procedure: str, ttl_s: int) -> Iterat
             if not held:
                 current = client.get(REDIS_LOCK_KEY)
                 if current is not None:
-                    holder = json.loads(str(current))
+                    try:
+                        holder = json.loads(str(current))
+                    except json.JSONDecodeError:
+                        holder = None
+                    if not isinstance(holder, dict):
+                        holder = {"procedure": f"unknown (value {str(current)[:40]!r})"}
                     raise Refused(
                         f"another redis-runbook procedure holds {REDIS_LOCK_KEY}: "
                         f"{_describe(holder)}",

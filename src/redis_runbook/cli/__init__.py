@@ -10,7 +10,18 @@ from typing import Annotated
 import typer
 
 from redis_runbook import __version__
-from redis_runbook.cli import config_cmd, health, journal_cmd, lab, recover
+from redis_runbook.cli import (
+    clients,
+    config_cmd,
+    diagnose,
+    health,
+    journal_cmd,
+    keys,
+    lab,
+    perf,
+    recover,
+    recover_oom,
+)
 from redis_runbook.cli.context import Globals
 from redis_runbook.cli.render import print_error
 from redis_runbook.errors import RunbookError
@@ -60,10 +71,15 @@ def main_options(
 
 
 app.command("health")(health.health)
+app.command("diagnose")(diagnose.diagnose)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(lab.app, name="lab")
 app.add_typer(recover.app, name="recover")
 app.command("journal")(journal_cmd.journal)
+app.add_typer(keys.app, name="keys")
+recover.app.command("oom")(recover_oom.oom)
+app.add_typer(clients.app, name="clients")
+app.add_typer(perf.app, name="perf")
 
 
 def main() -> None:

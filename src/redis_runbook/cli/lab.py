@@ -1,7 +1,9 @@
-"""`redis-runbook lab up | down | status | seed | demo`: the sandbox Redis."""
+"""`redis-runbook lab up | down | status | seed | demo | break`: the sandbox Redis."""
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +15,12 @@ from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.render import health_table, out, print_json
 from redis_runbook.config import load_config
 from redis_runbook.errors import LabError
+from redis_runbook.lab.faults import FAULTS, FaultOptions, UnknownFault, inject
+from redis_runbook.lab.faults_live import heal
+from redis_runbook.lab.lifecycle import CONFIG_NAME, STATE_NAME, lab_server
 from redis_runbook.lab.seed import SeedPlan, seed
+from redis_runbook.lab.server import RedisServer
+from redis_runbook.service.process import proc_state
 from redis_runbook.units import parse_size
 
 app = typer.Typer(help="A sandbox Redis configured like production.", no_args_is_help=True)
@@ -132,3 +139,72 @@ def demo(ctx: typer.Context, directory: DirOption = None) -> None:
         f"  ./run lab down{dir_flag}              stop it (SHUTDOWN SAVE); data is kept\n",
         markup=False,
     )
+
+
+BREAK_HELP = (
+    "Inject a real fault into the lab: "
+    + "; ".join(f"{f.name} ({f.help})" for f in FAULTS.values())
+    + "; unhang (SIGCONT a hung lab); heal (unhang, and undo disk-full)."
+)
+
+
+@app.command("break", help=BREAK_HELP)
+def break_cmd(
+    ctx: typer.Context,
+    scenario: Annotated[str, typer.Argument(help="Fault to inject (see above).")],
+    directory: DirOption = None,
+    seconds: Annotated[
+        float, typer.Option(min=0.1, max=3600, help="slow-script, pause, blocked-clients.")
+    ] = 30.0,
+    count: Annotated[int, typer.Option(min=1, max=10_000, help="blocked-clients.")] = 150,
+    size_mb: Annotated[int, typer.Option(min=1, max=1024, help="disk-full tmpfs size.")] = 2,
+) -> None:
+    """Break the lab for real, then see what `redis-runbook diagnose` says."""
+    if scenario not in (*FAULTS, "unhang", "heal"):
+        raise UnknownFault(
+            f"unknown scenario {scenario!r}; valid: {', '.join([*FAULTS, 'unhang', 'heal'])}",
+            "redis-runbook lab break --help",
+        )
+    state = lab.state_dir(directory)
+    if not (state / STATE_NAME).exists():
+        raise LabError(f"no lab in {state}", "redis-runbook lab up")
+    server = lab_server(state)
+    config_path = state / CONFIG_NAME
+    if scenario in ("unhang", "heal"):
+        done = heal(server) if scenario == "heal" else _unhang(server)
+        if globals_of(ctx).json:
+            print_json({"scenario": scenario, "done": done})
+            return
+        out.print("\n".join(done) or f"lab {scenario}: nothing to undo", markup=False)
+        return
+    options = FaultOptions(seconds=seconds, count=count, size_mb=size_mb, holder_config=config_path)
+    injected = inject(scenario, server, options)
+    document = {
+        "scenario": injected.scenario,
+        "summary": injected.summary,
+        "files": [str(p) for p in injected.files],
+        "backups": [str(p) for p in injected.backups],
+        "server": injected.server_state,
+        "expect": FAULTS[scenario].expect,
+        "config_path": str(config_path),
+    }
+    if globals_of(ctx).json:
+        print_json(document)
+        return
+    out.print(f"lab break {scenario}: {injected.summary}", markup=False)
+    for path, copy in zip(injected.files, injected.backups, strict=False):
+        out.print(f"  changed {path} (original kept in {copy})", markup=False)
+    out.print(f"  server: {injected.server_state}", markup=False)
+    out.print(
+        f"now run: redis-runbook --config {config_path} diagnose"
+        f"   (expected: scenario {FAULTS[scenario].expect})",
+        markup=False,
+    )
+
+
+def _unhang(server: RedisServer) -> list[str]:
+    pid = server.pid()
+    if pid is None or proc_state(pid) not in ("T", "t"):
+        return []
+    os.kill(pid, signal.SIGCONT)
+    return [f"resumed redis-server pid {pid} (SIGCONT)"]

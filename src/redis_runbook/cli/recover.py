@@ -8,6 +8,7 @@ import typer
 
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.procedure import run_plan
+from redis_runbook.procedures.aof import plan_aof
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.emergency import plan_emergency_start
 from redis_runbook.procedures.restart import plan_restart
@@ -44,3 +45,20 @@ def emergency_start(
     Asks you to type EMERGENCY; automation needs --yes --i-understand-data-loss."""
     pctx = ProcedureContext(globals_of(ctx).load().config)
     run_plan(ctx, pctx, plan_emergency_start(pctx, force=force), extra_ok=understood)
+
+
+@app.command("aof")
+def aof(
+    ctx: typer.Context,
+    force: Annotated[
+        bool, typer.Option("--force", help="Redis is running: stop it first (SHUTDOWN SAVE).")
+    ] = False,
+    understood: Annotated[
+        bool,
+        typer.Option("--i-understand-data-loss", help="With --yes: accept the RDB fallback."),
+    ] = False,
+) -> None:
+    """Seed §4.2/§3.4: check the AOF; repair its last file (after a copy aside) or fall
+    back to dump.rdb (the AOF moved aside); start; verify; say what was lost."""
+    pctx = ProcedureContext(globals_of(ctx).load().config)
+    run_plan(ctx, pctx, plan_aof(pctx, force=force), extra_ok=understood)

@@ -20,7 +20,7 @@ import redis
 
 from redis_runbook.config import TargetConfig
 from redis_runbook.errors import LabError, RunbookError
-from redis_runbook.service.process import pid_alive, spawn_redis, wait_exit
+from redis_runbook.service.process import pid_alive, read_pid, spawn_redis, wait_exit
 from redis_runbook.target import make_client
 from redis_runbook.waiting import wait_ready
 
@@ -117,11 +117,7 @@ class RedisServer:
 
     def pid(self) -> int | None:
         """The pid from the pidfile, when that process is alive."""
-        try:
-            pid = int(self.pid_path.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if pid_alive(pid) else None
+        return read_pid(self.pid_path)
 
     def write_conf(self) -> None:
         """Write redis.conf (mode 0600: it may hold requirepass or ACL users)."""

@@ -22,6 +22,7 @@ import redis
 from redis_runbook.errors import EXIT_FAILED, Refused, RunbookError
 from redis_runbook.journal import Journal
 from redis_runbook.locks import file_lock, redis_lock
+from redis_runbook.target import classify
 
 
 class StepFailed(RunbookError):
@@ -153,7 +154,9 @@ class Runner:
                     message = step.action()
                     if step.check is not None:
                         step.check()
-                except RunbookError as exc:
+                except (RunbookError, redis.RedisError) as exc:
+                    if isinstance(exc, redis.RedisError):
+                        exc = classify(exc, plan.target)
                     result = StepResult(
                         index, step.title, False, exc.message, time.monotonic() - started
                     )

@@ -117,6 +117,7 @@ def run_command(
             input=stdin,
             capture_output=True,
             text=True,
+            errors="replace",  # tools echo key names, which may be any bytes
             timeout=timeout,
             check=False,
             stdin=None if stdin is not None else subprocess.DEVNULL,
@@ -127,6 +128,20 @@ def run_command(
         ) from None
     except subprocess.TimeoutExpired:
         raise ServiceError(f"{' '.join(argv[:3])} did not finish within {timeout:g} s") from None
+
+
+def checked_command(argv: list[str], hint: str, timeout: float = 120.0) -> str:
+    """Run a manager command; its stdout, or ServiceError naming the command, its exit
+    status and its last line of complaint."""
+    done = run_command(argv, timeout=timeout)
+    if done.returncode != 0:
+        reason = (done.stderr or done.stdout).strip().splitlines()
+        raise ServiceError(
+            f"{' '.join(argv)} failed (exit {done.returncode})"
+            + (f": {reason[-1]}" if reason else ""),
+            hint,
+        )
+    return done.stdout
 
 
 def save_now(target: TargetConfig) -> None:

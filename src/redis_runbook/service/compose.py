@@ -15,6 +15,7 @@ from redis_runbook.service.base import (
     Service,
     ServiceError,
     ServiceState,
+    checked_command,
     parse_owner,
     run_command,
     save_now,
@@ -44,15 +45,7 @@ class ComposeService(Service):
         return f"compose service {self.name}" + (f" ({self.file})" if self.file else "")
 
     def _checked(self, argv: list[str], timeout: float = 120.0) -> str:
-        done = run_command(argv, timeout=timeout)
-        if done.returncode != 0:
-            reason = (done.stderr or done.stdout).strip().splitlines()
-            raise ServiceError(
-                f"{' '.join(argv)} failed (exit {done.returncode})"
-                + (f": {reason[-1]}" if reason else ""),
-                f"{' '.join(self.base())} ps {self.name}",
-            )
-        return done.stdout
+        return checked_command(argv, f"{' '.join(self.base())} ps {self.name}", timeout)
 
     def state(self) -> ServiceState:
         argv = [*self.base(), "ps", "--all", "--format", "json", self.name]

@@ -44,6 +44,15 @@ def pid_alive(pid: int) -> bool:
     return proc_state(pid) != "Z"
 
 
+def read_pid(pid_file: Path) -> int | None:
+    """The pid in a pidfile when that process is alive."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
 def proc_state(pid: int) -> str | None:
     """The one-letter state of /proc/<pid>/stat (R, S, D, T, Z...), or None."""
     try:
@@ -121,11 +130,7 @@ class ProcessService(Service):
 
     def pid(self) -> int | None:
         """The pid from the pidfile when that process exists."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if pid_alive(pid) else None
+        return read_pid(self.pid_file)
 
     def state(self) -> ServiceState:
         pid = self.pid()

@@ -11,6 +11,7 @@ from redis_runbook.service.base import (
     Service,
     ServiceError,
     ServiceState,
+    checked_command,
     parse_owner,
     run_command,
     save_now,
@@ -31,15 +32,8 @@ class SystemdService(Service):
         return f"systemd unit {self.unit}"
 
     def _checked(self, argv: list[str], timeout: float = 120.0) -> str:
-        done = run_command(argv, timeout=timeout)
-        if done.returncode != 0:
-            reason = (done.stderr or done.stdout).strip().splitlines()
-            raise ServiceError(
-                f"{' '.join(argv)} failed (exit {done.returncode})"
-                + (f": {reason[-1]}" if reason else ""),
-                f"systemctl status {self.unit}; journalctl -u {self.unit} -n 50",
-            )
-        return done.stdout
+        hint = f"systemctl status {self.unit}; journalctl -u {self.unit} -n 50"
+        return checked_command(argv, hint, timeout)
 
     def state(self) -> ServiceState:
         argv = [

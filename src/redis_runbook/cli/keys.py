@@ -1,0 +1,159 @@
+"""`redis-runbook keys stats | purge`: the keyspace by data category (seed §1.2)
+and the safe purge (SCAN + pipelined UNLINK) as a plan."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from redis_runbook.cli.context import globals_of
+from redis_runbook.cli.procedure import run_plan
+from redis_runbook.cli.progress import walk_progress
+from redis_runbook.cli.render import out, print_json
+from redis_runbook.errors import ConfigError
+from redis_runbook.keyspace import DEFAULT_SAMPLE, KeyspaceStats, category_stats
+from redis_runbook.keyspace_purge import DEFAULT_BATCH
+from redis_runbook.memory import MemoryFigures, read_memory, redis_errors
+from redis_runbook.procedures.context import ProcedureContext
+from redis_runbook.procedures.purge import labelled, plan_purge
+from redis_runbook.target import connect, display_url, make_client
+from redis_runbook.units import format_bytes
+
+app = typer.Typer(
+    help="Keys per data category (seed §1.2) and the safe purge.", no_args_is_help=True
+)
+
+CategoryOption = Annotated[
+    list[str] | None,
+    typer.Option("--category", help="A rebuildable category to purge (repeatable)."),
+]
+CriticalOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--include-critical",
+        help="Also purge this NON-rebuildable category (repeatable); you must type its name.",
+    ),
+]
+BatchOption = Annotated[
+    int, typer.Option("--batch", min=1, max=10_000, help="Keys per UNLINK command.")
+]
+UnderstoodOption = Annotated[
+    bool,
+    typer.Option(
+        "--i-understand-data-loss",
+        help="With --yes: skip typing the name of a --include-critical category.",
+    ),
+]
+RateOption = Annotated[
+    float | None,
+    typer.Option("--max-ops-per-s", min=1, help="Delete at most this many keys per second."),
+]
+
+
+def stats_table(stats: KeyspaceStats, memory: MemoryFigures, target: str) -> Table:
+    """One row per category: keys, estimated memory, keys with a TTL."""
+    table = Table(title=f"Keys by category: {target}", title_justify="left")
+    for name, justify in (
+        ("category", "left"),
+        ("pattern", "left"),
+        ("priority", "left"),
+        ("rebuildable", "left"),
+        ("keys", "right"),
+        ("memory (est.)", "right"),
+        ("% of used", "right"),
+        ("with TTL (est.)", "right"),
+    ):
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for s in stats.categories.values():
+        share = f"{s.estimated_bytes / memory.used * 100:.1f}" if memory.used else "-"
+        table.add_row(
+            s.name,
+            s.pattern or "(no category)",
+            s.priority,
+            "yes" if s.rebuildable else "no",
+            str(s.keys),
+            format_bytes(s.estimated_bytes),
+            share,
+            str(s.estimated_with_ttl),
+        )
+    table.caption = (
+        f"{memory.describe()}\n{stats.scanned} keys scanned in {stats.seconds:.1f} s; memory and "
+        f"TTLs from MEMORY USAGE / PTTL of up to {stats.sample} keys per category, scaled"
+    )
+    table.caption_justify = "left"
+    return table
+
+
+@app.command("stats")
+def stats(
+    ctx: typer.Context,
+    sample: Annotated[
+        int,
+        typer.Option(
+            "--sample", min=0, help="Keys per category measured with MEMORY USAGE / PTTL."
+        ),
+    ] = DEFAULT_SAMPLE,
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
+) -> None:
+    """Keys, estimated memory and keys with a TTL per data category, in one SCAN
+    walk (never KEYS). Read-only."""
+    options = globals_of(ctx)
+    as_json = json_output or options.json
+    config = options.load().config
+    where = display_url(config.target.url)
+    client = make_client(config.target, decode=False)
+    try:
+        connect(client, where)
+        with walk_progress(not as_json) as progress, redis_errors(where):
+            memory = read_memory(client)
+            result = category_stats(
+                client, config.categories, sample, on_progress=labelled(progress, "scan")
+            )
+    finally:
+        client.close()
+    if as_json:
+        print_json(
+            {
+                "target": where,
+                "memory": memory.to_json(),
+                "scanned": result.scanned,
+                "seconds": round(result.seconds, 3),
+                "sample": sample,
+                "categories": [s.to_json() for s in result.categories.values()],
+            }
+        )
+        return
+    out.print(stats_table(result, memory, where))
+
+
+@app.command("purge")
+def purge(
+    ctx: typer.Context,
+    category: CategoryOption = None,
+    include_critical: CriticalOption = None,
+    understood: UnderstoodOption = False,
+    batch: BatchOption = DEFAULT_BATCH,
+    max_ops_per_s: RateOption = None,
+) -> None:
+    """Delete every key of a category with SCAN + pipelined UNLINK (seed §3.2's
+    `--scan | xargs DEL`, done safely): plan, --dry-run, y/N, journal. A category
+    that is not rebuildable needs --include-critical NAME and its name typed."""
+    if not category and not include_critical:
+        raise ConfigError(
+            "keys purge needs --category NAME",
+            "redis-runbook keys stats   # the categories, their keys and memory",
+        )
+    options = globals_of(ctx)
+    pctx = ProcedureContext(options.load().config)
+    with walk_progress(not options.json) as progress:
+        plan = plan_purge(
+            pctx,
+            category or [],
+            include_critical or [],
+            batch=batch,
+            max_ops_per_s=max_ops_per_s,
+            progress=progress,
+        )
+        run_plan(ctx, pctx, plan, extra_ok=understood)

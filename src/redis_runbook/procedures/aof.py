@@ -1,0 +1,287 @@
+"""`recover aof` (seed §4.2, §3.4): repair a damaged AOF, or fall back to the RDB.
+
+Planning is read-only: it finds the AOF (Redis 7+ manifest + files, or the old
+single file), runs `redis-check-aof` next to the data, and chooses one of:
+
+- **valid**: nothing to repair, Redis is just started and verified;
+- **repair**: the damage is in the last file Redis loads, the only one
+  `redis-check-aof --fix` can cut. The whole AOF is copied aside first; the fix
+  (its `Continue? [y/N]` answered) truncates from the first bad byte to the end;
+  the cut bytes are read back from the copy to say which commands were lost;
+- **RDB fallback**: damage the fix cannot reach (a non-last file, the RDB base, the
+  manifest, a missing file) with a sound dump.rdb. The AOF is moved aside (never
+  deleted) and a new AOF is built whose base is a copy of dump.rdb. This is how
+  the trap is avoided that with `appendonly yes` and no AOF Redis starts *empty*
+  and ignores dump.rdb — without restarting Redis with other settings, so it
+  works the same under compose, systemd or a plain process;
+- **refuse**: neither the AOF nor the RDB can be used: restore from a backup.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from redis_runbook.errors import Refused
+from redis_runbook.fsops import copy_aside, move_aside
+from redis_runbook.persistence.aof import AofLayout
+from redis_runbook.persistence.aof_check import check_aof, parse_check_aof
+from redis_runbook.persistence.files import (
+    OfflineEvidence,
+    data_layout,
+    in_service,
+    offline_checks,
+)
+from redis_runbook.persistence.layout import DataLayout
+from redis_runbook.persistence.resp import read_commands
+from redis_runbook.procedures.context import ProcedureContext
+from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
+from redis_runbook.service import RunState
+from redis_runbook.waiting import wait_ready
+
+READY_TIMEOUT_S = 300.0
+TOOL_TIMEOUT_S = 300.0
+FALLBACK_WORD = "USE-RDB"
+BEYOND_REPAIR_HINT = (
+    "restore from a backup: redis-runbook recover restore --archive latest; or, with nothing "
+    "to restore, start empty: redis-runbook recover emergency-start"
+)
+
+
+@dataclass
+class AofState:
+    """What planning found, and what the steps record as they go."""
+
+    layout: DataLayout
+    evidence: OfflineEvidence
+    aside: Path | None = None
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def aof(self) -> AofLayout:
+        """The AOF on disk."""
+        assert self.evidence.aof is not None
+        return self.evidence.aof
+
+
+def _start_steps(ctx: ProcedureContext, verify: Step) -> list[Step]:
+    service = ctx.service
+
+    def start() -> str:
+        service.start()
+        waited = wait_ready(ctx.config.target, READY_TIMEOUT_S)
+        return f"started; answering with its data loaded after {waited:.1f} s"
+
+    return [
+        Step(
+            "start Redis and wait until it has loaded its data",
+            start,
+            on_failure="redis-runbook diagnose",
+        ),
+        verify,
+    ]
+
+
+def _dbsize(ctx: ProcedureContext) -> int:
+    client = ctx.answering()
+    if client is None:
+        raise StepFailed(f"{ctx.where} does not answer PING")
+    try:
+        return int(str(client.dbsize()))
+    finally:
+        client.close()
+
+
+def _repair_steps(ctx: ProcedureContext, state: AofState) -> list[Step]:
+    check = state.evidence.aof_check
+    assert check is not None
+    assert check.file is not None
+    assert check.ok_up_to is not None
+    name, offset, diff = check.file, check.ok_up_to, check.diff
+    aof = state.aof
+    bad = aof.directory / name if aof.kind == "multi-part" else aof.files[0].path
+    fix_path = in_service(ctx.service, state.layout, aof.check_path or bad)
+
+    def copy() -> str:
+        source = aof.directory if aof.kind == "multi-part" else bad
+        state.aside = copy_aside(source, "before-fix")
+        return f"copied {source} to {state.aside}"
+
+    def fix() -> str:
+        done = ctx.service.run_tool(
+            ["redis-check-aof", "--fix", str(fix_path)], stdin="y\n", timeout=TOOL_TIMEOUT_S
+        )
+        result = parse_check_aof(done.stdout + done.stderr, done.returncode)
+        if not result.valid:
+            raise StepFailed(f"redis-check-aof --fix did not repair the AOF: {result.summary}")
+        assert state.aside is not None
+        copy_of_bad = state.aside / name if state.aside.is_dir() else state.aside
+        with copy_of_bad.open("rb") as handle:
+            handle.seek(offset)
+            cut = read_commands(handle.read())
+        state.lines.append(f"cut {diff} byte(s) from {name} at offset {offset}: {cut.summary}")
+        return state.lines[-1]
+
+    def recheck() -> str:
+        again = check_aof(ctx.service, fix_path, TOOL_TIMEOUT_S)
+        if not again.valid:
+            raise StepFailed(f"the AOF is still not valid after the fix: {again.summary}")
+        return again.summary
+
+    def verify() -> str:
+        keys = _dbsize(ctx)
+        return f"PING ok, {keys} keys; lost: " + ("; ".join(state.lines) or "nothing")
+
+    return [
+        Step("copy the AOF aside before fixing it", copy),
+        Step(
+            f"truncate {name} from offset {offset} (redis-check-aof --fix)",
+            fix,
+            destructive=True,
+        ),
+        Step("check the AOF again", recheck),
+        *_start_steps(ctx, Step("verify PING and report what was lost", verify)),
+    ]
+
+
+def _write_aof_from_rdb(layout: DataLayout) -> str:
+    """A new AOF whose base is a copy of dump.rdb and whose incr file is empty (or,
+    for the old single-file layout, an AOF that is just the RDB preamble)."""
+    rdb = layout.rdb_path
+    owner = rdb.stat()
+    name = layout.appendfilename
+    if layout.aof_dir.parent == layout.data_dir and not layout.single_aof_path.exists():
+        directory = layout.aof_dir
+        directory.mkdir(mode=0o755)
+        base, incr = f"{name}.1.base.rdb", f"{name}.1.incr.aof"
+        shutil.copy2(rdb, directory / base)
+        (directory / incr).touch(mode=0o644)
+        manifest = directory / f"{name}.manifest"
+        manifest.write_text(f"file {base} seq 1 type b\nfile {incr} seq 1 type i\n")
+        made = [directory, directory / base, directory / incr, manifest]
+    else:
+        shutil.copy2(rdb, layout.single_aof_path)
+        made = [layout.single_aof_path]
+    for path in made:
+        os.chown(path, owner.st_uid, owner.st_gid)
+    return f"built {made[0]} from a copy of {rdb.name}"
+
+
+def _fallback_steps(ctx: ProcedureContext, state: AofState) -> list[Step]:
+    layout = state.layout
+    aof = state.aof
+    rdb_check = state.evidence.rdb_check
+    expected = rdb_check.keys_read if rdb_check else None
+    saved = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(layout.rdb_path.stat().st_mtime))
+
+    def move() -> str:
+        source = aof.directory if aof.kind in ("multi-part", "orphaned") else aof.files[0].path
+        state.aside = move_aside(source, "corrupt")
+        return f"moved {source} to {state.aside}"
+
+    def verify() -> str:
+        keys = _dbsize(ctx)
+        if expected and keys == 0:
+            raise StepFailed(
+                f"Redis started empty although {layout.rdb_path.name} holds {expected} keys"
+            )
+        return (
+            f"PING ok, {keys} keys loaded from {layout.rdb_path.name} (saved {saved}); every "
+            f"write after that save is lost from the live server and kept in {state.aside}"
+        )
+
+    steps = [Step("move the damaged AOF aside", move, destructive=True)]
+    if layout.appendonly is not False:
+        steps.append(
+            Step(
+                f"build a new AOF from {layout.rdb_path.name}", lambda: _write_aof_from_rdb(layout)
+            )
+        )
+    return steps + _start_steps(ctx, Step("verify PING and the keys loaded", verify))
+
+
+def _valid_steps(ctx: ProcedureContext) -> list[Step]:
+    return _start_steps(
+        ctx, Step("verify PING", lambda: f"PING ok, {_dbsize(ctx)} keys; nothing was repaired")
+    )
+
+
+def _usable_rdb(state: AofState) -> str | None:
+    """None when dump.rdb can replace the AOF; else why not."""
+    evidence = state.evidence
+    if not state.layout.rdb_path.is_file():
+        return f"there is no {state.layout.rdb_path.name}"
+    if evidence.rdb_check is None or not evidence.rdb_check.ok:
+        detail = evidence.rdb_check.summary if evidence.rdb_check else evidence.rdb_error
+        return f"{state.layout.rdb_path.name} is not sound: {detail}"
+    return None
+
+
+def plan_aof(ctx: ProcedureContext, force: bool = False) -> Plan:
+    """Check the AOF (read-only) and build the plan that fits what is wrong."""
+    service = ctx.service
+    status = service.state()
+    if status.state is not RunState.STOPPED and not force:
+        raise Refused(
+            f"recover aof works on a stopped Redis, and it is {status.state.value} "
+            f"({status.detail})",
+            "redis-runbook diagnose; to stop it first (SHUTDOWN SAVE): redis-runbook recover aof "
+            "--force",
+        )
+    notes = [f"service: {service.describe()} is {status.state.value} ({status.detail})"]
+    layout = data_layout(ctx.config, {}, notes)
+    if layout.appendonly is None:
+        layout = DataLayout(**{**layout.__dict__, "appendonly": ctx.config.server.appendonly})
+    evidence = offline_checks(service, layout, TOOL_TIMEOUT_S)
+    if evidence.aof_error:
+        missing_tool = "not installed" in evidence.aof_error
+        raise Refused(
+            f"cannot check the AOF: {evidence.aof_error}",
+            "install it where Redis runs (Debian: apt-get install redis-tools), then run "
+            "redis-runbook recover aof again"
+            if missing_tool
+            else "redis-runbook diagnose",
+        )
+    state = AofState(layout, evidence)
+    aof, check = state.aof, evidence.aof_check
+    pre: list[Step] = []
+    if status.state is not RunState.STOPPED:
+        pre.append(
+            Step("stop Redis with SHUTDOWN SAVE", lambda: (service.stop(save=True), "stopped")[1])
+        )
+    if aof.kind == "none":
+        raise Refused(f"no AOF in {layout.data_dir}", "redis-runbook diagnose")
+    if check is not None and check.valid:
+        notes.append(f"{check.summary}: nothing to repair")
+        steps, confirm, word = _valid_steps(ctx), Confirm.YES_NO, "yes"
+    elif (
+        check is not None
+        and check.problem in ("truncated", "format")
+        and check.file is not None
+        and check.ok_up_to is not None
+        and aof.is_last(check.file)
+    ):
+        notes.append(check.summary)
+        steps, confirm, word = _repair_steps(ctx, state), Confirm.YES_NO, "yes"
+    else:
+        why = check.summary if check else f"the AOF dir has no manifest ({aof.kind})"
+        unusable = _usable_rdb(state)
+        if unusable:
+            raise Refused(f"the AOF is beyond repair ({why}) and {unusable}", BEYOND_REPAIR_HINT)
+        notes.append(f"beyond repair by redis-check-aof --fix: {why}")
+        notes.append(
+            f"falling back to {layout.rdb_path.name}: writes after its save are lost "
+            "from the live server (the AOF is kept aside)"
+        )
+        steps, confirm, word = _fallback_steps(ctx, state), Confirm.TYPED, FALLBACK_WORD
+    return Plan(
+        procedure="recover aof",
+        target=ctx.where,
+        steps=pre + steps,
+        confirm=confirm,
+        confirm_word=word,
+        notes=notes,
+    )

@@ -1,0 +1,200 @@
+"""`keys purge` (seed §1.2 + §3.2): delete one or more data categories with the
+safe purge (SCAN + pipelined UNLINK), as a Plan: count, purge, count again.
+
+Rebuildable categories (cache, ratelimit) need a y/N; a category that is not
+rebuildable (BullMQ queues, sessions) is refused unless the caller names it in
+`allow_critical`, and then the operator must type its name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from redis_runbook.config import Category
+from redis_runbook.errors import TargetUnavailable
+from redis_runbook.keyspace import KeyCounts, Progress, count_by_category, dbsize
+from redis_runbook.keyspace_purge import DEFAULT_BATCH, purge, select_categories
+from redis_runbook.memory import redis_errors
+from redis_runbook.procedures.context import ProcedureContext
+from redis_runbook.procedures.engine import Confirm, Plan, Step
+
+LabelledProgress = Callable[[str, int, int | None], None]
+"""Progress of a long walk: (label, done, total or None)."""
+
+RESUME_HINT = (
+    "redis-runbook keys stats   # what is left; re-running the purge deletes only the "
+    "keys still there"
+)
+
+
+def labelled(progress: LabelledProgress | None, label: str) -> Progress | None:
+    """A keyspace Progress callback that reports under `label`."""
+    if progress is None:
+        return None
+    return lambda done, total: progress(label, done, total)
+
+
+def require_answer(ctx: ProcedureContext) -> None:
+    """Raise TargetUnavailable (nothing done) when Redis does not answer PING."""
+    client = ctx.answering()
+    if client is None:
+        raise TargetUnavailable(
+            f"{ctx.where} does not answer PING: there is no keyspace to purge",
+            "redis-runbook health; if Redis was OOM-killed (dmesg | grep -i 'killed process'): "
+            "redis-runbook recover restart",
+        )
+    client.close()
+
+
+def confirmation(chosen: Sequence[Category]) -> tuple[Confirm, str]:
+    """y/N for rebuildable categories; typing the names for any that is not."""
+    critical = [c.name for c in chosen if not c.rebuildable]
+    if critical:
+        return Confirm.TYPED, ",".join(critical)
+    return Confirm.YES_NO, "yes"
+
+
+def category_notes(chosen: Sequence[Category]) -> list[str]:
+    """What each purged category is, and a warning for the non-rebuildable ones."""
+    notes = []
+    for c in chosen:
+        if c.rebuildable:
+            notes.append(f"purge {c.name} ({c.pattern}): rebuildable, the application refills it")
+        else:
+            notes.append(
+                f"purge {c.name} ({c.pattern}) DELETES DATA THAT IS NOT REBUILDABLE "
+                f"(priority {c.priority}, persistence {c.persistence})"
+            )
+    return notes
+
+
+def purge_step(
+    ctx: ProcedureContext,
+    category: Category,
+    *,
+    expected: Callable[[], int | None] = lambda: None,
+    batch: int = DEFAULT_BATCH,
+    max_ops_per_s: float | None = None,
+    progress: LabelledProgress | None = None,
+) -> Step:
+    """The destructive step that purges one (already allowed) category."""
+
+    def action() -> str:
+        """Delete the category's keys: SCAN MATCH + pipelined UNLINK."""
+        client = ctx.client(decode=False)
+        try:
+            with redis_errors(ctx.where):
+                result = purge(
+                    client,
+                    category,
+                    categories=ctx.config.categories,
+                    batch=batch,
+                    max_ops_per_s=max_ops_per_s,
+                    on_progress=labelled(progress, f"purge {category.name}"),
+                    expected=expected(),
+                    allow_not_rebuildable=True,
+                )
+        finally:
+            client.close()
+        return result.describe()
+
+    return Step(
+        f"purge {category.name} keys ({category.pattern}) with SCAN + pipelined UNLINK",
+        action,
+        destructive=True,
+        on_failure=RESUME_HINT,
+    )
+
+
+@dataclass
+class CountWitness:
+    """Keys per category before the purge, compared with after."""
+
+    ctx: ProcedureContext
+    progress: LabelledProgress | None = None
+    before: KeyCounts | None = None
+
+    def _count(self, label: str) -> KeyCounts:
+        client = self.ctx.client(decode=False)
+        try:
+            with redis_errors(self.ctx.where):
+                total = dbsize(client)
+                report = labelled(self.progress, label)
+                seen = 0
+
+                def on_batch(n: int) -> None:
+                    nonlocal seen
+                    seen += n
+                    if report:
+                        report(seen, max(total, seen))
+
+                return count_by_category(client, self.ctx.config.categories, on_batch)
+        finally:
+            client.close()
+
+    def record(self) -> str:
+        """Count keys per category (one SCAN walk) before anything is deleted."""
+        self.before = self._count("count keys")
+        counts = ", ".join(f"{k} {n}" for k, n in self.before.by_category.items() if n)
+        return f"{self.before.scanned} keys: {counts or 'empty'}"
+
+    def expected(self, name: str) -> int | None:
+        """Keys of category `name` counted before (a progress total)."""
+        return self.before.by_category.get(name) if self.before else None
+
+    def expecting(self, name: str) -> Callable[[], int | None]:
+        """A deferred `expected(name)`: the count exists only once record() ran."""
+        return lambda: self.expected(name)
+
+    def compare(self, purged: Sequence[str]) -> str:
+        """Count again; name what changed per category."""
+        after = self._count("count keys again")
+        before = self.before or KeyCounts()
+        parts = []
+        for name in dict.fromkeys([*before.by_category, *after.by_category]):
+            old, new = before.by_category.get(name, 0), after.by_category.get(name, 0)
+            if name in purged:
+                late = f" ({new} written during the purge)" if new else ""
+                parts.append(f"{name} {old} -> {new}{late}")
+            elif old != new:
+                parts.append(f"{name} {old} -> {new} (the application: the purge skips it)")
+        return f"{after.scanned} keys now; " + "; ".join(parts or ["nothing changed"])
+
+
+def plan_purge(
+    ctx: ProcedureContext,
+    names: Sequence[str] | None,
+    allow_critical: Sequence[str] = (),
+    *,
+    batch: int = DEFAULT_BATCH,
+    max_ops_per_s: float | None = None,
+    progress: LabelledProgress | None = None,
+) -> Plan:
+    """Build the purge plan. Raises UnknownName / Refused / TargetUnavailable
+    before anything is done."""
+    chosen = select_categories(ctx.config.categories, names, allow_critical)
+    require_answer(ctx)
+    witness = CountWitness(ctx, progress)
+    mode, word = confirmation(chosen)
+    steps = [Step("count keys per category (one SCAN walk)", witness.record)]
+    for category in chosen:
+        steps.append(
+            purge_step(
+                ctx,
+                category,
+                expected=witness.expecting(category.name),
+                batch=batch,
+                max_ops_per_s=max_ops_per_s,
+                progress=progress,
+            )
+        )
+    purged = [c.name for c in chosen]
+    steps.append(Step("count keys per category again and compare", lambda: witness.compare(purged)))
+    return Plan(
+        procedure="keys purge",
+        target=ctx.where,
+        steps=steps,
+        confirm=mode,
+        confirm_word=word,
+        notes=category_notes(chosen),
+    )
