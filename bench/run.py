@@ -1,6 +1,6 @@
 """Benchmarks against the seed runbook's own procedures, side by side in one run.
 
-    ./run bench [--only health|oom] [--runs N] [--oom-keys N]
+    ./run bench [--only health|diagnose|oom] [--runs N] [--oom-keys N]
 
 health (seed §2.1): the seed's health-check script (its redis-cli calls, with
 `docker compose exec` removed) vs `redis-runbook health --json` as a whole process,
@@ -32,6 +32,7 @@ from typing import Any
 
 import redis
 
+from bench_diagnose import bench_diagnose
 from bench_oom import bench_oom
 from redis_runbook import __version__, lab
 from redis_runbook.checks import run_health
@@ -107,7 +108,9 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", choices=["health", "oom"], help="Run one benchmark only.")
+    parser.add_argument(
+        "--only", choices=["health", "oom", "diagnose"], help="Run one benchmark only."
+    )
     parser.add_argument("--runs", type=int, default=30, help="health: runs per measurement.")
     parser.add_argument(
         "--oom-keys", type=int, default=1_000_000, help="oom: cache keys (and as many others)."
@@ -115,6 +118,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.only in (None, "health"):
         bench_health(args.runs)
+    if args.only in (None, "diagnose"):
+        if args.only is None:
+            print()
+        bench_diagnose(min(args.runs, 10), machine(), median_ms)
     if args.only in (None, "oom"):
         if args.only is None:
             print()
