@@ -5,6 +5,7 @@ printed, with --yes) brings Redis back, and every key that survives is verified.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 
 import pytest
@@ -68,3 +69,48 @@ def test_diagnose_then_the_suggested_procedure(
         assert keys <= set(client.scan_iter(count=1000))
     after = json.loads(run_cli("--json", "diagnose", env=env).stdout)
     assert [s for s in after["scenarios"] if s["code"] in ("A", "D")] == []
+
+
+def test_config_error_then_the_operator_fix_then_restart(lab_env: Lab) -> None:
+    """The evidence names the file, the line and the directive; the operator corrects
+    that line as the advice says; the suggested restart brings every key back."""
+    status, env = lab_env
+    keys = durable_keys(status)
+    inject("config-error", lab_server(status.dir))
+    document = json.loads(run_cli("--json", "diagnose", env=env).stdout)
+    (scenario,) = [s for s in document["scenarios"] if s["cause"] == "config-error"]
+    evidence = " ".join(scenario["evidence"])
+    assert "FATAL CONFIG FILE ERROR" in evidence
+    match = re.search(r"at line (\d+)", evidence)
+    assert match is not None
+    conf = status.dir / "redis.conf"
+    lines = conf.read_text().splitlines()
+    bad = lines[int(match.group(1)) - 1]
+    assert bad in evidence  # the diagnosis quotes the very line to fix
+    conf.write_text("\n".join(line for line in lines if line != bad) + "\n")
+
+    recovered = run_cli("--yes", *shlex.split(scenario["next_command"])[1:], env=env)
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    assert status.port is not None
+    with redis.Redis(port=status.port) as client:
+        assert keys <= set(client.scan_iter(count=1000))
+
+
+def test_full_disk_then_free_space_and_redis_writes_again(lab_env: Lab) -> None:
+    status, env = lab_env
+    keys = durable_keys(status)
+    injected = inject("disk-full", lab_server(status.dir))
+    try:
+        document = json.loads(run_cli("--json", "diagnose", env=env).stdout)
+        assert ("A", "disk-full") in {(s["code"], s["cause"]) for s in document["scenarios"]}
+    finally:
+        injected.release()  # the operator frees space (here: the tmpfs goes away)
+    restarted = run_cli("--yes", "recover", "restart", env=env)
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    assert status.port is not None
+    with redis.Redis(port=status.port) as client:
+        assert keys <= set(client.scan_iter(count=1000))
+        assert client.set("writes-again", "1")
+    health = run_cli("--json", "health", env=env)
+    statuses = {c["name"]: c["status"] for c in json.loads(health.stdout)["checks"]}
+    assert statuses["aof"] == "OK"
