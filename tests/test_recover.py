@@ -188,3 +188,24 @@ def test_emergency_start_refuses_a_running_redis(
     assert "emergency-start --force" in result.stderr
     assert snapshot_files(status.dir / "data") == files
     assert lab.status(status.dir).pid == status.pid
+
+
+def test_unknown_procedure_is_a_usage_error(lab_env: Lab) -> None:
+    _status, env = lab_env
+    result = run_cli("recover", "rebuild-everything", env=env)
+    assert result.returncode == 2
+    assert "No such command 'rebuild-everything'" in result.stderr
+
+
+def test_missing_data_dir_is_refused_and_nothing_is_created(lab_env: Lab, tmp_path: Path) -> None:
+    status, env = lab_env
+    client_of(status).shutdown(save=True)
+    missing = tmp_path / "no-such-data-dir"
+    env = env | {"REDIS_RUNBOOK_SERVICE__DATA_DIR": str(missing)}
+    for command in (["recover", "emergency-start", "--i-understand-data-loss"],):
+        result = run_cli("--yes", *command, env=env)
+        assert result.returncode == 3, result.stderr
+        assert f"data dir {missing} does not exist" in result.stderr
+        assert "HINT:" in result.stderr
+    assert not missing.exists()
+    assert lab.status(status.dir).running is False
