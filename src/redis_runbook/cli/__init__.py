@@ -19,6 +19,7 @@ from redis_runbook.cli import (
     keys,
     lab,
     perf,
+    queues,
     recover,
     recover_oom,
 )
@@ -75,6 +76,7 @@ app.command("diagnose")(diagnose.diagnose)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(lab.app, name="lab")
 app.add_typer(recover.app, name="recover")
+app.add_typer(queues.app, name="queues")
 app.command("journal")(journal_cmd.journal)
 app.add_typer(keys.app, name="keys")
 recover.app.command("oom")(recover_oom.oom)
