@@ -7,6 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def text(reply: object) -> str:
+    """A raw text reply as str, whether the client decodes responses or not."""
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+
+
 def parse_info(text: str) -> dict[str, str]:
     """INFO text to a flat {field: value} dict. Section headers are dropped; a
     field name is unique across sections."""
