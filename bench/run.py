@@ -1,6 +1,6 @@
 """Benchmarks against the seed runbook's own procedures, side by side in one run.
 
-    ./run bench [--only health|diagnose|oom] [--runs N] [--oom-keys N]
+    ./run bench [--only health|diagnose|stale|oom] [--runs N] [--oom-keys N] [--stale-jobs N]
 
 health (seed §2.1): the seed's health-check script (its redis-cli calls, with
 `docker compose exec` removed) vs `redis-runbook health --json` as a whole process,
@@ -34,6 +34,7 @@ import redis
 
 from bench_diagnose import bench_diagnose
 from bench_oom import bench_oom
+from bench_stale import bench_stale
 from redis_runbook import __version__, lab
 from redis_runbook.checks import run_health
 from redis_runbook.config import load_config
@@ -109,12 +110,15 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "--only", choices=["health", "oom", "diagnose"], help="Run one benchmark only."
+        "--only",
+        choices=["health", "oom", "diagnose", "stale"],
+        help="Run one benchmark only.",
     )
     parser.add_argument("--runs", type=int, default=30, help="health: runs per measurement.")
     parser.add_argument(
         "--oom-keys", type=int, default=1_000_000, help="oom: cache keys (and as many others)."
     )
+    parser.add_argument("--stale-jobs", type=int, default=100_000, help="stale: active jobs.")
     args = parser.parse_args()
     if args.only in (None, "health"):
         bench_health(args.runs)
@@ -122,6 +126,10 @@ def main() -> None:
         if args.only is None:
             print()
         bench_diagnose(min(args.runs, 10), machine(), median_ms)
+    if args.only in (None, "stale"):
+        if args.only is None:
+            print()
+        bench_stale(args.stale_jobs, machine())
     if args.only in (None, "oom"):
         if args.only is None:
             print()
