@@ -40,7 +40,7 @@ async def _add(port: int, jobs: int) -> None:
             [
                 {"name": "work", "data": {"n": i}, "opts": {"jobId": f"j-{i}"}}
                 for i in range(start, min(jobs, start + 1000))
-            ]  # fmt: skip
+            ]
         )
     await queue.close()
 
