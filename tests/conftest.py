@@ -23,6 +23,7 @@ from redis_runbook.lab.lifecycle import LabStatus
 from redis_runbook.lab.seed import SeedPlan, seed
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.service.process import pid_alive
+from tests.node import NodeError, NodeLauncher, ensure_node_modules, node_available
 
 T = TypeVar("T")
 
@@ -183,3 +184,23 @@ def lab_env(tmp_path: Path) -> Iterator[Lab]:
     if current.pid and pid_alive(current.pid):
         os.kill(current.pid, signal.SIGCONT)
         os.kill(current.pid, signal.SIGKILL)
+
+
+# --- Node.js BullMQ v5 interop (tests/interop, driven through tests/node.py) ---------------
+
+
+@pytest.fixture
+def node() -> Iterator[NodeLauncher]:
+    """Start Node BullMQ scripts: `node("worker.js", {...}, redis_url=url)` returns a
+    NodeProcess, `node.run("counts.js", {...}, redis_url=url)` the lines of a one-shot run.
+    Runs `npm ci` first when node_modules does not match package-lock.json; every process
+    still running at teardown is killed."""
+    if not node_available():
+        pytest.skip("Node.js >= 18 and npm are needed for the BullMQ interop tests")
+    try:
+        ensure_node_modules()
+    except NodeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    launcher = NodeLauncher()
+    yield launcher
+    launcher.cleanup()
