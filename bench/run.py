@@ -1,6 +1,7 @@
 """Benchmarks against the seed runbook's own procedures, side by side in one run.
 
-    ./run bench [--only health|diagnose|stale|oom] [--runs N] [--oom-keys N] [--stale-jobs N]
+    ./run bench [--only health|diagnose|assess|stale|oom|reconstruct] [--runs N]
+                [--oom-keys N] [--stale-jobs N] [--reconstruct-rows N]
 
 health (seed §2.1): the seed's health-check script (its redis-cli calls, with
 `docker compose exec` removed) vs `redis-runbook health --json` as a whole process,
@@ -11,6 +12,10 @@ oom (seed §3.2): purging `cache:*` from a keyspace that also holds as many
 `bull:*`/`session:*` keys — our SCAN + pipelined UNLINK vs the seed's
 `redis-cli --scan --pattern 'cache:*' | xargs redis-cli DEL` — wall time, and the
 PING latency another client sees meanwhile (see bench_oom.py).
+
+reconstruct (seed §5.3): PostgreSQL rows to BullMQ jobs — `queues reconstruct` vs
+the seed's `LIMIT 1000` + sequential `queue.add` — jobs/s and peak RSS (see
+bench_reconstruct.py). `--reconstruct-rows N`, `--reconstruct-seed-rows N`.
 
 Prints Markdown tables for docs/benchmarks.md. Benchmarks are not tests: nothing
 here asserts a timing.
@@ -32,8 +37,10 @@ from typing import Any
 
 import redis
 
+from bench_assess import bench_assess
 from bench_diagnose import bench_diagnose
 from bench_oom import bench_oom
+from bench_reconstruct import bench_reconstruct
 from bench_stale import bench_stale
 from redis_runbook import __version__, lab
 from redis_runbook.checks import run_health
@@ -111,14 +118,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "--only",
-        choices=["health", "oom", "diagnose", "stale"],
+        choices=["health", "oom", "diagnose", "stale", "assess", "reconstruct"],
         help="Run one benchmark only.",
     )
     parser.add_argument("--runs", type=int, default=30, help="health: runs per measurement.")
     parser.add_argument(
         "--oom-keys", type=int, default=1_000_000, help="oom: cache keys (and as many others)."
     )
+    parser.add_argument("--assess-queues", type=int, default=1000, help="assess: queues.")
     parser.add_argument("--stale-jobs", type=int, default=100_000, help="stale: active jobs.")
+    parser.add_argument(
+        "--reconstruct-rows", type=int, default=1_000_000, help="reconstruct: pending rows."
+    )
+    parser.add_argument(
+        "--reconstruct-seed-rows",
+        type=int,
+        default=100_000,
+        help="reconstruct: rows the seed's sequential add runs over (it is slow).",
+    )
     args = parser.parse_args()
     if args.only in (None, "health"):
         bench_health(args.runs)
@@ -126,6 +143,10 @@ def main() -> None:
         if args.only is None:
             print()
         bench_diagnose(min(args.runs, 10), machine(), median_ms)
+    if args.only in (None, "assess"):
+        if args.only is None:
+            print()
+        bench_assess(args.assess_queues, machine())
     if args.only in (None, "stale"):
         if args.only is None:
             print()
@@ -134,6 +155,10 @@ def main() -> None:
         if args.only is None:
             print()
         bench_oom(args.oom_keys, machine())
+    if args.only in (None, "reconstruct"):
+        if args.only is None:
+            print()
+        bench_reconstruct(args.reconstruct_rows, args.reconstruct_seed_rows, machine())
 
 
 def bench_health(runs: int) -> None:

@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from redis_runbook.config_errors import describe_validation_error
+from redis_runbook.config_reconstruct import ReconstructConfig
+from redis_runbook.config_reconstruct import Source as Source
 from redis_runbook.errors import ConfigError
 from redis_runbook.units import parse_size
 
@@ -265,6 +267,7 @@ class Config(Section):
     categories: list[Category] = Field(default_factory=_seed_categories)
     bullmq: BullMQConfig = Field(default_factory=BullMQConfig)
     runbook: RunbookConfig = Field(default_factory=RunbookConfig)
+    reconstruct: ReconstructConfig = Field(default_factory=ReconstructConfig)
 
     @field_validator("categories")
     @classmethod

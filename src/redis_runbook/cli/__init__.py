@@ -20,8 +20,10 @@ from redis_runbook.cli import (
     lab,
     perf,
     queues,
+    reconstruct,
     recover,
     recover_oom,
+    workers,
 )
 from redis_runbook.cli.context import Globals
 from redis_runbook.cli.render import print_error
@@ -77,6 +79,8 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(lab.app, name="lab")
 app.add_typer(recover.app, name="recover")
 app.add_typer(queues.app, name="queues")
+app.add_typer(workers.app, name="workers")
+queues.app.command("reconstruct")(reconstruct.reconstruct)
 app.command("journal")(journal_cmd.journal)
 app.add_typer(keys.app, name="keys")
 recover.app.command("oom")(recover_oom.oom)

@@ -15,6 +15,7 @@ from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.render import health_table, out, print_json
 from redis_runbook.config import load_config
 from redis_runbook.errors import LabError
+from redis_runbook.lab import pglab
 from redis_runbook.lab.faults import FAULTS, FaultOptions, UnknownFault, inject
 from redis_runbook.lab.faults_live import heal
 from redis_runbook.lab.lifecycle import CONFIG_NAME, STATE_NAME, lab_server
@@ -59,10 +60,31 @@ def up(
     maxmemory: Annotated[
         str, typer.Option(callback=_size, help="maxmemory of the lab server.")
     ] = "64mb",
+    with_postgres: Annotated[
+        bool,
+        typer.Option(
+            "--with-postgres",
+            help="Also a PostgreSQL with the seed's example tables, for queues reconstruct.",
+        ),
+    ] = False,
 ) -> None:
     """Start the lab Redis on a free loopback port (AOF everysec, noeviction) and
     write a config file pointing redis-runbook at it. Idempotent."""
-    _show_status(ctx, lab.up(lab.state_dir(directory), maxmemory), "up")
+    state = lab.state_dir(directory)
+    status = lab.up(state, maxmemory)
+    if not with_postgres:
+        _show_status(ctx, status, "up")
+        return
+    postgres = pglab.up(state)
+    if globals_of(ctx).json:
+        print_json({**status.to_json(), "postgres": postgres.to_json()})
+        return
+    _show_status(ctx, status, "up")
+    out.print(
+        f"postgres: pid {postgres.pid} on {postgres.display} (DSN in {postgres.dsn_file}, "
+        "mode 0600); [reconstruct] added to the config",
+        markup=False,
+    )
 
 
 @app.command("down")

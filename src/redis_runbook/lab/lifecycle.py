@@ -123,8 +123,12 @@ def up(directory: Path, maxmemory: str = LAB_MAXMEMORY) -> LabStatus:
 
 
 def down(directory: Path) -> LabStatus:
-    """Stop the lab Redis gracefully (SHUTDOWN SAVE). Its data stays on disk."""
+    """Stop the lab Redis gracefully (SHUTDOWN SAVE), and its PostgreSQL if it has
+    one (`lab up --with-postgres`). Their data stays on disk."""
     if not (directory / STATE_NAME).exists():
         raise LabError(f"no lab in {directory}", "redis-runbook lab up")
     lab_server(directory).stop(save=True)
+    from redis_runbook.lab import pglab  # psycopg only when needed
+
+    pglab.down(directory)
     return status(directory)

@@ -1,0 +1,87 @@
+"""`redis-runbook workers verify` (seed §5.4)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import redis
+import typer
+from rich.table import Table
+
+from redis_runbook.bullmq.verify import CANARY_JOB, QueueVerdict, verify
+from redis_runbook.cli.context import globals_of
+from redis_runbook.cli.queues import QueueOption, discovered
+from redis_runbook.cli.render import out, print_json
+from redis_runbook.target import classify, connect, display_url, make_client
+
+app = typer.Typer(help="Are workers consuming? (seed §5.4)", no_args_is_help=True)
+
+EXIT_BY_VERDICT = {
+    "processing": 0, "idle-with-workers": 0, "cannot-verify": 1, "no-workers": 2, "wedged": 2,
+}  # fmt: skip
+
+
+def verdict_table(verdicts: list[QueueVerdict], target: str) -> Table:
+    """One row per queue."""
+    table = Table(title=f"BullMQ workers: {target}", title_justify="left")
+    for name in ("queue", "verdict", "workers", "canary", "evidence"):
+        table.add_column(name)
+    for v in verdicts:
+        table.add_row(
+            v.queue.display,
+            v.verdict,
+            "n/a" if v.workers is None else str(v.workers),
+            "-" if v.canary_ms is None else f"{v.canary_ms:.0f} ms",
+            "; ".join(v.evidence),
+        )
+    return table
+
+
+@app.command("verify")
+def verify_cmd(
+    ctx: typer.Context,
+    queue: QueueOption = None,
+    passive_only: Annotated[
+        bool, typer.Option("--passive", help="No canary job: watch only.")
+    ] = False,
+    job_name: Annotated[
+        str, typer.Option("--job-name", help="The canary's job name (processors skip it).")
+    ] = CANARY_JOB,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=1, help="Seconds to wait for the canary.")
+    ] = 30.0,
+    sample: Annotated[
+        float, typer.Option("--sample", min=0.1, help="Seconds between the two samples.")
+    ] = 2.0,
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
+) -> None:
+    """Seed §5.4: per queue, worker connections, locks being renewed, completions
+    advancing, and a canary job round trip (LIFO, attempts 1, removed on timeout):
+    processing / idle with workers / no workers / wedged / cannot verify (paused).
+    Exit 0 all consuming or idle, 1 something could not be verified, 2 wedged or no
+    workers."""
+    options = globals_of(ctx)
+    config = options.load().config
+    where = display_url(config.target.url)
+    client = make_client(config.target, decode=False)
+    try:
+        connect(client, where)
+        found = discovered(config, client, queue)
+        verdicts = verify(
+            client,
+            config.target,
+            found.queues,
+            sample_s=sample,
+            use_canary=not passive_only,
+            job_name=job_name,
+            timeout_s=timeout,
+        )
+    except redis.RedisError as exc:
+        raise classify(exc, where) from None
+    finally:
+        client.close()
+    if json_output or options.json:
+        print_json({"target": where, "queues": [v.to_json() for v in verdicts]})
+    else:
+        out.print(verdict_table(verdicts, where))
+    raise typer.Exit(max((EXIT_BY_VERDICT[v.verdict] for v in verdicts), default=0))
