@@ -114,3 +114,32 @@ def test_full_disk_then_free_space_and_redis_writes_again(lab_env: Lab) -> None:
     health = run_cli("--json", "health", env=env)
     statuses = {c["name"]: c["status"] for c in json.loads(health.stdout)["checks"]}
     assert statuses["aof"] == "OK"
+
+
+@pytest.mark.parametrize(
+    ("fault", "cause"),
+    [("rdb-crc", "rdb-crc"), ("rdb-truncate", "rdb-truncated"), ("rdb-newer", "rdb-too-new")],
+)
+def test_a_broken_rdb_without_an_aof_points_to_a_restore_then_emergency_start(
+    lab_env: Lab, fault: str, cause: str
+) -> None:
+    """With the RDB the only copy of the data (these faults turn the AOF off), nothing
+    on the server can be saved: diagnose names the file and a restore; with no backup
+    the emergency start brings Redis back empty and keeps the broken file aside."""
+    status, env = lab_env
+    inject(fault, lab_server(status.dir))
+    document = json.loads(run_cli("--json", "diagnose", env=env).stdout)
+    (scenario,) = [s for s in document["scenarios"] if s["cause"] == cause]
+    assert scenario["code"] == "D"
+    assert scenario["files"] == ["dump.rdb"]
+    assert scenario["next_command"] == "redis-runbook recover restore --archive latest"
+    broken = (status.dir / "data" / "dump.rdb").read_bytes()
+
+    started = run_cli("--yes", "recover", "emergency-start", "--i-understand-data-loss", env=env)
+    assert started.returncode == 0, started.stdout + started.stderr
+    aside = [p for p in status.dir.iterdir() if p.name.startswith("data.")]
+    assert (aside[0] / "dump.rdb").read_bytes() == broken  # kept for a later restore
+    assert status.port is not None
+    with redis.Redis(port=status.port) as client:
+        assert client.ping()
+        assert client.dbsize() == 0
