@@ -43,6 +43,28 @@ def _progress(result: StepResult) -> None:
     )
 
 
+def ask_confirmation(ctx: typer.Context, plan: Plan, extra_ok: bool = True) -> None:
+    """The plan's confirmation, asked on the terminal (or answered by --yes)."""
+    confirm(
+        plan,
+        yes=globals_of(ctx).yes,
+        interactive=sys.stdin.isatty(),
+        ask=lambda question: str(typer.prompt(question, default="", show_default=False, err=True)),
+        extra_ok=extra_ok,
+    )
+
+
+def results_document(plan: Plan, results: list[StepResult]) -> dict[str, Any]:
+    """The executed plan as JSON: the plan and one entry per step run."""
+    return {
+        "plan": plan_document(plan),
+        "results": [
+            {"step": r.title, "ok": r.ok, "message": r.message, "seconds": r.seconds}
+            for r in results
+        ],
+    }
+
+
 def run_plan(ctx: typer.Context, pctx: ProcedureContext, plan: Plan, extra_ok: bool = True) -> None:
     """Dry-run, confirm and execute `plan` (errors propagate to the CLI's handler)."""
     options = globals_of(ctx)
@@ -55,26 +77,12 @@ def run_plan(ctx: typer.Context, pctx: ProcedureContext, plan: Plan, extra_ok: b
         if options.dry_run:
             out.print("dry run: nothing was changed", markup=False)
             return
-    confirm(
-        plan,
-        yes=options.yes,
-        interactive=sys.stdin.isatty(),
-        ask=lambda question: str(typer.prompt(question, default="", show_default=False, err=True)),
-        extra_ok=extra_ok,
-    )
+    ask_confirmation(ctx, plan, extra_ok)
     runner = pctx.runner()
     if not options.json:
         runner.on_step = _progress
     results = runner.execute(plan)
     if options.json:
-        print_json(
-            {
-                "plan": plan_document(plan),
-                "results": [
-                    {"step": r.title, "ok": r.ok, "message": r.message, "seconds": r.seconds}
-                    for r in results
-                ],
-            }
-        )
+        print_json(results_document(plan, results))
     else:
         err.print(f"{plan.procedure}: done, {len(results)} steps", markup=False)

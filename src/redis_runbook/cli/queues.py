@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Annotated
 
 import redis
@@ -53,6 +55,23 @@ def discovered(config: Config, client: redis.Redis, names: list[str] | None) -> 
             "redis-runbook queues status",
         ) from None
     return found
+
+
+@contextlib.contextmanager
+def queue_session(
+    config: Config, names: list[str] | None
+) -> Iterator[tuple[redis.Redis, Discovery, str]]:
+    """A client of the target (key names as bytes), the queues named (all when none),
+    and the redacted URL; redis-py errors inside become one-line errors."""
+    where = display_url(config.target.url)
+    client = make_client(config.target, decode=False)
+    try:
+        connect(client, where)
+        yield client, discovered(config, client, names), where
+    except redis.RedisError as exc:
+        raise classify(exc, where) from None
+    finally:
+        client.close()
 
 
 def _age(ms: int | None) -> str:
@@ -108,17 +127,8 @@ def status(
     prioritized, active split by lock (locked/stale/immortal/orphan), delayed (overdue),
     waiting-children, completed, failed, paused, worker connections, last event."""
     options = globals_of(ctx)
-    config = options.load().config
-    where = display_url(config.target.url)
-    client = make_client(config.target, decode=False)
-    try:
-        connect(client, where)
-        found = discovered(config, client, queue)
+    with queue_session(options.load().config, queue) as (client, found, where):
         counts = queue_counts(client, found.queues)
-    except redis.RedisError as exc:
-        raise classify(exc, where) from None
-    finally:
-        client.close()
     if json_output or options.json:
         print_json(
             {
@@ -164,15 +174,8 @@ def recover_stale(
     re-checks each lock; never touches a job whose lock exists; wakes workers."""
     options = globals_of(ctx)
     config = options.load().config
-    where = display_url(config.target.url)
-    client = make_client(config.target, decode=False)
-    try:
-        connect(client, where)
-        found = discovered(config, client, queue)
-    except redis.RedisError as exc:
-        raise classify(exc, where) from None
-    finally:
-        client.close()
+    with queue_session(config, queue) as (_client, found, _where):
+        queues = found.queues
     pctx = ProcedureContext(config)
     settings = StaleOptions(count_as_stall, break_immortal, wait_for_locks, force, batch)
-    run_plan(ctx, pctx, plan_recover_stale(pctx, found.queues, settings), extra_ok=understood)
+    run_plan(ctx, pctx, plan_recover_stale(pctx, queues, settings), extra_ok=understood)

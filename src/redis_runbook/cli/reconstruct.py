@@ -5,7 +5,6 @@ step per source."""
 from __future__ import annotations
 
 import re
-import sys
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -13,12 +12,12 @@ import typer
 from rich.text import Text
 
 from redis_runbook.cli.context import globals_of
-from redis_runbook.cli.procedure import plan_document, show_plan
+from redis_runbook.cli.procedure import ask_confirmation, plan_document, results_document, show_plan
 from redis_runbook.cli.progress import walk_progress
 from redis_runbook.cli.render import err, out, print_json
 from redis_runbook.errors import ConfigError
 from redis_runbook.procedures.context import ProcedureContext
-from redis_runbook.procedures.engine import Plan, StepResult, confirm
+from redis_runbook.procedures.engine import Plan, StepResult
 from redis_runbook.procedures.reconstruct import Options, Report, plan_reconstruct
 
 SINCE_HINT = (
@@ -77,12 +76,7 @@ def execute(ctx: typer.Context, pctx: ProcedureContext, plan: Plan, report: Repo
         return
     if not options.json:
         show_plan(plan)
-    confirm(
-        plan,
-        yes=options.yes,
-        interactive=sys.stdin.isatty(),
-        ask=lambda question: str(typer.prompt(question, default="", show_default=False, err=True)),
-    )
+    ask_confirmation(ctx, plan)
     runner = pctx.runner()
     if not options.json:
         runner.on_step = _step_line
@@ -91,12 +85,8 @@ def execute(ctx: typer.Context, pctx: ProcedureContext, plan: Plan, report: Repo
         results = runner.execute(plan)
     if options.json:
         print_json(
-            {
-                "plan": plan_document(plan),
-                "results": [
-                    {"step": r.title, "ok": r.ok, "message": r.message, "seconds": r.seconds}
-                    for r in results
-                ],
+            results_document(plan, results)
+            | {
                 "scans": _scans(report),
                 "sources": [f.to_json() for f in report.figures.values()],
             }

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import redis
 import typer
 from rich.table import Table
 
 from redis_runbook.bullmq.verify import CANARY_JOB, QueueVerdict, verify
 from redis_runbook.cli.context import globals_of
-from redis_runbook.cli.queues import QueueOption, discovered
+from redis_runbook.cli.queues import QueueOption, queue_session
 from redis_runbook.cli.render import out, print_json
-from redis_runbook.target import classify, connect, display_url, make_client
 
 app = typer.Typer(help="Are workers consuming? (seed §5.4)", no_args_is_help=True)
 
@@ -62,11 +60,7 @@ def verify_cmd(
     workers."""
     options = globals_of(ctx)
     config = options.load().config
-    where = display_url(config.target.url)
-    client = make_client(config.target, decode=False)
-    try:
-        connect(client, where)
-        found = discovered(config, client, queue)
+    with queue_session(config, queue) as (client, found, where):
         verdicts = verify(
             client,
             config.target,
@@ -76,10 +70,6 @@ def verify_cmd(
             job_name=job_name,
             timeout_s=timeout,
         )
-    except redis.RedisError as exc:
-        raise classify(exc, where) from None
-    finally:
-        client.close()
     if json_output or options.json:
         print_json({"target": where, "queues": [v.to_json() for v in verdicts]})
     else:
