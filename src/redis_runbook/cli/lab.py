@@ -151,14 +151,18 @@ def demo(ctx: typer.Context, directory: DirOption = None) -> None:
     config = load_config(current.config_path, env={}).config
     out.print(health_table(run_health(config)))
     cfg = current.config_path
-    dir_flag = f" --dir {state}" if directory else ""
     out.print(
         "\nWhat to try next:\n"
         f"  export REDIS_RUNBOOK_CONFIG={cfg}\n"
-        "  ./run health                 the report above again (--json, --watch 2)\n"
-        "  ./run config show            the effective configuration, secrets redacted\n"
-        f"  ./run lab status{dir_flag}            where the lab runs\n"
-        f"  ./run lab down{dir_flag}              stop it (SHUTDOWN SAVE); data is kept\n",
+        "  ./run health                     the report above again (--json, --watch 2)\n"
+        "  ./run queues status              BullMQ queues; some active jobs lost their worker\n"
+        "  ./run queues recover-stale       move those back: plan, confirmation, journal\n"
+        "  ./run lab break aof-truncate     rehearse a crash that cut the AOF, then:\n"
+        "  ./run diagnose                   the scenario, its evidence, the next command\n"
+        "  ./run recover aof                repair it (the AOF is copied aside first)\n"
+        "  ./run journal                    what every procedure did\n"
+        "  ./run lab down                   stop the lab (SHUTDOWN SAVE); data is kept\n"
+        + (f"  (add --dir {state} to the lab commands)\n" if directory else ""),
         markup=False,
     )
 
