@@ -140,3 +140,13 @@ def test_lab_up_rejects_a_bad_size_and_starts_nothing(lab_dir: Path) -> None:
     assert result.returncode == 2
     assert "--maxmemory" in result.stderr
     assert not lab_dir.exists()
+
+
+def test_lab_down_stops_a_hung_lab(lab_dir: Path) -> None:
+    run_cli("lab", "up", "--dir", str(lab_dir))
+    pid = json.loads(run_cli("--json", "lab", "status", "--dir", str(lab_dir)).stdout)["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    down = run_cli("--json", "lab", "down", "--dir", str(lab_dir))
+    assert down.returncode == 0, down.stderr
+    assert json.loads(down.stdout)["running"] is False
+    assert not pid_alive(pid)

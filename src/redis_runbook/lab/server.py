@@ -20,7 +20,13 @@ import redis
 
 from redis_runbook.config import TargetConfig
 from redis_runbook.errors import LabError, RunbookError
-from redis_runbook.service.process import pid_alive, read_pid, spawn_redis, wait_exit
+from redis_runbook.service.process import (
+    pid_alive,
+    proc_state,
+    read_pid,
+    spawn_redis,
+    wait_exit,
+)
 from redis_runbook.target import make_client
 from redis_runbook.waiting import wait_ready
 
@@ -197,6 +203,8 @@ class RedisServer:
         if pid is None or not pid_alive(pid):
             self._reap()
             return
+        if proc_state(pid) in ("T", "t"):
+            os.kill(pid, signal.SIGCONT)  # a hung (stopped) server can neither save nor exit
         client = self.client()
         try:
             client.shutdown(save=save, nosave=not save)
