@@ -15,7 +15,6 @@ from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.render import health_table, out, print_json
 from redis_runbook.config import load_config
 from redis_runbook.errors import LabError
-from redis_runbook.lab import pglab
 from redis_runbook.lab.faults import FAULTS, FaultOptions, UnknownFault, inject
 from redis_runbook.lab.faults_live import heal
 from redis_runbook.lab.lifecycle import CONFIG_NAME, STATE_NAME, lab_server
@@ -75,6 +74,8 @@ def up(
     if not with_postgres:
         _show_status(ctx, status, "up")
         return
+    from redis_runbook.lab import pglab  # psycopg only when asked for: a slow import
+
     postgres = pglab.up(state)
     if globals_of(ctx).json:
         print_json({**status.to_json(), "postgres": postgres.to_json()})

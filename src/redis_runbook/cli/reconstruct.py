@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text
@@ -18,7 +18,9 @@ from redis_runbook.cli.render import err, out, print_json
 from redis_runbook.errors import ConfigError
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Plan, StepResult
-from redis_runbook.procedures.reconstruct import Options, Report, plan_reconstruct
+
+if TYPE_CHECKING:
+    from redis_runbook.procedures.reconstruct import Report
 
 SINCE_HINT = (
     "give an ISO 8601 time (2026-11-26T03:00:00Z; no zone means UTC) or an age (90m, 6h, 2d)"
@@ -136,6 +138,9 @@ def reconstruct(
     config = options.load().config
     if chunk is not None:
         config.reconstruct.chunk_size = chunk
+    # psycopg and the reconstruct machinery load only for this command (slow imports).
+    from redis_runbook.procedures.reconstruct import Options, Report, plan_reconstruct
+
     chosen = Options(
         sources=source or [], queues=queue or [], since=parse_since(since), force=force
     )
