@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from redis_runbook.config_backup import BackupConfig
 from redis_runbook.config_errors import describe_validation_error
 from redis_runbook.config_reconstruct import ReconstructConfig
 from redis_runbook.config_reconstruct import Source as Source
@@ -268,6 +269,7 @@ class Config(Section):
     bullmq: BullMQConfig = Field(default_factory=BullMQConfig)
     runbook: RunbookConfig = Field(default_factory=RunbookConfig)
     reconstruct: ReconstructConfig = Field(default_factory=ReconstructConfig)
+    backup: BackupConfig = Field(default_factory=BackupConfig)
 
     @field_validator("categories")
     @classmethod

@@ -11,6 +11,7 @@ import typer
 
 from redis_runbook import __version__
 from redis_runbook.cli import (
+    backup,
     clients,
     config_cmd,
     diagnose,
@@ -86,6 +87,7 @@ app.add_typer(keys.app, name="keys")
 recover.app.command("oom")(recover_oom.oom)
 app.add_typer(clients.app, name="clients")
 app.add_typer(perf.app, name="perf")
+app.add_typer(backup.app, name="backup")
 
 
 def main() -> None:

@@ -1,0 +1,228 @@
+"""`backup create` as a plan: BGSAVE (or join one in progress) and wait until it
+succeeded, count the keys per database and category, then archive dump.rdb, the AOF
+directory (manifest + files), redis.conf (when configured) and metadata.json."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis
+
+from redis_runbook import __version__
+from redis_runbook.backup.base import Backend, BackupError
+from redis_runbook.config import Category, Config, TargetConfig
+from redis_runbook.fsops import stamp
+from redis_runbook.keyspace import count_by_category
+from redis_runbook.persistence.files import data_layout
+from redis_runbook.persistence.layout import DataLayout
+from redis_runbook.persistence.rdb import read_rdb_header
+from redis_runbook.procedures.context import ProcedureContext
+from redis_runbook.procedures.engine import Confirm, Plan, Step
+from redis_runbook.redisinfo import keyspace, parse_info
+from redis_runbook.target import make_client
+from redis_runbook.units import format_bytes
+
+METADATA_FORMAT = 1
+POLL_S = 0.05
+BGSAVE_FAILED_HINT = "read the Redis log (redis-runbook diagnose); check free disk in the data dir"
+
+
+def target_for_db(target: TargetConfig, db: int) -> TargetConfig:
+    """The same target with database `db` selected (URL path, or `?db=` for unix)."""
+    parts = urlsplit(target.url)
+    if parts.scheme == "unix":
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "db"] + [("db", str(db))]
+        url = urlunsplit(parts._replace(query=urlencode(query)))
+    else:
+        url = urlunsplit(parts._replace(path=f"/{db}"))
+    return target.model_copy(update={"url": url})
+
+
+def info_fields(client: redis.Redis, section: str) -> dict[str, str]:
+    """INFO <section> as text fields."""
+    return parse_info(str(client.execute_command("INFO", section)))
+
+
+def _saves(info: Mapping[str, str]) -> tuple[int, int]:
+    return int(info.get("rdb_saves", "0") or 0), int(info.get("rdb_last_save_time", "0") or 0)
+
+
+def bgsave_and_wait(client: redis.Redis, timeout: float) -> str:
+    """Start a BGSAVE (or join the one in progress) and poll INFO persistence until it
+    finished with `rdb_last_bgsave_status:ok` and the save counter (or LASTSAVE)
+    advanced. Returns one sentence; raises BackupError on failure or at the deadline."""
+    before = info_fields(client, "persistence")
+    joined = before.get("rdb_bgsave_in_progress") == "1"
+    if not joined:
+        try:
+            client.execute_command("BGSAVE", "SCHEDULE")
+        except redis.ResponseError as exc:
+            if "in progress" not in str(exc):
+                raise BackupError(f"BGSAVE refused: {exc}", BGSAVE_FAILED_HINT) from None
+            joined = True
+    deadline = time.monotonic() + timeout
+    saves, lastsave = _saves(before)
+    while True:
+        now = info_fields(client, "persistence")
+        new_saves, new_lastsave = _saves(now)
+        advanced = new_saves > saves if "rdb_saves" in now else new_lastsave > lastsave
+        if now.get("rdb_bgsave_in_progress") == "0" and advanced:
+            if now.get("rdb_last_bgsave_status") != "ok":
+                raise BackupError(
+                    "BGSAVE failed (rdb_last_bgsave_status:err): no backup was made",
+                    BGSAVE_FAILED_HINT,
+                )
+            how = "joined the BGSAVE in progress" if joined else "BGSAVE"
+            return f"{how}: finished ok (lastsave {new_lastsave})"
+        if time.monotonic() > deadline:
+            raise BackupError(
+                f"BGSAVE did not finish within {timeout:g} s",
+                "raise [backup] bgsave_timeout_seconds, or watch INFO persistence",
+            )
+        time.sleep(POLL_S)
+
+
+def count_keys(target: TargetConfig, categories: Sequence[Category]) -> dict[str, Any]:
+    """Keys per database and category (one SCAN walk per database), and totals."""
+    client = make_client(target)
+    try:
+        info = parse_info(str(client.execute_command("INFO", "keyspace")))
+    finally:
+        client.close()
+    by_db: dict[str, Any] = {}
+    totals: dict[str, int] = {}
+    for space in keyspace(info):
+        db_client = make_client(target_for_db(target, space.db), decode=False)
+        try:
+            counts = count_by_category(db_client, categories)
+        finally:
+            db_client.close()
+        by_db[str(space.db)] = {
+            "keys": counts.scanned,
+            "expires": space.expires,
+            "by_category": counts.by_category,
+        }
+        for name, n in counts.by_category.items():
+            totals[name] = totals.get(name, 0) + n
+    return {
+        "total": sum(d["keys"] for d in by_db.values()),
+        "expires": sum(d["expires"] for d in by_db.values()),
+        "by_category": totals,
+        "by_db": by_db,
+    }
+
+
+def archive_files(config: Config, layout: DataLayout) -> dict[str, Path]:
+    """Archive path -> host file: the RDB, every file of the AOF directory (or the old
+    single AOF), and redis.conf when `[backup] include_conf` and it is configured."""
+    files: dict[str, Path] = {}
+    if not layout.rdb_path.is_file():
+        raise BackupError(f"no RDB at {layout.rdb_path} after BGSAVE", BGSAVE_FAILED_HINT)
+    files[layout.dbfilename] = layout.rdb_path
+    if layout.aof_dir.is_dir():
+        for path in sorted(layout.aof_dir.iterdir()):
+            if path.is_file():
+                files[f"{layout.appenddirname}/{path.name}"] = path
+    elif layout.single_aof_path.is_file():
+        files[layout.appendfilename] = layout.single_aof_path
+    conf = config.service.redis_conf
+    if config.backup.include_conf and conf is not None and conf.is_file():
+        files["redis.conf"] = conf
+    return files
+
+
+@dataclass
+class CreateState:
+    """What the steps of `backup create` hand to each other."""
+
+    name: str
+    redis_version: str = ""
+    keys: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def unique_name(pattern: str, taken: set[str]) -> str:
+    """The archive name for now (`redis-20261126T103800Z`), suffixed when taken."""
+    base = pattern.replace("{date}", stamp())
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def plan_create(pctx: ProcedureContext, backend: Backend) -> Plan:
+    """The plan of `backup create` (reads the archive list first: a wrong passphrase
+    or a missing repository is reported before Redis is asked to save)."""
+    config = pctx.config
+    taken = {a.name for a in backend.list()}
+    state = CreateState(unique_name(config.backup.archive_pattern, taken))
+    notes: list[str] = []
+    client = pctx.client()
+    try:
+        reply = client.execute_command("CONFIG", "GET", "appendonly")
+        live = {"appendonly": str(reply.get("appendonly", "") if isinstance(reply, dict) else "")}
+    except redis.RedisError:
+        live = {}
+    finally:
+        client.close()
+    layout = data_layout(config, live, notes)
+
+    def save() -> str:
+        """Step 1: BGSAVE (or join the one in progress) and wait for its success."""
+        client = pctx.client()
+        try:
+            state.redis_version = info_fields(client, "server").get("redis_version", "")
+            return bgsave_and_wait(client, config.backup.bgsave_timeout_seconds)
+        finally:
+            client.close()
+
+    def count() -> str:
+        """Step 2: keys per database and category, recorded in the metadata."""
+        state.keys = count_keys(config.target, config.categories)
+        per = ", ".join(f"{k} {v}" for k, v in state.keys["by_category"].items() if v)
+        return f"{state.keys['total']} keys ({per or 'none'})"
+
+    def archive() -> str:
+        """Step 3: the data files, redis.conf and metadata.json into one archive."""
+        files = archive_files(config, layout)
+        header = read_rdb_header(layout.rdb_path)
+        state.metadata = {
+            "format": METADATA_FORMAT,
+            "tool": f"redis-runbook {__version__}",
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "target": pctx.where,
+            "redis_version": state.redis_version,
+            "rdb_version": header.version,
+            "rdb_file": layout.dbfilename,
+            "size": sum(p.stat().st_size for p in files.values()),
+            "files": sorted(files),
+            "keys": state.keys,
+        }
+        made = backend.create(state.name, files, state.metadata)
+        return (
+            f"archive {made.name} in {backend.location}: {len(files)} files + metadata.json, "
+            f"{format_bytes(state.metadata['size'])}, RDB version {header.version}"
+        )
+
+    return Plan(
+        procedure="backup create",
+        target=pctx.where,
+        confirm=Confirm.NONE,
+        notes=[*notes, f"archive {state.name} -> {config.backup.kind} {backend.location}"],
+        steps=[
+            Step("BGSAVE and wait until it succeeded", save, on_failure=BGSAVE_FAILED_HINT),
+            Step("Count keys per database and category (SCAN)", count),
+            Step(
+                f"Archive {layout.dbfilename}, {layout.appenddirname}/, redis.conf and "
+                f"metadata.json as {state.name}",
+                archive,
+            ),
+        ],
+    )

@@ -1,0 +1,228 @@
+"""`backup verify`: the restore drill (seed §6.4 monthly restore test). Extract an
+archive into a temporary directory, `redis-check-rdb` its RDB, refuse an RDB newer
+than the installed redis-server, load it into a throwaway redis-server (loopback,
+free port, AOF off), compare the keys per category with the archive's metadata and
+judge its age against the RPO. The live server is never touched; the throwaway
+server is stopped and every temporary file removed, whatever happens."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import redis
+
+from redis_runbook.backup.base import Archive, Backend, BackupCorrupt
+from redis_runbook.backup.create import count_keys
+from redis_runbook.config import Category
+from redis_runbook.errors import RunbookError
+from redis_runbook.lab.server import RedisServer
+from redis_runbook.persistence.rdb import (
+    max_rdb_version_of,
+    parse_check_rdb,
+    read_rdb_header,
+    writers_of,
+)
+from redis_runbook.service.base import run_command
+
+DrillStatus = Literal["ok", "warning", "failed"]
+EXIT_CODES: dict[DrillStatus, int] = {"ok": 0, "warning": 1, "failed": 2}
+#: Keys may differ between the count and the snapshot on a busy server, and keys
+#: with a TTL expire before the drill loads them: tolerate that many plus 1 %.
+COUNT_TOLERANCE_PCT = 1.0
+DRILL_SETTINGS = {"appendonly": "no", "save": "", "maxmemory": "0"}
+
+
+@dataclass(frozen=True)
+class DrillCheck:
+    """One verdict of the drill."""
+
+    name: str
+    status: DrillStatus
+    detail: str
+
+    def to_json(self) -> dict[str, str]:
+        """The check as JSON."""
+        return {"name": self.name, "status": self.status, "detail": self.detail}
+
+
+@dataclass
+class DrillReport:
+    """What the drill found about one archive."""
+
+    archive: Archive
+    rpo_hours: float
+    checks: list[DrillCheck] = field(default_factory=list)
+    restored: dict[str, Any] = field(default_factory=dict)
+    server_version: str | None = None
+
+    @property
+    def status(self) -> DrillStatus:
+        """The worst status of the checks."""
+        statuses = {c.status for c in self.checks}
+        return "failed" if "failed" in statuses else "warning" if "warning" in statuses else "ok"
+
+    @property
+    def exit_code(self) -> int:
+        """0 ok, 1 warning (old archive), 2 failed."""
+        return EXIT_CODES[self.status]
+
+    @property
+    def reason(self) -> str | None:
+        """The first failed (else warning) check's detail."""
+        for wanted in ("failed", "warning"):
+            for check in self.checks:
+                if check.status == wanted:
+                    return f"{check.name}: {check.detail}"
+        return None
+
+    def add(self, name: str, status: DrillStatus, detail: str) -> None:
+        """Record a verdict."""
+        self.checks.append(DrillCheck(name, status, detail))
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as JSON (docs/json.md, `backup verify`)."""
+        return {
+            "archive": self.archive.to_json(),
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "reason": self.reason,
+            "age_hours": round(self.archive.age_hours(), 2),
+            "rpo_hours": self.rpo_hours,
+            "server_version": self.server_version,
+            "recorded_keys": self.archive.metadata.get("keys", {}).get("by_category"),
+            "restored_keys": self.restored.get("by_category"),
+            "checks": [c.to_json() for c in self.checks],
+        }
+
+
+def installed_server_version() -> str | None:
+    """The local `redis-server --version` (`v=7.0.15`), None when unknown."""
+    done = run_command(["redis-server", "--version"], timeout=10)
+    for word in done.stdout.split():
+        if word.startswith("v="):
+            return word[2:]
+    return None
+
+
+def compare_counts(recorded: Mapping[str, Any], restored: Mapping[str, Any]) -> DrillCheck:
+    """Keys per category in the restored server against the metadata."""
+    before: Mapping[str, int] = recorded.get("by_category") or {}
+    after: Mapping[str, int] = restored.get("by_category") or {}
+    total_before = int(recorded.get("total", sum(before.values())))
+    total_after = int(restored.get("total", sum(after.values())))
+    names = sorted(set(before) | set(after))
+    diffs = {n: after.get(n, 0) - before.get(n, 0) for n in names}
+    shown = ", ".join(f"{n} {after.get(n, 0)}/{before.get(n, 0)}" for n in names if before.get(n))
+    tolerance = int(recorded.get("expires", 0)) + math.ceil(
+        total_before * COUNT_TOLERANCE_PCT / 100
+    )
+    if total_before and not total_after:
+        return DrillCheck("keys", "failed", f"the RDB loaded no keys; {total_before} recorded")
+    drift = sum(abs(d) for d in diffs.values())
+    if drift > tolerance:
+        return DrillCheck(
+            "keys",
+            "failed",
+            f"restored/recorded per category differ by {drift} keys (tolerance {tolerance}): "
+            + shown,
+        )
+    detail = f"{total_after}/{total_before} keys restored ({shown or 'no keys'})"
+    if drift:
+        detail += f"; {drift} differ, within tolerance {tolerance} (TTLs, writes during BGSAVE)"
+    return DrillCheck("keys", "ok", detail)
+
+
+def drill(
+    backend: Backend,
+    name: str,
+    categories: Sequence[Category],
+    rpo_hours: float,
+    timeout: float = 60.0,
+) -> DrillReport:
+    """Run the restore drill on archive `name` (or `latest`). UnknownName when it does
+    not exist; every other problem is a failed check in the report."""
+    archive = backend.find(name)
+    report = DrillReport(archive=archive, rpo_hours=rpo_hours)
+    workdir = Path(tempfile.mkdtemp(prefix="redis-runbook-drill-"))
+    try:
+        _drill(backend, report, workdir, categories, timeout)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    age = archive.age_hours()
+    if age > rpo_hours:
+        report.add(
+            "age", "warning", f"{age:.1f} h old, past the RPO of {rpo_hours:g} h: back up now"
+        )
+    else:
+        report.add("age", "ok", f"{age:.1f} h old (RPO {rpo_hours:g} h)")
+    return report
+
+
+def _drill(
+    backend: Backend,
+    report: DrillReport,
+    workdir: Path,
+    categories: Sequence[Category],
+    timeout: float,
+) -> None:
+    archive = report.archive
+    staging = workdir / "archive"
+    staging.mkdir()
+    try:
+        backend.extract(archive.name, staging)
+    except BackupCorrupt as exc:
+        report.add("extract", "failed", exc.message)
+        return
+    files = sum(1 for p in staging.rglob("*") if p.is_file())
+    report.add("extract", "ok", f"{files} files extracted, integrity verified")
+    rdb = staging / str(archive.metadata.get("rdb_file") or "dump.rdb")
+    if not rdb.is_file():
+        report.add("rdb", "failed", f"no {rdb.name} in the archive")
+        return
+    header = read_rdb_header(rdb)
+    done = run_command(["redis-check-rdb", str(rdb)], timeout=timeout)
+    check = parse_check_rdb(done.stdout + done.stderr, done.returncode)
+    if not check.ok:
+        report.add("redis-check-rdb", "failed", check.summary)
+        return
+    report.add("redis-check-rdb", "ok", f"{check.summary}; {header.summary}")
+    report.server_version = installed_server_version()
+    newest = max_rdb_version_of(report.server_version or "")
+    if header.version is not None and newest is not None and header.version > newest:
+        report.add(
+            "rdb-version",
+            "failed",
+            f"RDB version {header.version} ({writers_of(header.version)}) is newer than the "
+            f"installed redis-server {report.server_version} can load (up to {newest})",
+        )
+        return
+    report.add("rdb-version", "ok", f"RDB {header.version} loads on Redis {report.server_version}")
+    _load(report, workdir, rdb, categories, timeout)
+
+
+def _load(
+    report: DrillReport, workdir: Path, rdb: Path, categories: Sequence[Category], timeout: float
+) -> None:
+    server = RedisServer(workdir / "server", settings=DRILL_SETTINGS)
+    server.data_dir.mkdir(parents=True)
+    shutil.move(rdb, server.data_dir / "dump.rdb")
+    try:
+        server.start(timeout=timeout)
+        report.restored = count_keys(server.target(), categories)
+        report.add("load", "ok", f"loaded into a throwaway redis-server on port {server.port}")
+    except (RunbookError, redis.RedisError) as exc:
+        report.add("load", "failed", getattr(exc, "message", str(exc)))
+        return
+    finally:
+        with contextlib.suppress(RunbookError):
+            server.stop(save=False)
+        if server.process is not None and server.process.poll() is None:
+            server.kill()
+    report.checks.append(compare_counts(report.archive.metadata.get("keys", {}), report.restored))

@@ -1,0 +1,265 @@
+"""`backup create | list | verify` against a real borg repository (repokey) and the
+lab: round trips, a damaged repository, wrong and leaked passphrases, the directory
+backend, unknown archives, and no leftovers after the drill."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from redis_runbook.backup.base import BackupCorrupt
+from redis_runbook.backup.borg import BorgBackend
+from redis_runbook.config_backup import BackupConfig
+from tests.conftest import Lab
+from tests.helpers import run_cli
+
+PASS_VAR = "TEST_BORG_PASSPHRASE"
+
+
+def borg_init(repo: Path, base: Path, passphrase: str) -> None:
+    """`borg init --encryption=repokey` (the passphrase in the child's env only)."""
+    env = {**os.environ, "BORG_BASE_DIR": str(base), "BORG_PASSPHRASE": passphrase}
+    subprocess.run(
+        ["borg", "init", "--encryption=repokey", str(repo)],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def backup_env(
+    lab_env: Lab, tmp_path: Path, kind: str, repo: Path, passphrase: str = ""
+) -> dict[str, str]:
+    """The lab's env plus [backup] overrides, borg's state and TMPDIR under tmp_path."""
+    _status, env = lab_env
+    scratch = tmp_path / "scratch"
+    scratch.mkdir(exist_ok=True)
+    env = {
+        **env,
+        "REDIS_RUNBOOK_BACKUP__KIND": kind,
+        "REDIS_RUNBOOK_BACKUP__REPOSITORY": str(repo),
+        "BORG_BASE_DIR": str(tmp_path / "borg-base"),
+        "TMPDIR": str(scratch),
+    }
+    if passphrase:
+        env["REDIS_RUNBOOK_BACKUP__PASSPHRASE_ENV"] = PASS_VAR
+        env[PASS_VAR] = passphrase
+    return env
+
+
+@pytest.fixture
+def borg_env(lab_env: Lab, tmp_path: Path) -> tuple[dict[str, str], str]:
+    """A fresh repokey borg repository and the env pointing the CLI at it."""
+    passphrase = f"canary-{uuid.uuid4().hex}"
+    repo = tmp_path / "borg-repo"
+    borg_init(repo, tmp_path / "borg-base", passphrase)
+    return backup_env(lab_env, tmp_path, "borg", repo, passphrase), passphrase
+
+
+def create(env: dict[str, str]) -> str:
+    """Run `backup create --json`; the new archive's name."""
+    done = run_cli("--json", "backup", "create", env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert [r["ok"] for r in document["results"]] == [True, True, True]
+    listed = run_cli("--json", "backup", "list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    return str(json.loads(listed.stdout)["archives"][-1]["name"])
+
+
+def assert_no_leftovers(env: dict[str, str]) -> None:
+    """No temp dirs left in TMPDIR and no redis-server running from one."""
+    scratch = Path(env["TMPDIR"])
+    assert list(scratch.iterdir()) == []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        assert str(scratch) not in text, text
+
+
+def test_borg_create_list_verify(borg_env: tuple[dict[str, str], str], lab_env: Lab) -> None:
+    env, passphrase = borg_env
+    name = create(env)
+    listed = json.loads(run_cli("--json", "backup", "list", env=env).stdout)
+    [archive] = listed["archives"]
+    assert archive["name"] == name
+    assert archive["keys"] > 0
+    assert archive["redis_version"]
+    assert archive["rdb_version"] >= 10
+    assert archive["keys_by_category"]["bullmq"] > 0
+    table = run_cli("backup", "list", env=env)
+    assert table.returncode == 0
+    assert name in table.stdout
+
+    done = run_cli("--json", "backup", "verify", env=env, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["status"] == "ok"
+    assert report["archive"]["name"] == name
+    statuses = {c["name"]: c["status"] for c in report["checks"]}
+    assert statuses == {
+        "extract": "ok",
+        "redis-check-rdb": "ok",
+        "rdb-version": "ok",
+        "load": "ok",
+        "keys": "ok",
+        "age": "ok",
+    }
+    assert report["restored_keys"]["bullmq"] == report["recorded_keys"]["bullmq"]
+    assert_no_leftovers(env)
+    journal = "".join(
+        p.read_text() for p in Path(env["REDIS_RUNBOOK_RUNBOOK__STATE_DIR"]).rglob("*.jsonl")
+    )
+    assert "backup create" in journal
+    assert passphrase not in journal
+
+
+def test_borg_damaged_repository_fails_verify(borg_env: tuple[dict[str, str], str]) -> None:
+    env, passphrase = borg_env
+    name = create(env)
+    backend = BorgBackend(
+        BackupConfig(repository=env["REDIS_RUNBOOK_BACKUP__REPOSITORY"], passphrase_env=PASS_VAR),
+        env={**os.environ, **env},
+    )
+    backend.check(name)
+    segments = [p for p in (Path(env["REDIS_RUNBOOK_BACKUP__REPOSITORY"]) / "data").rglob("*")]
+    biggest = max((p for p in segments if p.is_file()), key=lambda p: p.stat().st_size)
+    data = bytearray(biggest.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(b ^ 0xFF for b in data[middle : middle + 64])
+    biggest.write_bytes(bytes(data))
+    done = run_cli("--json", "backup", "verify", env=env, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["status"] == "failed"
+    assert "damaged" in report["reason"]
+    with pytest.raises(BackupCorrupt, match="damaged"):
+        backend.check(name)
+    human = run_cli("backup", "verify", env=env, timeout=120)
+    assert human.returncode == 2
+    assert "damaged" in human.stdout
+    assert passphrase not in done.stdout + done.stderr + human.stdout + human.stderr
+    assert_no_leftovers(env)
+
+
+def test_wrong_passphrase(borg_env: tuple[dict[str, str], str]) -> None:
+    env, _passphrase = borg_env
+    wrong = f"wrong-{uuid.uuid4().hex}"
+    done = run_cli("backup", "list", env={**env, PASS_VAR: wrong})
+    assert done.returncode == 2
+    assert "error: wrong passphrase for the borg repository" in done.stderr
+    assert "HINT:" in done.stderr
+    assert wrong not in done.stdout + done.stderr
+    assert len(done.stderr.strip().splitlines()) == 2
+
+
+def test_passphrase_never_leaks(borg_env: tuple[dict[str, str], str]) -> None:
+    env, passphrase = borg_env
+    base = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_RUNBOOK_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "redis_runbook", "backup", "create"],
+        env={**base, **env},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    samples = 0
+    seen_borg = False
+    while process.poll() is None:
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                text = cmdline.read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            seen_borg = seen_borg or ("borg" in text and "create" in text)
+            assert passphrase not in text
+        samples += 1
+        time.sleep(0.005)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert samples > 0
+    assert seen_borg, "no borg process was caught running"
+    assert passphrase not in stdout + stderr
+    state = Path(env["REDIS_RUNBOOK_RUNBOOK__STATE_DIR"])
+    for path in state.rglob("*"):
+        if path.is_file():
+            assert passphrase not in path.read_text(errors="replace")
+    listed = run_cli("--json", "backup", "list", env=env)
+    assert passphrase not in listed.stdout + listed.stderr
+
+
+def test_unknown_archive_names_known_ones(borg_env: tuple[dict[str, str], str]) -> None:
+    env, _passphrase = borg_env
+    name = create(env)
+    done = run_cli("backup", "verify", "--archive", "redis-nope", env=env)
+    assert done.returncode == 2
+    assert "no archive 'redis-nope'" in done.stderr
+    assert name in done.stderr
+    assert "HINT: redis-runbook backup list" in done.stderr
+
+
+def test_directory_backend_round_trip(lab_env: Lab, tmp_path: Path) -> None:
+    repo = tmp_path / "backups"
+    repo.mkdir()
+    env = backup_env(lab_env, tmp_path, "directory", repo)
+    name = create(env)
+    archive = repo / name
+    assert (archive / "dump.rdb").is_file()
+    assert (archive / "metadata.json").is_file()
+    assert (archive / "SHA256SUMS").is_file()
+    assert (archive / "redis.conf").is_file()
+    assert list((archive / "appendonlydir").glob("*.manifest"))
+    done = run_cli("--json", "backup", "verify", "--archive", name, env=env, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["status"] == "ok"
+
+    old = run_cli(
+        "--json", "backup", "verify", env={**env, "REDIS_RUNBOOK_BACKUP__RPO_HOURS": "0.00001"}
+    )
+    assert old.returncode == 1, old.stdout + old.stderr
+    assert "past the RPO" in json.loads(old.stdout)["reason"]
+
+    rdb = archive / "dump.rdb"
+    rdb.write_bytes(rdb.read_bytes()[:-20] + b"x" * 20)
+    bad = run_cli("--json", "backup", "verify", env=env)
+    assert bad.returncode == 2
+    assert "does not match its checksum" in json.loads(bad.stdout)["reason"]
+    assert_no_leftovers(env)
+
+
+def test_borg_missing(lab_env: Lab, tmp_path: Path) -> None:
+    env = backup_env(lab_env, tmp_path, "borg", tmp_path / "repo", "x")
+    env["REDIS_RUNBOOK_BACKUP__BORG_BINARY"] = str(tmp_path / "no-such-borg")
+    done = run_cli("backup", "list", env=env)
+    assert done.returncode == 3
+    assert "borg is not installed" in done.stderr
+    assert "HINT: apt install borgbackup" in done.stderr
+
+
+def test_no_repository_configured(lab_env: Lab) -> None:
+    _status, env = lab_env
+    done = run_cli("backup", "list", env=env)
+    assert done.returncode == 2
+    assert "[backup] repository is not set" in done.stderr
+
+
+def test_config_rejects_two_passphrase_sources(tmp_path: Path) -> None:
+    secret_file = tmp_path / "pass"
+    secret_file.write_text("x\n")
+    with pytest.raises(ValidationError, match="choose one passphrase source"):
+        BackupConfig(passphrase_env="X", passphrase_file=secret_file)
+    with pytest.raises(ValidationError, match="expected a name with"):
+        BackupConfig(archive_pattern="redis")
+    assert BackupConfig().archive_glob == "redis-*"
