@@ -3,29 +3,15 @@ place where errors become a message, a HINT line and an exit code."""
 
 from __future__ import annotations
 
+import importlib
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from redis_runbook import __version__
-from redis_runbook.cli import (
-    backup,
-    clients,
-    config_cmd,
-    diagnose,
-    health,
-    journal_cmd,
-    keys,
-    lab,
-    perf,
-    queues,
-    reconstruct,
-    recover,
-    recover_oom,
-    workers,
-)
 from redis_runbook.cli.context import Globals
 from redis_runbook.cli.render import print_error
 from redis_runbook.errors import RunbookError
@@ -74,24 +60,65 @@ def main_options(
     ctx.obj = Globals(config, json_output, yes, dry_run, verbose)
 
 
-app.command("health")(health.health)
-app.command("diagnose")(diagnose.diagnose)
-app.add_typer(config_cmd.app, name="config")
-app.add_typer(lab.app, name="lab")
-app.add_typer(recover.app, name="recover")
-app.add_typer(queues.app, name="queues")
-app.add_typer(workers.app, name="workers")
-queues.app.command("reconstruct")(reconstruct.reconstruct)
-app.command("journal")(journal_cmd.journal)
-app.add_typer(keys.app, name="keys")
-recover.app.command("oom")(recover_oom.oom)
-app.add_typer(clients.app, name="clients")
-app.add_typer(perf.app, name="perf")
-app.add_typer(backup.app, name="backup")
+# Command modules are imported only when their command runs (the rest of the CLI
+# would add imports such as psycopg and bullmq to every `health` in cron).
+# name -> (module in redis_runbook.cli, attribute, kind); this is the --help order.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "health": ("health", "health", "command"),
+    "diagnose": ("diagnose", "diagnose", "command"),
+    "recover": ("recover", "app", "group"),
+    "queues": ("queues", "app", "group"),
+    "workers": ("workers", "app", "group"),
+    "keys": ("keys", "app", "group"),
+    "clients": ("clients", "app", "group"),
+    "perf": ("perf", "app", "group"),
+    "backup": ("backup", "app", "group"),
+    "journal": ("journal_cmd", "journal", "command"),
+    "lab": ("lab", "app", "group"),
+    "config": ("config_cmd", "app", "group"),
+}
+# Subcommands that live in a module of their own: group -> (name, module, function).
+SUBCOMMANDS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "recover": (("oom", "recover_oom", "oom"),),
+    "queues": (("reconstruct", "reconstruct", "reconstruct"),),
+}
+_OPTIONS_WITH_VALUE = ("--config", "-c")
+
+
+def _attribute(module: str, name: str) -> Any:
+    return getattr(importlib.import_module(f"redis_runbook.cli.{module}"), name)
+
+
+def register(names: Iterable[str]) -> None:
+    """Import and add the named commands to `app`."""
+    for name in names:
+        module, attribute, kind = COMMANDS[name]
+        target = _attribute(module, attribute)
+        if kind == "command":
+            app.command(name)(target)
+            continue
+        for sub, sub_module, function in SUBCOMMANDS.get(name, ()):
+            target.command(sub)(_attribute(sub_module, function))
+        app.add_typer(target, name=name)
+
+
+def requested_command(argv: Sequence[str]) -> str | None:
+    """The command word in `argv` (skipping global options and their values)."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _OPTIONS_WITH_VALUE:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
 
 
 def main() -> None:
     """Console-script entry point."""
+    name = requested_command(sys.argv[1:])
+    register([name] if name in COMMANDS else COMMANDS)
     try:
         app(prog_name="redis-runbook")
     except RunbookError as error:
