@@ -212,3 +212,23 @@ def test_documented_acl_user_gets_every_check(tmp_path: Path, redis_factory: Red
     document = json.loads(result.stdout)
     assert [c["name"] for c in document["checks"] if c["status"] == "UNKNOWN"] == []
     assert result.returncode == 0
+
+
+def test_the_command_word_is_found_after_global_options() -> None:
+    from redis_runbook.cli import requested_command
+
+    assert requested_command(["--config", "x.toml", "--json", "health"]) == "health"
+    assert requested_command(["-c", "queues", "lab", "up"]) == "lab"  # -c takes a value
+    assert requested_command(["--yes", "--dry-run"]) is None
+
+
+def test_help_lists_every_command_group() -> None:
+    from redis_runbook.cli import COMMANDS
+
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for name in COMMANDS:
+        assert f"  {name} " in result.stdout, name
+    subcommands = run_cli("queues", "--help").stdout
+    assert "reconstruct" in subcommands
+    assert "recover-stale" in subcommands
