@@ -19,11 +19,25 @@ from typing import IO, Any
 import redis
 
 from redis_runbook.errors import Refused
+from redis_runbook.service.process import pid_alive
 
 REDIS_LOCK_KEY = "redis-runbook:lock"
 _RELEASE = (
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 )
+_TAKE_OVER = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "return redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end return false"
+)
+
+
+def _abandoned(holder: dict[str, Any]) -> bool:
+    """True when the holder ran on this host and its process is gone: it died, or
+    the key came back with the data (an RDB or a backup taken while it was held)."""
+    pid = holder.get("pid")
+    return (
+        holder.get("host") == socket.gethostname() and isinstance(pid, int) and not pid_alive(pid)
+    )
 
 
 def _describe(holder: dict[str, Any]) -> str:
@@ -74,6 +88,33 @@ def holder_info(procedure: str) -> dict[str, Any]:
     }
 
 
+def _holder(current: object) -> dict[str, Any]:
+    try:
+        holder = json.loads(str(current))
+    except json.JSONDecodeError:
+        holder = None
+    if not isinstance(holder, dict):
+        return {"procedure": f"unknown (value {str(current)[:40]!r})"}
+    return holder
+
+
+def _acquire(client: redis.Redis, value: str, ttl_s: int) -> bool:
+    """SET NX; else take over an abandoned lock atomically; else Refused."""
+    if client.set(REDIS_LOCK_KEY, value, nx=True, ex=ttl_s):
+        return True
+    current: Any = client.get(REDIS_LOCK_KEY)
+    if current is None:  # released between the two calls
+        return bool(client.set(REDIS_LOCK_KEY, value, nx=True, ex=ttl_s))
+    holder = _holder(current)
+    if _abandoned(holder) and client.eval(_TAKE_OVER, 1, REDIS_LOCK_KEY, current, value, ttl_s):
+        return True
+    raise Refused(
+        f"another redis-runbook procedure holds {REDIS_LOCK_KEY}: {_describe(holder)}",
+        f"wait for it, or if it died: check the journal, then redis-cli DEL {REDIS_LOCK_KEY} "
+        f"(expires on its own in {ttl_s} s)",
+    )
+
+
 @contextlib.contextmanager
 def redis_lock(client: redis.Redis | None, procedure: str, ttl_s: int) -> Iterator[None]:
     """Hold REDIS_LOCK_KEY while Redis answers (guards against a second operator on
@@ -84,22 +125,7 @@ def redis_lock(client: redis.Redis | None, procedure: str, ttl_s: int) -> Iterat
     held = False
     if client is not None:
         try:
-            held = bool(client.set(REDIS_LOCK_KEY, value, nx=True, ex=ttl_s))
-            if not held:
-                current = client.get(REDIS_LOCK_KEY)
-                if current is not None:
-                    try:
-                        holder = json.loads(str(current))
-                    except json.JSONDecodeError:
-                        holder = None
-                    if not isinstance(holder, dict):
-                        holder = {"procedure": f"unknown (value {str(current)[:40]!r})"}
-                    raise Refused(
-                        f"another redis-runbook procedure holds {REDIS_LOCK_KEY}: "
-                        f"{_describe(holder)}",
-                        f"wait for it, or if it died: check the journal, then "
-                        f"redis-cli DEL {REDIS_LOCK_KEY} (expires on its own in {ttl_s} s)",
-                    )
+            held = _acquire(client, value, ttl_s)
         except redis.RedisError:
             held = False  # Redis down or refusing writes: the file lock still holds
     try:

@@ -62,3 +62,35 @@ def aof(
     back to dump.rdb (the AOF moved aside); start; verify; say what was lost."""
     pctx = ProcedureContext(globals_of(ctx).load().config)
     run_plan(ctx, pctx, plan_aof(pctx, force=force), extra_ok=understood)
+
+
+@app.command("restore")
+def restore(
+    ctx: typer.Context,
+    archive: Annotated[str, typer.Option("--archive", help="Archive name, or latest.")] = "latest",
+    force: Annotated[
+        bool, typer.Option("--force", help="Redis is running: stop it first.")
+    ] = False,
+    no_save: Annotated[
+        bool, typer.Option("--no-save", help="Stop a running Redis without saving.")
+    ] = False,
+    understood: Annotated[
+        bool,
+        typer.Option("--i-understand-data-loss", help="With --yes: skip typing the archive name."),
+    ] = False,
+) -> None:
+    """Seed §4.3: check the archive (integrity, redis-check-rdb/aof, RDB version), then
+    stop, move the data dir aside, swap the archive in, start, verify key counts, and
+    write a provenance file. Asks you to type the archive name."""
+    from redis_runbook.backup import make_backend
+    from redis_runbook.procedures.restore import cleanup, plan_restore
+
+    config = globals_of(ctx).load().config
+    pctx = ProcedureContext(config)
+    plan, staging = plan_restore(
+        pctx, make_backend(config.backup), archive, save=not no_save, force=force
+    )
+    try:
+        run_plan(ctx, pctx, plan, extra_ok=understood)
+    finally:
+        cleanup(staging)

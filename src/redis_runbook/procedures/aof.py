@@ -147,7 +147,7 @@ def _repair_steps(ctx: ProcedureContext, state: AofState) -> list[Step]:
     ]
 
 
-def _write_aof_from_rdb(layout: DataLayout) -> str:
+def write_aof_from_rdb(layout: DataLayout) -> str:
     """A new AOF whose base is a copy of dump.rdb and whose incr file is empty (or,
     for the old single-file layout, an AOF that is just the RDB preamble)."""
     rdb = layout.rdb_path
@@ -196,9 +196,7 @@ def _fallback_steps(ctx: ProcedureContext, state: AofState) -> list[Step]:
     steps = [Step("move the damaged AOF aside", move, destructive=True)]
     if layout.appendonly is not False:
         steps.append(
-            Step(
-                f"build a new AOF from {layout.rdb_path.name}", lambda: _write_aof_from_rdb(layout)
-            )
+            Step(f"build a new AOF from {layout.rdb_path.name}", lambda: write_aof_from_rdb(layout))
         )
     return steps + _start_steps(ctx, Step("verify PING and the keys loaded", verify))
 

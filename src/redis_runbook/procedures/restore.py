@@ -1,0 +1,220 @@
+"""`recover restore --archive NAME|latest` (seed §4.3, done safely).
+
+Planning does every check before anything live is touched: the archive exists and
+extracts with its integrity verified (borg reads and authenticates every chunk),
+into a staging dir next to the data dir (same filesystem, so the swap is a rename);
+redis-check-rdb and redis-check-aof pass on the staged files; the RDB version is
+one the installed redis-server can load. Then the steps: stop Redis, move the data
+dir aside (never deleted), swap the staged data in with the configured owner, avoid
+the appendonly trap (an RDB-only archive into an AOF server gets an AOF built on a
+copy of its RDB), start, wait, compare keys per category with the archive's
+metadata, and leave a provenance file next to the data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from redis_runbook.backup.base import Archive, Backend
+from redis_runbook.backup.create import count_keys
+from redis_runbook.backup.verify import compare_counts
+from redis_runbook.errors import Refused
+from redis_runbook.fsops import move_aside, stamp
+from redis_runbook.persistence.aof_check import parse_check_aof
+from redis_runbook.persistence.files import data_layout
+from redis_runbook.persistence.layout import DataLayout
+from redis_runbook.persistence.rdb import (
+    installed_redis_version,
+    max_rdb_version_of,
+    parse_check_rdb,
+    read_rdb_header,
+    writers_of,
+)
+from redis_runbook.procedures.aof import write_aof_from_rdb
+from redis_runbook.procedures.context import ProcedureContext
+from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
+from redis_runbook.service import RunState
+from redis_runbook.service.base import run_command
+from redis_runbook.waiting import wait_ready
+
+PROVENANCE = ".redis-runbook-restore.json"
+READY_TIMEOUT_S = 600.0
+TOOL_TIMEOUT_S = 600.0
+
+
+@dataclass
+class Staged:
+    """The extracted archive and the data dir built from it, not yet live."""
+
+    archive: Archive
+    root: Path
+    data: Path
+    checks: list[str] = field(default_factory=list)
+    aside: Path | None = None
+
+
+def _stage(ctx: ProcedureContext, backend: Backend, archive: Archive, layout: DataLayout) -> Staged:
+    """Extract, check and lay out the archive next to the data dir (read-only for
+    everything live). Refused, with the staging dir removed, when anything fails."""
+    root = layout.data_dir.parent / f".redis-runbook-restore.{stamp()}"
+    root.mkdir()
+    try:
+        return _stage_into(ctx, backend, archive, layout, root)
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)  # our own extraction, nothing else
+        raise
+
+
+def _stage_into(
+    ctx: ProcedureContext, backend: Backend, archive: Archive, layout: DataLayout, root: Path
+) -> Staged:
+    extracted, data = root / "archive", root / "data"
+    extracted.mkdir()
+    data.mkdir()
+    backend.extract(archive.name, extracted)  # BackupCorrupt / BackupError: refused below
+    staged = Staged(archive, root, data, [f"{archive.name} extracted, integrity verified"])
+    rdb = extracted / str(archive.metadata.get("rdb_file") or "dump.rdb")
+    if not rdb.is_file():
+        raise Refused(f"{archive.name} holds no {rdb.name}", "redis-runbook backup list")
+    header = read_rdb_header(rdb)
+    server = installed_redis_version(ctx.service) or ""
+    newest = max_rdb_version_of(server)
+    if header.version is not None and newest is not None and header.version > newest:
+        raise Refused(
+            f"{archive.name}: RDB version {header.version} ({writers_of(header.version)}) is "
+            f"newer than redis-server {server} can load (RDB {newest} and older)",
+            "restore onto a Redis at least as new as the one that wrote it, or pick an older "
+            "archive: redis-runbook backup list",
+        )
+    done = run_command(["redis-check-rdb", str(rdb)], timeout=TOOL_TIMEOUT_S)
+    rdb_check = parse_check_rdb(done.stdout + done.stderr, done.returncode)
+    if not rdb_check.ok:
+        raise Refused(f"{archive.name}: {rdb.name} is damaged: {rdb_check.summary}",
+                      "pick another archive: redis-runbook backup list")  # fmt: skip
+    staged.checks.append(f"{rdb.name}: {rdb_check.summary}; {header.summary}")
+    shutil.move(rdb, data / layout.dbfilename)
+    manifests = sorted(extracted.glob("*/*.manifest"))
+    if manifests:
+        aof_dir = data / layout.appenddirname
+        shutil.move(manifests[0].parent, aof_dir)
+        done = run_command(["redis-check-aof", str(aof_dir / manifests[0].name)],
+                           timeout=TOOL_TIMEOUT_S)  # fmt: skip
+        aof_check = parse_check_aof(done.stdout + done.stderr, done.returncode)
+        if not aof_check.valid:
+            raise Refused(f"{archive.name}: its AOF is not valid: {aof_check.summary}",
+                          "pick another archive: redis-runbook backup list")  # fmt: skip
+        staged.checks.append(f"AOF: {aof_check.summary}")
+    elif layout.appendonly is not False:
+        # The trap: with appendonly yes and no AOF, Redis would start empty.
+        staged.checks.append(write_aof_from_rdb(_relocated(layout, data)))
+    return staged
+
+
+def _relocated(layout: DataLayout, data_dir: Path) -> DataLayout:
+    return DataLayout(**{**layout.__dict__, "data_dir": data_dir})
+
+
+def _chown_tree(path: Path, uid: int, gid: int) -> None:
+    os.chown(path, uid, gid)
+    for root, dirs, files in os.walk(path):
+        for name in [*dirs, *files]:
+            os.chown(Path(root) / name, uid, gid)
+
+
+def plan_restore(
+    ctx: ProcedureContext, backend: Backend, name: str, *, save: bool = True, force: bool = False
+) -> tuple[Plan, Path]:
+    """Check everything and build the plan; returns it with the staging dir (the
+    caller removes that dir when the plan is not executed or fails before the swap)."""
+    service = ctx.service
+    notes: list[str] = []
+    layout = data_layout(ctx.config, {}, notes)
+    if layout.appendonly is None:
+        layout = DataLayout(**{**layout.__dict__, "appendonly": ctx.config.server.appendonly})
+    if not layout.data_dir.is_dir():
+        raise Refused(f"data dir {layout.data_dir} does not exist", "check [service] data_dir")
+    archive = backend.find(name)
+    state = service.state()
+    if state.state is RunState.RUNNING and not force:
+        raise Refused(
+            f"Redis is running ({state.detail}): a restore replaces its data",
+            f"stop it first, or let the restore stop it: redis-runbook recover restore "
+            f"--archive {archive.name} --force",
+        )
+    staged = _stage(ctx, backend, archive, layout)
+    target = ctx.config.target
+    uid, gid = service.owner
+    recorded = archive.metadata.get("keys", {})
+
+    def stop() -> str:
+        if service.state().state is RunState.STOPPED:
+            return "already stopped"
+        service.stop(save=save)
+        return "stopped" + (" after saving (kept in the aside copy)" if save else "")
+
+    def swap() -> str:
+        staged.aside = move_aside(layout.data_dir, "before-restore")
+        staged.data.rename(layout.data_dir)
+        _chown_tree(layout.data_dir, uid, gid)
+        shutil.rmtree(staged.root, ignore_errors=True)  # what is left: our extraction
+        return f"previous data moved to {staged.aside}; {archive.name} in place, owned {uid}:{gid}"
+
+    def start() -> str:
+        service.start()
+        return f"answering with its data loaded after {wait_ready(target, READY_TIMEOUT_S):.1f} s"
+
+    def verify() -> str:
+        restored = count_keys(target, ctx.config.categories)
+        check = compare_counts(recorded, restored)
+        provenance: dict[str, Any] = {
+            "archive": archive.name,
+            "archive_time": archive.time.isoformat(),
+            "restored_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "previous_data": str(staged.aside),
+            "checks": staged.checks,
+            "keys": restored,
+            "verdict": check.to_json(),
+        }
+        (layout.data_dir / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
+        if check.status == "failed":
+            raise StepFailed(f"key counts do not match the archive: {check.detail}")
+        return f"{restored.get('total', 0)} keys; {check.detail}"
+
+    notes += [
+        f"service: {service.describe()} is {state.state.value} ({state.detail})",
+        f"archive {archive.name} from {archive.time:%Y-%m-%d %H:%M} UTC: "
+        + "; ".join(staged.checks),
+        f"the current {layout.data_dir} is kept aside as {layout.data_dir.name}.<stamp>."
+        "before-restore; every write after the archive's time is gone from the live server",
+    ]
+    plan = Plan(
+        procedure="recover restore",
+        target=ctx.where,
+        confirm=Confirm.TYPED,
+        confirm_word=archive.name,
+        notes=notes,
+        steps=[
+            Step("stop Redis" + (" (SHUTDOWN SAVE)" if save else " without saving"), stop),
+            Step(f"move {layout.data_dir} aside and swap the archive in", swap, destructive=True),
+            Step(
+                "start Redis and wait until it has loaded the data",
+                start,
+                on_failure="redis-runbook diagnose",
+            ),
+            Step("verify keys per category against the archive; write the provenance", verify),
+        ],
+    )
+    return plan, staged.root
+
+
+def cleanup(staging: Path) -> None:
+    """Remove what is left of a staging dir (our own extraction) after a dry run,
+    a refusal, or a failure before the swap."""
+    if staging.exists():
+        shutil.rmtree(staging, ignore_errors=True)

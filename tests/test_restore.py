@@ -1,0 +1,176 @@
+"""`recover restore` on the lab with real archives (directory backend and a repokey
+borg repository): the round trip keeps every key, an RDB-only archive restores into
+an AOF server, and every refusal (unknown, damaged, too new, wrong passphrase)
+changes nothing on the live side."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from redis_runbook import lab
+from redis_runbook.backup import make_backend
+from redis_runbook.backup.create import count_keys
+from redis_runbook.config import load_config
+from tests.conftest import Lab
+from tests.helpers import run_cli
+from tests.test_backup import backup_env, borg_init, create
+
+
+def client_of(status: lab.LabStatus) -> redis.Redis:
+    assert status.port is not None
+    return redis.Redis(port=status.port)
+
+
+def value(client: redis.Redis, key: bytes) -> Any:
+    """A key's type and content (a hash's field order may change on reload)."""
+    c: Any = client  # redis-py's stubs want str keys; key names are bytes here
+    kind = c.type(key)
+    readers: dict[bytes, Any] = {
+        b"string": lambda: c.get(key),
+        b"hash": lambda: c.hgetall(key),
+        b"list": lambda: c.lrange(key, 0, -1),
+        b"set": lambda: c.smembers(key),
+        b"zset": lambda: c.zrange(key, 0, -1, withscores=True),
+        b"stream": lambda: c.xrange(key),
+    }
+    return kind, readers[kind]()
+
+
+def durable(client: redis.Redis) -> dict[bytes, Any]:
+    """Keys without a TTL and their type and content."""
+    keys = [k for k in client.scan_iter(count=1000) if not k.startswith(b"redis-runbook:")]
+    return {k: value(client, k) for k in keys if client.ttl(k) == -1}
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def directory_env(lab_env: Lab, tmp_path: Path) -> dict[str, str]:
+    repo = tmp_path / "archives"
+    repo.mkdir()
+    return backup_env(lab_env, tmp_path, "directory", repo)
+
+
+def test_round_trip_keeps_every_key_and_the_old_data_aside(lab_env: Lab, tmp_path: Path) -> None:
+    status, _ = lab_env
+    env = directory_env(lab_env, tmp_path)
+    client = client_of(status)
+    archive = create(env)
+    before = durable(client)
+    with_ttl = {k for k in client.scan_iter(count=1000) if client.ttl(k) > 0}
+    client.flushall()
+    client.set("written-after-the-backup", "1")
+    data = status.dir / "data"
+
+    result = run_cli("--yes", "recover", "restore", "--archive", archive, "--force",
+                     "--i-understand-data-loss", env=env, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert durable(client) == before
+    assert with_ttl <= set(client.scan_iter(count=1000))
+    assert client.exists("written-after-the-backup") == 0
+    aside = [p for p in status.dir.iterdir() if p.name.endswith(".before-restore")]
+    assert len(aside) == 1
+    assert any(p.name == "dump.rdb" for p in aside[0].rglob("*"))  # the replaced data, kept
+    provenance = json.loads((data / ".redis-runbook-restore.json").read_text())
+    assert provenance["archive"] == archive
+    assert not list(status.dir.glob(".redis-runbook-restore.*"))  # staging cleaned up
+    # The lock the backup held was captured in the RDB; it does not block what follows.
+    again = run_cli("--yes", "recover", "restart", env=env)
+    assert again.returncode == 0, again.stderr
+
+
+def test_rdb_only_archive_into_an_aof_server_keeps_every_key(lab_env: Lab, tmp_path: Path) -> None:
+    status, _ = lab_env
+    env = directory_env(lab_env, tmp_path)
+    config = load_config(status.config_path, env=env).config
+    client = client_of(status)
+    client.save()
+    before = durable(client)
+    rdb_copy = tmp_path / "dump.rdb"
+    rdb_copy.write_bytes((status.dir / "data" / "dump.rdb").read_bytes())
+    metadata = {"keys": count_keys(config.target, config.categories), "rdb_file": "dump.rdb"}
+    make_backend(config.backup).create("redis-rdb-only", {"dump.rdb": rdb_copy}, metadata)
+    client.shutdown(nosave=True)
+
+    result = run_cli("--yes", "recover", "restore", "--archive", "redis-rdb-only",
+                     "--i-understand-data-loss", env=env, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert durable(client) == before  # Redis did not start empty: the trap was avoided
+    assert client.config_get("appendonly")["appendonly"] in ("yes", b"yes")
+    assert (status.dir / "data" / "appendonlydir" / "appendonly.aof.manifest").exists()
+
+
+def test_refusals_change_nothing(lab_env: Lab, tmp_path: Path) -> None:
+    status, _ = lab_env
+    env = directory_env(lab_env, tmp_path)
+    archive = create(env)
+    client = client_of(status)
+    client.shutdown(save=True)
+    data = status.dir / "data"
+    before = files(data)
+
+    unknown = run_cli("--yes", "recover", "restore", "--archive", "nope",
+                      "--i-understand-data-loss", env=env)  # fmt: skip
+    assert unknown.returncode == 2
+    assert archive in unknown.stderr
+
+    stored = next(p for p in (tmp_path / "archives").rglob("dump.rdb"))
+    original = stored.read_bytes()
+    stored.write_bytes(b"REDIS0013" + original[9:])  # the checksum manifest now disagrees
+    damaged = run_cli("--yes", "recover", "restore", "--archive", archive,
+                      "--i-understand-data-loss", env=env)  # fmt: skip
+    assert damaged.returncode in (2, 3), damaged.stderr
+    assert "error:" in damaged.stderr
+    assert files(data) == before
+    assert not list(status.dir.glob(".redis-runbook-restore.*"))
+    assert lab.status(status.dir).running is False
+
+
+def test_too_new_rdb_is_refused(lab_env: Lab, tmp_path: Path) -> None:
+    status, _ = lab_env
+    env = directory_env(lab_env, tmp_path)
+    config = load_config(status.config_path, env=env).config
+    client = client_of(status)
+    client.save()
+    newer = tmp_path / "dump.rdb"
+    newer.write_bytes(b"REDIS0013" + (status.dir / "data" / "dump.rdb").read_bytes()[9:])
+    make_backend(config.backup).create("redis-from-8-6", {"dump.rdb": newer}, {"keys": {}})
+    client.shutdown(save=True)
+    before = files(status.dir / "data")
+    result = run_cli("--yes", "recover", "restore", "--archive", "redis-from-8-6",
+                     "--i-understand-data-loss", env=env)  # fmt: skip
+    assert result.returncode == 3
+    assert "RDB version 13" in result.stderr
+    assert "newer than redis-server" in result.stderr
+    assert files(status.dir / "data") == before
+
+
+def test_borg_round_trip_and_a_wrong_passphrase(lab_env: Lab, tmp_path: Path) -> None:
+    status, _ = lab_env
+    passphrase = f"canary-{uuid.uuid4().hex}"
+    repo = tmp_path / "borg-repo"
+    borg_init(repo, tmp_path / "borg-base", passphrase)
+    env = backup_env(lab_env, tmp_path, "borg", repo, passphrase)
+    client = client_of(status)
+    archive = create(env)
+    before = durable(client)
+    client.shutdown(save=True)
+    data_before = files(status.dir / "data")
+
+    wrong_env = env | {"TEST_BORG_PASSPHRASE": "wrong"}
+    wrong = run_cli("--yes", "recover", "restore", "--archive", archive,
+                    "--i-understand-data-loss", env=wrong_env)  # fmt: skip
+    assert wrong.returncode in (2, 3)
+    assert files(status.dir / "data") == data_before
+
+    result = run_cli("--yes", "recover", "restore", "--archive", "latest",
+                     "--i-understand-data-loss", env=env, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert durable(client) == before
+    assert passphrase not in result.stdout + result.stderr + wrong.stderr
