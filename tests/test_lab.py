@@ -150,3 +150,19 @@ def test_lab_down_stops_a_hung_lab(lab_dir: Path) -> None:
     assert down.returncode == 0, down.stderr
     assert json.loads(down.stdout)["running"] is False
     assert not pid_alive(pid)
+
+
+def test_lab_has_a_borg_repository_for_backup_and_restore(lab_dir: Path) -> None:
+    assert run_cli("lab", "up", "--dir", str(lab_dir)).returncode == 0
+    passphrase = lab_dir / "borg.passphrase"
+    assert oct(passphrase.stat().st_mode & 0o777) == "0o600"
+    assert 'kind = "borg"' in (lab_dir / CONFIG_NAME).read_text()
+    env = {"REDIS_RUNBOOK_CONFIG": str(lab_dir / CONFIG_NAME),
+           "REDIS_RUNBOOK_RUNBOOK__STATE_DIR": str(lab_dir / "state")}  # fmt: skip
+    created = run_cli("--yes", "--json", "backup", "create", env=env, timeout=120)
+    assert created.returncode == 0, created.stderr
+    verified = run_cli("backup", "verify", env=env, timeout=120)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    secret = passphrase.read_text().strip()
+    assert secret not in created.stdout + created.stderr + verified.stdout + verified.stderr
+    run_cli("lab", "down", "--dir", str(lab_dir))

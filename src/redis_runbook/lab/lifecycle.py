@@ -17,6 +17,7 @@ from pathlib import Path
 
 from redis_runbook import tomlwrite
 from redis_runbook.errors import LabError
+from redis_runbook.lab.borglab import ensure_repo
 from redis_runbook.lab.server import RedisServer
 
 LAB_MAXMEMORY = "64mb"
@@ -103,6 +104,9 @@ def _write_lab_config(server: RedisServer, maxmemory: str) -> None:
         },
         "server": {"maxmemory": maxmemory},
     }
+    backup = ensure_repo(server.workdir)
+    if backup is not None:
+        config["backup"] = backup
     header = "# Written by `redis-runbook lab up`: points redis-runbook at the lab Redis.\n\n"
     (server.workdir / CONFIG_NAME).write_text(header + tomlwrite.dumps(config))
     (server.workdir / STATE_NAME).write_text(json.dumps({"port": server.port}) + "\n")
