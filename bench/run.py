@@ -41,6 +41,7 @@ from bench_assess import bench_assess
 from bench_diagnose import bench_diagnose
 from bench_oom import bench_oom
 from bench_reconstruct import bench_reconstruct
+from bench_restore import bench_restore
 from bench_stale import bench_stale
 from redis_runbook import __version__, lab
 from redis_runbook.checks import run_health
@@ -118,7 +119,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "--only",
-        choices=["health", "oom", "diagnose", "stale", "assess", "reconstruct"],
+        choices=["health", "oom", "diagnose", "stale", "assess", "restore", "reconstruct"],
         help="Run one benchmark only.",
     )
     parser.add_argument("--runs", type=int, default=30, help="health: runs per measurement.")
@@ -126,6 +127,7 @@ def main() -> None:
         "--oom-keys", type=int, default=1_000_000, help="oom: cache keys (and as many others)."
     )
     parser.add_argument("--assess-queues", type=int, default=1000, help="assess: queues.")
+    parser.add_argument("--restore-bytes", type=int, default=2**30, help="restore: data size.")
     parser.add_argument("--stale-jobs", type=int, default=100_000, help="stale: active jobs.")
     parser.add_argument(
         "--reconstruct-rows", type=int, default=1_000_000, help="reconstruct: pending rows."
@@ -147,6 +149,10 @@ def main() -> None:
         if args.only is None:
             print()
         bench_assess(args.assess_queues, machine())
+    if args.only in (None, "restore"):
+        if args.only is None:
+            print()
+        bench_restore(args.restore_bytes, machine())
     if args.only in (None, "stale"):
         if args.only is None:
             print()
