@@ -9,12 +9,14 @@ import os
 import subprocess
 import sys
 import time
+import tomllib
 import uuid
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from redis_runbook import tomlwrite
 from redis_runbook.backup.base import BackupCorrupt
 from redis_runbook.backup.borg import BorgBackend
 from redis_runbook.config_backup import BackupConfig
@@ -39,12 +41,19 @@ def borg_init(repo: Path, base: Path, passphrase: str) -> None:
 def backup_env(
     lab_env: Lab, tmp_path: Path, kind: str, repo: Path, passphrase: str = ""
 ) -> dict[str, str]:
-    """The lab's env plus [backup] overrides, borg's state and TMPDIR under tmp_path."""
-    _status, env = lab_env
+    """The lab's env plus [backup] overrides, borg's state and TMPDIR under tmp_path.
+    The lab's own [backup] section (its borg repository) is left out: these tests
+    bring their own repository and passphrase source."""
+    status, env = lab_env
     scratch = tmp_path / "scratch"
     scratch.mkdir(exist_ok=True)
+    config = tomllib.loads(status.config_path.read_text())
+    config.pop("backup", None)
+    own_config = tmp_path / "rr-backup.toml"
+    own_config.write_text(tomlwrite.dumps(config))
     env = {
         **env,
+        "REDIS_RUNBOOK_CONFIG": str(own_config),
         "REDIS_RUNBOOK_BACKUP__KIND": kind,
         "REDIS_RUNBOOK_BACKUP__REPOSITORY": str(repo),
         "BORG_BASE_DIR": str(tmp_path / "borg-base"),
@@ -248,9 +257,13 @@ def test_borg_missing(lab_env: Lab, tmp_path: Path) -> None:
     assert "HINT: apt install borgbackup" in done.stderr
 
 
-def test_no_repository_configured(lab_env: Lab) -> None:
-    _status, env = lab_env
-    done = run_cli("backup", "list", env=env)
+def test_no_repository_configured(lab_env: Lab, tmp_path: Path) -> None:
+    status, env = lab_env
+    config = tomllib.loads(status.config_path.read_text())
+    config.pop("backup", None)  # the lab's own repository
+    bare = tmp_path / "no-backup.toml"
+    bare.write_text(tomlwrite.dumps(config))
+    done = run_cli("backup", "list", env=env | {"REDIS_RUNBOOK_CONFIG": str(bare)})
     assert done.returncode == 2
     assert "[backup] repository is not set" in done.stderr
 
