@@ -22,8 +22,8 @@ from redis_runbook.config import TargetConfig
 from redis_runbook.errors import LabError, RunbookError
 from redis_runbook.service.process import (
     pid_alive,
-    proc_state,
     read_pid,
+    shutdown_pid,
     spawn_redis,
     wait_exit,
 )
@@ -203,23 +203,10 @@ class RedisServer:
         if pid is None or not pid_alive(pid):
             self._reap()
             return
-        if proc_state(pid) in ("T", "t"):
-            os.kill(pid, signal.SIGCONT)  # a hung (stopped) server can neither save nor exit
-        client = self.client()
         try:
-            client.shutdown(save=save, nosave=not save)
-        except redis.ConnectionError:
-            pass  # the expected outcome: the server closed the connection
-        except redis.RedisError:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        finally:
-            client.close()
-        if not wait_exit(pid, timeout):
-            raise LabError(
-                f"redis-server (pid {pid}) did not exit within {timeout:g} s",
-                f"kill {pid}   # then read {self.log_path}",
-            )
+            shutdown_pid(pid, self.target(), save, timeout, self.log_path)
+        except RunbookError as exc:
+            raise LabError(exc.message, exc.hint) from None
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send a signal (SIGKILL by default: a crash, no save) and wait for the exit."""

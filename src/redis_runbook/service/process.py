@@ -101,6 +101,37 @@ def tail_lines(path: Path | None, count: int) -> list[str]:
     return data.splitlines()[-count:]
 
 
+def shutdown_pid(
+    pid: int, target: TargetConfig, save: bool, timeout: float, log: Path | None
+) -> None:
+    """Stop the redis-server `pid` answering at `target`: continue it if it is
+    stopped (hung), SHUTDOWN SAVE|NOSAVE, SIGTERM when it does not answer, then wait
+    for the exit with a deadline. ServiceError when the save is refused (the server
+    keeps running) or the process does not exit."""
+    if proc_state(pid) in ("T", "t"):
+        os.kill(pid, signal.SIGCONT)  # a stopped (hung) process can neither save nor exit
+    client = make_client(target)
+    try:
+        client.shutdown(save=save, nosave=not save)
+    except redis.ConnectionError:
+        pass  # expected: the server closed the connection as it exited
+    except redis.ResponseError as exc:
+        raise ServiceError(
+            f"SHUTDOWN {'SAVE' if save else 'NOSAVE'} refused: {exc}", SAVE_FAILED_HINT
+        ) from None
+    except redis.RedisError:
+        # Unreachable (hung, wrong auth): SIGTERM makes Redis save and exit too.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    finally:
+        client.close()
+    if not wait_exit(pid, timeout):
+        raise ServiceError(
+            f"redis-server (pid {pid}) did not exit within {timeout:g} s",
+            f"kill -CONT {pid}; kill {pid}   # then read {log}",
+        )
+
+
 class ProcessService(Service):
     """redis-server started directly, tracked by `pid_file`."""
 
@@ -150,31 +181,8 @@ class ProcessService(Service):
 
     def stop(self, save: bool = True, timeout: float = 30.0) -> None:
         pid = self.pid()
-        if pid is None:
-            return
-        if proc_state(pid) in ("T", "t"):
-            os.kill(pid, signal.SIGCONT)  # a stopped (hung) process cannot save or exit
-        client = make_client(self.target)
-        try:
-            client.shutdown(save=save, nosave=not save)
-        except redis.ConnectionError:
-            pass  # expected: the server closed the connection as it exited
-        except redis.ResponseError as exc:
-            raise ServiceError(
-                f"SHUTDOWN {'SAVE' if save else 'NOSAVE'} refused: {exc}",
-                SAVE_FAILED_HINT,
-            ) from None
-        except redis.RedisError:
-            # Unreachable (hung, wrong auth): SIGTERM makes Redis save and exit too.
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        finally:
-            client.close()
-        if not wait_exit(pid, timeout):
-            raise ServiceError(
-                f"redis-server (pid {pid}) did not exit within {timeout:g} s",
-                f"kill -CONT {pid}; kill {pid}   # then read {self.log_file}",
-            )
+        if pid is not None:
+            shutdown_pid(pid, self.target, save, timeout, self.log_file)
 
     def logs(self, tail: int = 200) -> list[str]:
         return tail_lines(self.log_file, tail) + tail_lines(self.output_file, tail)
