@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from redis_runbook.cli.context import globals_of
-from redis_runbook.cli.procedure import run_plan
+from redis_runbook.cli.procedure import UnderstoodOption, run_plan
 from redis_runbook.cli.progress import walk_progress
 from redis_runbook.cli.render import out, print_json
 from redis_runbook.errors import ConfigError
@@ -38,13 +38,6 @@ CriticalOption = Annotated[
 ]
 BatchOption = Annotated[
     int, typer.Option("--batch", min=1, max=10_000, help="Keys per UNLINK command.")
-]
-UnderstoodOption = Annotated[
-    bool,
-    typer.Option(
-        "--i-understand-data-loss",
-        help="With --yes: skip typing the name of a --include-critical category.",
-    ),
 ]
 RateOption = Annotated[
     float | None,

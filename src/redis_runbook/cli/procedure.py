@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.text import Text
@@ -13,6 +13,14 @@ from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.render import err, out, print_json
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Plan, StepResult, confirm
+
+UnderstoodOption = Annotated[
+    bool,
+    typer.Option(
+        "--i-understand-data-loss",
+        help="With --yes: answer the typed confirmation the plan asks for.",
+    ),
+]
 
 
 def plan_document(plan: Plan) -> dict[str, Any]:

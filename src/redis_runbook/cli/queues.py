@@ -15,7 +15,7 @@ from redis_runbook.bullmq.counts import QueueCounts, queue_counts
 from redis_runbook.bullmq.discovery import Discovery, discover, select
 from redis_runbook.bullmq.stale import BATCH
 from redis_runbook.cli.context import globals_of
-from redis_runbook.cli.procedure import run_plan
+from redis_runbook.cli.procedure import UnderstoodOption, run_plan
 from redis_runbook.cli.render import out, print_json
 from redis_runbook.config import Config
 from redis_runbook.errors import UnknownName
@@ -163,10 +163,7 @@ def recover_stale(
     force: Annotated[
         bool, typer.Option("--force", help="Even on a replica or an evicting server.")
     ] = False,
-    understood: Annotated[
-        bool,
-        typer.Option("--i-understand-data-loss", help="With --yes: skip typing BREAK-LOCKS."),
-    ] = False,
+    understood: UnderstoodOption = False,
     batch: Annotated[int, typer.Option("--batch", min=1, max=5000, help="Ids per script.")] = BATCH,
 ) -> None:
     """Seed §5.2 done right: move active jobs whose lock is gone back to the head of

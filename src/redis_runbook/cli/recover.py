@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from redis_runbook.cli.context import globals_of
-from redis_runbook.cli.procedure import run_plan
+from redis_runbook.cli.procedure import UnderstoodOption, run_plan
 from redis_runbook.procedures.aof import plan_aof
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.emergency import plan_emergency_start
@@ -36,10 +36,7 @@ def emergency_start(
     force: Annotated[
         bool, typer.Option("--force", help="Even though Redis is running (it is stopped first).")
     ] = False,
-    understood: Annotated[
-        bool,
-        typer.Option("--i-understand-data-loss", help="With --yes: skip typing EMERGENCY."),
-    ] = False,
+    understood: UnderstoodOption = False,
 ) -> None:
     """Seed §4.4: move the data dir aside (never deleted) and start Redis empty.
     Asks you to type EMERGENCY; automation needs --yes --i-understand-data-loss."""
@@ -53,10 +50,7 @@ def aof(
     force: Annotated[
         bool, typer.Option("--force", help="Redis is running: stop it first (SHUTDOWN SAVE).")
     ] = False,
-    understood: Annotated[
-        bool,
-        typer.Option("--i-understand-data-loss", help="With --yes: accept the RDB fallback."),
-    ] = False,
+    understood: UnderstoodOption = False,
 ) -> None:
     """Seed §4.2/§3.4: check the AOF; repair its last file (after a copy aside) or fall
     back to dump.rdb (the AOF moved aside); start; verify; say what was lost."""
@@ -74,10 +68,7 @@ def restore(
     no_save: Annotated[
         bool, typer.Option("--no-save", help="Stop a running Redis without saving.")
     ] = False,
-    understood: Annotated[
-        bool,
-        typer.Option("--i-understand-data-loss", help="With --yes: skip typing the archive name."),
-    ] = False,
+    understood: UnderstoodOption = False,
 ) -> None:
     """Seed §4.3: check the archive (integrity, redis-check-rdb/aof, RDB version), then
     stop, move the data dir aside, swap the archive in, start, verify key counts, and

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from redis_runbook.cli.context import globals_of
-from redis_runbook.cli.keys import BatchOption, RateOption, UnderstoodOption
-from redis_runbook.cli.procedure import run_plan
+from redis_runbook.cli.keys import BatchOption, RateOption
+from redis_runbook.cli.procedure import UnderstoodOption, run_plan
 from redis_runbook.cli.progress import walk_progress
 from redis_runbook.keyspace import DEFAULT_SAMPLE
 from redis_runbook.keyspace_purge import DEFAULT_BATCH
