@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from redis_runbook.config_backup import BackupConfig
 from redis_runbook.config_errors import describe_validation_error
+from redis_runbook.config_monitoring import AlertsConfig, ExporterConfig, MonitorConfig
 from redis_runbook.config_reconstruct import ReconstructConfig
 from redis_runbook.config_reconstruct import Source as Source
 from redis_runbook.errors import ConfigError
@@ -201,6 +202,10 @@ class Thresholds(Section):
     fragmentation_ratio: Band = _band(1.5, 3.0)
     fragmentation_min_bytes: int = Field(100 * 1024 * 1024, ge=0)
     oom_rejections: Band = _band(0, 100)
+    queue_stale_jobs: Band = _band(0, 100)
+    queue_waiting_jobs: Band = _band(10_000, 100_000)
+    queue_waiting_growth_per_min: Band = _band(500, 5000)
+    queue_failed_per_min: Band = _band(10, 100)
 
 
 class Category(Section):
@@ -270,6 +275,9 @@ class Config(Section):
     runbook: RunbookConfig = Field(default_factory=RunbookConfig)
     reconstruct: ReconstructConfig = Field(default_factory=ReconstructConfig)
     backup: BackupConfig = Field(default_factory=BackupConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    exporter: ExporterConfig = Field(default_factory=ExporterConfig)
 
     @field_validator("categories")
     @classmethod

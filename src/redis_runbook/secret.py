@@ -71,12 +71,14 @@ def resolve(
     file: Path | None,
     command: Sequence[str] | None,
     env: Mapping[str, str] | None = None,
+    name: str = "password",
 ) -> str | None:
-    """The secret from whichever source is configured, or None when none is."""
+    """The secret from whichever source is configured, or None when none is; errors
+    name the key `<section>.<name>_env|_file|_command`."""
     if env_var:
-        return from_env(env_var, f"{section}.password_env", env)
+        return from_env(env_var, f"{section}.{name}_env", env)
     if file:
-        return from_file(file, f"{section}.password_file")
+        return from_file(file, f"{section}.{name}_file")
     if command:
-        return from_command(command, f"{section}.password_command")
+        return from_command(command, f"{section}.{name}_command")
     return None
