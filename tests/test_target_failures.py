@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from redis_runbook.config import Band, Config, TargetConfig, Thresholds
 from redis_runbook.lab.server import PRODUCTION_LIKE, RedisServer
 from redis_runbook.units import format_bytes, parse_size
 from tests.conftest import RedisFactory, config_for, named
+from tests.pki import make_ca, make_leaf
 
 PASSWORD = "s3cret-test-pw"
 WRONG_PASSWORD = "not-the-s3cret-pw"
@@ -196,37 +196,6 @@ class Pki:
     server_key: Path
     client_cert: Path
     client_key: Path
-
-
-def openssl(*args: str | Path) -> None:
-    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
-
-
-def make_ca(directory: Path, name: str) -> tuple[Path, Path]:
-    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
-    openssl(
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-        "-nodes", "-days", "2", "-subj", f"/CN={name}", "-keyout", key, "-out", cert,
-    )  # fmt: skip
-    return cert, key
-
-
-def make_leaf(
-    directory: Path, name: str, ca: tuple[Path, Path], extensions: str | None
-) -> tuple[Path, Path]:
-    cert, key, csr = (directory / f"{name}.{ext}" for ext in ("crt", "key", "csr"))
-    openssl(
-        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-subj", f"/CN={name}", "-keyout", key, "-out", csr,
-    )  # fmt: skip
-    signing: list[str | Path] = ["-CA", ca[0], "-CAkey", ca[1], "-days", "2"]
-    signing += ["-set_serial", str(time.time_ns())]
-    if extensions:
-        ext_file = directory / f"{name}.ext"
-        ext_file.write_text(extensions + "\n")
-        signing += ["-extfile", ext_file]
-    openssl("x509", "-req", "-in", csr, "-out", cert, *signing)
-    return cert, key
 
 
 @pytest.fixture(scope="module")

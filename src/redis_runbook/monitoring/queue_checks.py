@@ -1,0 +1,115 @@
+"""The monitor's BullMQ checks, one set per queue: stale active jobs, waiting backlog,
+backlog growth, failed-job growth, and no workers on a queue with waiting jobs.
+Growth is measured against the previous cycle's counts (kept in the state file)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from redis_runbook.bullmq.counts import QueueCounts
+from redis_runbook.checks.base import Status, banded
+from redis_runbook.config import Thresholds
+from redis_runbook.monitoring.alerting import Observation
+from redis_runbook.monitoring.queues import stale_active
+
+
+def _per_minute(now: int, before: Any, seconds: float) -> float | None:
+    if not isinstance(before, int | float) or seconds <= 0:
+        return None
+    return max(0.0, (now - before) / (seconds / 60))
+
+
+def queue_observations(
+    counts: QueueCounts,
+    previous: Mapping[str, Any] | None,
+    now: float,
+    thresholds: Thresholds,
+) -> Iterator[Observation]:
+    """The observations for one queue (keys `queue:<prefix>:<name>:<check>`)."""
+    q = counts.queue
+    scope = f"queue:{q.prefix}:{q.name}:"
+    ref = q.display
+
+    def observed(check: str, result: Any) -> Observation:
+        return Observation(
+            scope + check,
+            result.status,
+            result.value,
+            result.threshold,
+            result.summary,
+            result.hint,
+        )
+
+    stale = stale_active(counts)
+    yield observed(
+        "queue_stale_jobs",
+        banded(
+            "queue_stale_jobs",
+            stale,
+            thresholds.queue_stale_jobs,
+            shown=str(stale),
+            summary=f"{ref}: {stale} active job(s) without a live lock",
+            hint=f"redis-runbook queues recover-stale --queue {ref}",
+        ),
+    )
+    waiting = 0 if counts.paused else counts.waiting
+    yield observed(
+        "queue_waiting",
+        banded(
+            "queue_waiting",
+            waiting,
+            thresholds.queue_waiting_jobs,
+            shown=str(waiting),
+            summary=f"{ref}: {waiting} job(s) waiting",
+            hint=f"redis-runbook workers verify --queue {ref}",
+        ),
+    )
+    elapsed = now - previous["t"] if previous and "t" in previous else 0.0
+    growth = _per_minute(waiting, (previous or {}).get("waiting"), elapsed)
+    if growth is not None:
+        yield observed(
+            "queue_waiting_growth",
+            banded(
+                "queue_waiting_growth",
+                growth,
+                thresholds.queue_waiting_growth_per_min,
+                shown=f"{growth:.0f}/min",
+                summary=f"{ref}: backlog grows by {growth:.0f}/min",
+                hint=f"redis-runbook workers verify --queue {ref}",
+                unit="/min",
+            ),
+        )
+    failed = _per_minute(counts.failed, (previous or {}).get("failed"), elapsed)
+    if failed is not None:
+        yield observed(
+            "queue_failed_growth",
+            banded(
+                "queue_failed_growth",
+                failed,
+                thresholds.queue_failed_per_min,
+                shown=f"{failed:.0f}/min",
+                summary=f"{ref}: {failed:.0f} job(s)/min failing",
+                hint=f"redis-runbook queues status --queue {ref}",
+                unit="/min",
+            ),
+        )
+    if counts.workers is not None:
+        idle = waiting > 0 and counts.workers == 0
+        yield Observation(
+            scope + "queue_no_workers",
+            Status.CRITICAL if idle else Status.OK,
+            f"{counts.workers} worker(s), {waiting} waiting",
+            "workers > 0 while jobs wait",
+            f"{ref}: {waiting} job(s) waiting and no worker connected"
+            if idle
+            else f"{ref}: {counts.workers} worker(s)",
+            f"start the workers for {ref}; then redis-runbook workers verify --queue {ref}"
+            if idle
+            else None,
+        )
+
+
+def queue_memory(counts: QueueCounts, now: float) -> dict[str, Any]:
+    """What the next cycle compares with."""
+    return {"t": now, "waiting": 0 if counts.paused else counts.waiting, "failed": counts.failed}
