@@ -1,0 +1,61 @@
+"""`redis-runbook alerts rules` (seed §6.3): the Prometheus alerting rules, with the
+thresholds of the config, on stdout or written atomically to a file."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from redis_runbook.cli.context import globals_of
+from redis_runbook.cli.render import out, print_json
+from redis_runbook.monitoring.rules import build_rules, render_rules_yaml, write_rules_file
+
+app = typer.Typer(help="Prometheus alerting rules (seed §6.3).", no_args_is_help=True)
+
+
+@app.command("rules")
+def rules(
+    ctx: typer.Context,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the rules file here (default: stdout)."),
+    ] = None,
+    replication: Annotated[
+        bool, typer.Option("--replication", help="Add the redis-replication group.")
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace a file this command did not write (moved aside)."),
+    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
+) -> None:
+    """Prometheus alerting rules (promtool-valid) with the thresholds of [thresholds]
+    and [backup] rpo_hours. A file that this command did not generate is not
+    overwritten without --force, which moves it aside first."""
+    options = globals_of(ctx)
+    as_json = json_output or options.json
+    groups = build_rules(options.load().config, replication=replication)
+    text = render_rules_yaml(groups)
+    aside = write_rules_file(output, text, force=force) if output is not None else None
+    if as_json:
+        document: dict[str, object] = {"groups": [g.to_json() for g in groups]}
+        if output is not None:
+            document["output"] = str(output)
+            document["moved_aside"] = str(aside) if aside else None
+        print_json(document)
+        return
+    if output is None:
+        sys.stdout.write(text)
+        return
+    count = sum(len(g.rules) for g in groups)
+    if aside is not None:
+        out.print(f"moved the old {output} aside to {aside}", markup=False, soft_wrap=True)
+    out.print(
+        f"wrote {count} alerts in {len(groups)} groups to {output}; "
+        f"check it with: promtool check rules {output}",
+        markup=False,
+        soft_wrap=True,
+    )
