@@ -1,0 +1,279 @@
+"""The prevention checklists (seed §6.4): every item that can be checked is checked;
+the rest are listed for a person to tick.
+
+- daily: memory < 70 %, AOF writing, connected clients (the health checks);
+- weekly: slow log patterns, the newest backup against the RPO, fragmentation;
+- monthly: a restore drill (`backup verify` on the newest archive), the memory growth
+  trend from the monitor's history, and the running Redis against the version the
+  local package manager offers."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from redis_runbook.backup import make_backend
+from redis_runbook.backup.verify import drill
+from redis_runbook.checks import CheckResult, evaluate
+from redis_runbook.checks.base import Status, worst
+from redis_runbook.config import Config
+from redis_runbook.errors import RunbookError
+from redis_runbook.monitoring.state import StateFiles
+from redis_runbook.perf import perf_report
+from redis_runbook.service.base import run_command
+from redis_runbook.snapshot import Snapshot, take_snapshot
+from redis_runbook.target import display_url
+
+Period = Literal["daily", "weekly", "monthly"]
+PERIODS: tuple[Period, ...] = ("daily", "weekly", "monthly")
+DAY = 86_400.0
+MIN_TREND_SPAN_DAYS = 1.0
+
+
+@dataclass(frozen=True)
+class Item:
+    """One checklist line: checked (a Status) or manual (status None)."""
+
+    title: str
+    status: Status | None
+    detail: str
+    hint: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Stable JSON (docs/json.md)."""
+        return {
+            "title": self.title,
+            "status": self.status.name if self.status is not None else "MANUAL",
+            "detail": self.detail,
+            "hint": self.hint,
+        }
+
+
+@dataclass
+class Checklist:
+    """A period's items, in the seed's order, then the manual ones."""
+
+    period: Period
+    target: str
+    items: list[Item] = field(default_factory=list)
+
+    @property
+    def status(self) -> Status:
+        """The worst checked item (manual items do not count)."""
+        return worst(i.status for i in self.items if i.status is not None)
+
+    def to_json(self) -> dict[str, Any]:
+        """Stable JSON (docs/json.md)."""
+        return {
+            "period": self.period,
+            "target": self.target,
+            "status": self.status.name,
+            "exit_code": int(self.status),
+            "items": [i.to_json() for i in self.items],
+        }
+
+
+def _from_check(title: str, result: CheckResult) -> Item:
+    return Item(
+        title, result.status, f"{result.value} ({result.threshold}): {result.summary}", result.hint
+    )
+
+
+def _checks(snapshot: Snapshot, config: Config, names: Mapping[str, str]) -> list[Item]:
+    results = {r.name: r for r in evaluate(snapshot, config)}
+    if not snapshot.reachable:
+        down = next(iter(results.values()))
+        return [Item(title, down.status, down.summary, down.hint) for title in names.values()]
+    return [_from_check(title, results[name]) for name, title in names.items()]
+
+
+def slowlog_patterns(config: Config) -> Item:
+    """The commands that fill the slow log, by name (the weekly "patterns")."""
+    title = "Review slow log for patterns"
+    try:
+        report = perf_report(config)
+    except RunbookError as exc:
+        return Item(title, Status.UNKNOWN, exc.message, exc.hint)
+    if "SLOWLOG GET" in report.denied:
+        return Item(title, Status.UNKNOWN, f"SLOWLOG refused: {report.denied['SLOWLOG GET']}")
+    if not report.slowlog:
+        return Item(title, Status.OK, "the slow log is empty")
+    by_command = Counter(e.command.split(" ", 1)[0].upper() for e in report.slowlog)
+    worst_us = max(e.duration_us for e in report.slowlog)
+    top = ", ".join(f"{cmd} ×{n}" for cmd, n in by_command.most_common(5))
+    return Item(
+        title,
+        Status.WARNING,
+        f"{len(report.slowlog)} recent entries (of {report.slowlog_len}); slowest "
+        f"{worst_us / 1000:.1f} ms; by command: {top}",
+        "redis-runbook perf report",
+    )
+
+
+def backup_completion(config: Config) -> Item:
+    """The newest archive's age against `[backup] rpo_hours`."""
+    title = "Verify backup completion"
+    if not config.backup.repository:
+        return Item(
+            title,
+            Status.UNKNOWN,
+            "no [backup] repository configured",
+            "configure [backup] (docs/configuration.md)",
+        )
+    try:
+        newest = make_backend(config.backup).find("latest")
+    except RunbookError as exc:
+        return Item(title, Status.CRITICAL, exc.message, exc.hint)
+    age, rpo = newest.age_hours(), config.backup.rpo_hours
+    status = Status.OK if age <= rpo else Status.WARNING if age <= 2 * rpo else Status.CRITICAL
+    return Item(
+        title,
+        status,
+        f"newest archive {newest.name} is {age:.1f} h old (RPO {rpo:g} h)",
+        None if status is Status.OK else "redis-runbook backup create",
+    )
+
+
+def restore_drill(config: Config) -> Item:
+    """`backup verify` on the newest archive, in a throwaway server."""
+    title = "Test restore from backup"
+    if not config.backup.repository:
+        return Item(
+            title,
+            Status.UNKNOWN,
+            "no [backup] repository configured",
+            "configure [backup], then redis-runbook backup verify",
+        )
+    try:
+        report = drill(
+            make_backend(config.backup), "latest", config.categories, config.backup.rpo_hours
+        )
+    except RunbookError as exc:
+        return Item(title, Status.CRITICAL, exc.message, exc.hint)
+    status = {"ok": Status.OK, "warning": Status.WARNING}.get(report.status, Status.CRITICAL)
+    detail = f"{report.archive.name}: {report.status}" + (
+        f" ({report.reason})" if report.reason else ""
+    )
+    return Item(
+        title, status, detail, None if status is Status.OK else "redis-runbook backup verify"
+    )
+
+
+def memory_trend(config: Config, now: float | None = None) -> Item:
+    """Memory growth per day from the monitor's history (least squares over the last
+    30 days), and when the critical threshold would be reached at that rate."""
+    title = "Review memory growth trend"
+    files = StateFiles(config.runbook.state_dir, display_url(config.target.url))
+    now = time.time() if now is None else now
+    points = [
+        (float(r["t"]), float(r["used_memory"]), r.get("maxmemory"))
+        for r in files.history()
+        if isinstance(r.get("t"), int | float)
+        and isinstance(r.get("used_memory"), int | float)
+        and r["t"] >= now - 30 * DAY
+    ]
+    if len(points) < 2 or (points[-1][0] - points[0][0]) / DAY < MIN_TREND_SPAN_DAYS:
+        return Item(
+            title,
+            Status.UNKNOWN,
+            f"not enough monitor history ({len(points)} samples; needs a day or more)",
+            "run redis-runbook monitor (daemon or cron) to record history",
+        )
+    n = len(points)
+    mean_t = sum(p[0] for p in points) / n
+    mean_m = sum(p[1] for p in points) / n
+    var = sum((p[0] - mean_t) ** 2 for p in points)
+    slope = sum((p[0] - mean_t) * (p[1] - mean_m) for p in points) / var  # bytes per second
+    per_day = slope * DAY
+    used, maxmemory = points[-1][1], points[-1][2]
+    detail = f"{per_day / 2**20:+.1f} MiB/day over {(points[-1][0] - points[0][0]) / DAY:.1f} days"
+    if not maxmemory or per_day <= 0:
+        return Item(title, Status.OK, detail + ("" if maxmemory else "; no maxmemory set"))
+    limit = maxmemory * config.thresholds.memory_pct.critical / 100
+    days = max(0.0, (limit - used) / per_day)
+    status = Status.CRITICAL if days < 7 else Status.WARNING if days < 30 else Status.OK
+    return Item(
+        title,
+        status,
+        f"{detail}; {config.thresholds.memory_pct.critical:g} % of maxmemory in {days:.0f} days",
+        None if status is Status.OK else "redis-runbook keys stats (what grows?)",
+    )
+
+
+def packaged_redis_version(runner: Callable[..., Any] = run_command) -> str | None:
+    """The redis-server version the local package manager would install (Debian's
+    `apt-cache policy`: security updates included), None when unknown."""
+    try:
+        done = runner(["apt-cache", "policy", "redis-server"], timeout=20)
+    except RunbookError:
+        return None
+    match = re.search(r"Candidate:\s*(?:\d+:)?(\d+\.\d+\.\d+)", done.stdout or "")
+    return match.group(1) if match else None
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
+
+
+def redis_updates(snapshot: Snapshot) -> Item:
+    """The running version against the locally packaged one (when there is one)."""
+    title = "Update Redis if security patches are available"
+    running = snapshot.info.get("redis_version")
+    packaged = packaged_redis_version()
+    if running is None:
+        return Item(title, Status.UNKNOWN, "the running version is unknown (Redis not reached)")
+    if packaged is None:
+        return Item(
+            title,
+            None,
+            f"running {running}; no local package to compare with: check "
+            "https://github.com/redis/redis/security/advisories and the release notes",
+        )
+    if _version(running) < _version(packaged):
+        return Item(
+            title,
+            Status.WARNING,
+            f"running {running}; the package offers {packaged}",
+            "plan an upgrade in a maintenance window (redis-runbook recover restart)",
+        )
+    return Item(title, Status.OK, f"running {running}; the package offers {packaged}")
+
+
+MANUAL: dict[Period, tuple[str, ...]] = {
+    "daily": ("Read the alerts that fired since yesterday (redis-runbook journal, your inbox)",),
+    "weekly": ("Look at the slow log entries above: is a new command or key pattern in it?",),
+    "monthly": (
+        "Read the Redis and BullMQ release notes for security fixes",
+        "Check that the restore drill's archive is the one your RPO promises",
+    ),
+}
+
+
+def run_checklist(period: Period, config: Config) -> Checklist:
+    """Every automatable item of `period`, then its manual items."""
+    snapshot = take_snapshot(config.target)
+    result = Checklist(period, display_url(config.target.url))
+    if period == "daily":
+        result.items += _checks(
+            snapshot,
+            config,
+            {
+                "memory": "Check memory usage < 70%",
+                "aof": "Verify AOF sync is working",
+                "connected_clients": "Check connected clients count",
+            },
+        )
+    elif period == "weekly":
+        result.items.append(slowlog_patterns(config))
+        result.items.append(backup_completion(config))
+        result.items += _checks(snapshot, config, {"fragmentation": "Check memory fragmentation"})
+    else:
+        result.items.append(restore_drill(config))
+        result.items.append(memory_trend(config))
+        result.items.append(redis_updates(snapshot))
+    result.items += [Item(text, None, "to do by hand") for text in MANUAL[period]]
+    return result

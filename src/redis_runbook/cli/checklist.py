@@ -1,0 +1,56 @@
+"""`redis-runbook checklist daily | weekly | monthly` (seed §6.4)."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from redis_runbook.checklist import PERIODS, Checklist, Period, run_checklist
+from redis_runbook.cli.context import globals_of
+from redis_runbook.cli.render import out, print_json
+
+app = typer.Typer(
+    help="Prevention checklists (§6.4): automated items checked, manual ones listed.",
+    no_args_is_help=True,
+)
+MARKS = {"OK": "[x]", "WARNING": "[!]", "CRITICAL": "[!!]", "UNKNOWN": "[?]", "MANUAL": "[ ]"}
+
+
+def _show(checklist: Checklist) -> None:
+    table = Table(title=f"{checklist.period} checklist — {checklist.target}", title_justify="left")
+    for column in ("", "item", "status", "detail"):
+        table.add_column(column, overflow="fold")
+    for item in checklist.items:
+        data = item.to_json()
+        detail = item.detail + (f"\nnext: {item.hint}" if item.hint else "")
+        cells = (MARKS[data["status"]], item.title, data["status"], detail)
+        table.add_row(*(Text(cell) for cell in cells))
+    out.print(table)
+    out.print(f"overall: {checklist.status.name}", markup=False)
+
+
+def _run(ctx: typer.Context, period: Period) -> None:
+    options = globals_of(ctx)
+    checklist = run_checklist(period, options.load().config)
+    if options.json:
+        print_json(checklist.to_json())
+    else:
+        _show(checklist)
+    raise typer.Exit(int(checklist.status))
+
+
+def _command(period: Period) -> None:
+    def command(ctx: typer.Context) -> None:
+        _run(ctx, period)
+
+    command.__doc__ = {
+        "daily": "Memory < 70 %, AOF writing, clients. Exit code: the worst item (0-3).",
+        "weekly": "Slow log patterns, backup completion, fragmentation.",
+        "monthly": "Restore drill, memory growth trend, Redis version vs the local package.",
+    }[period]
+    app.command(period)(command)
+
+
+for _period in PERIODS:
+    _command(_period)
