@@ -22,16 +22,18 @@ from redis_runbook.checks import CheckResult, evaluate
 from redis_runbook.checks.base import Status, worst
 from redis_runbook.config import Config
 from redis_runbook.errors import RunbookError
+from redis_runbook.memory import redis_errors
 from redis_runbook.monitoring.state import StateFiles
-from redis_runbook.perf import perf_report
+from redis_runbook.perf import SlowEntry
 from redis_runbook.service.base import run_command
 from redis_runbook.snapshot import Snapshot, take_snapshot
-from redis_runbook.target import display_url
+from redis_runbook.target import display_url, make_client
 
 Period = Literal["daily", "weekly", "monthly"]
 PERIODS: tuple[Period, ...] = ("daily", "weekly", "monthly")
 DAY = 86_400.0
 MIN_TREND_SPAN_DAYS = 1.0
+SLOWLOG_SAMPLE = 128
 
 
 @dataclass(frozen=True)
@@ -92,24 +94,30 @@ def _checks(snapshot: Snapshot, config: Config, names: Mapping[str, str]) -> lis
 
 
 def slowlog_patterns(config: Config) -> Item:
-    """The commands that fill the slow log, by name (the weekly "patterns")."""
+    """The commands that fill the slow log, by name (the weekly "patterns"): the last
+    128 entries, leaving out the tool's own connections."""
     title = "Review slow log for patterns"
+    where = display_url(config.target.url)
+    client = make_client(config.target, decode=False)
     try:
-        report = perf_report(config)
+        with redis_errors(where):
+            rows: Any = client.execute_command("SLOWLOG", "GET", SLOWLOG_SAMPLE)
     except RunbookError as exc:
         return Item(title, Status.UNKNOWN, exc.message, exc.hint)
-    if "SLOWLOG GET" in report.denied:
-        return Item(title, Status.UNKNOWN, f"SLOWLOG refused: {report.denied['SLOWLOG GET']}")
-    if not report.slowlog:
-        return Item(title, Status.OK, "the slow log is empty")
-    by_command = Counter(e.command.split(" ", 1)[0].upper() for e in report.slowlog)
-    worst_us = max(e.duration_us for e in report.slowlog)
+    finally:
+        client.close()
+    own = config.target.client_name
+    entries = [e for e in map(SlowEntry.parse, rows) if e.client_name != own]
+    if not entries:
+        return Item(title, Status.OK, "no slow commands in the slow log")
+    by_command = Counter(e.command.split(" ", 1)[0].upper() for e in entries)
+    slowest = max(e.duration_us for e in entries)
     top = ", ".join(f"{cmd} ×{n}" for cmd, n in by_command.most_common(5))
     return Item(
         title,
         Status.WARNING,
-        f"{len(report.slowlog)} recent entries (of {report.slowlog_len}); slowest "
-        f"{worst_us / 1000:.1f} ms; by command: {top}",
+        f"{len(entries)} of the last {len(rows)} entries; slowest {slowest / 1000:.1f} ms; "
+        f"by command: {top}",
         "redis-runbook perf report",
     )
 
