@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from redis_runbook.monitoring.rules import (
     render_rules_yaml,
 )
 from tests.helpers import run_cli
+from tests.promtool import check_rules, run_promtool
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOYED = ROOT / "deploy" / "prometheus" / "redis-runbook-rules.yml"
@@ -29,14 +29,6 @@ DOCS = ROOT / "docs" / "monitoring.md"
 REDIS = {"instance": "cache-1:9121", "job": "redis"}
 OTHER = {"instance": "cache-2:9121", "job": "redis"}
 THIRD = {"instance": "cache-3:9121", "job": "redis"}
-
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    """The real promtool; missing is a failure (apt-get install prometheus), not a skip."""
-    path = shutil.which("promtool")
-    assert path, "promtool not found on PATH: apt-get install prometheus"
-    return path
 
 
 def config_set(**settings: Any) -> Config:
@@ -96,7 +88,6 @@ def check(eval_time: str, alertname: str, *alerts: dict[str, Any]) -> dict[str, 
 
 
 def promtool_test(
-    promtool: str,
     tmp_path: Path,
     groups: list[RuleGroup],
     inputs: list[dict[str, str]],
@@ -113,31 +104,12 @@ def promtool_test(
         "tests": [{"interval": "1m", "input_series": inputs, "alert_rule_test": checks}],
     }
     tests.write_text(json.dumps(document, indent=1))
-    return subprocess.run(
-        [promtool, "test", "rules", str(tests)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_promtool("test", "rules", tests)
 
 
 def assert_passes(result: subprocess.CompletedProcess[str]) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout, result.stdout
-
-
-def check_rules(promtool: str, path: Path) -> str:
-    """`promtool check rules FILE` must pass; returns its output."""
-    result = subprocess.run(
-        [promtool, "check", "rules", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
 
 
 # --- the rules themselves ---------------------------------------------------------
@@ -209,21 +181,20 @@ def test_deployed_rules_file_is_current() -> None:
 # --- promtool check rules / test rules ----------------------------------------------
 
 
-def test_promtool_check_rules(promtool: str, tmp_path: Path) -> None:
+def test_promtool_check_rules(tmp_path: Path) -> None:
     default = tmp_path / "default.yml"
     default.write_text(render_rules_yaml(build_rules(Config())))
-    assert "SUCCESS: 18 rules found" in check_rules(promtool, default)
+    assert "SUCCESS: 18 rules found" in check_rules(default)
     replication = tmp_path / "replication.yml"
     replication.write_text(render_rules_yaml(build_rules(Config(), replication=True)))
-    assert "SUCCESS: 20 rules found" in check_rules(promtool, replication)
-    assert "SUCCESS: 18 rules found" in check_rules(promtool, DEPLOYED)
+    assert "SUCCESS: 20 rules found" in check_rules(replication)
+    assert "SUCCESS: 18 rules found" in check_rules(DEPLOYED)
 
 
-def test_promtool_catches_a_wrong_expectation(promtool: str, tmp_path: Path) -> None:
+def test_promtool_catches_a_wrong_expectation(tmp_path: Path) -> None:
     """The harness can fail: RedisDown expected after 0s is reported as wrong."""
     groups = build_rules(Config())
     result = promtool_test(
-        promtool,
         tmp_path,
         groups,
         [series("redis_up", REDIS, "0x5")],
@@ -233,7 +204,7 @@ def test_promtool_catches_a_wrong_expectation(promtool: str, tmp_path: Path) -> 
     assert "RedisDown" in result.stdout + result.stderr
 
 
-def test_redis_down_after_one_minute(promtool: str, tmp_path: Path) -> None:
+def test_redis_down_after_one_minute(tmp_path: Path) -> None:
     groups = build_rules(Config())
     down = fires(
         groups,
@@ -245,7 +216,6 @@ def test_redis_down_after_one_minute(promtool: str, tmp_path: Path) -> None:
     )
     assert down["exp_labels"]["severity"] == "critical"
     result = promtool_test(
-        promtool,
         tmp_path,
         groups,
         [series("redis_up", REDIS, "0x5"), series("redis_up", OTHER, "1x5")],
@@ -271,7 +241,7 @@ def memory_series() -> list[dict[str, str]]:
     ]
 
 
-def test_high_memory_at_90_not_80_percent(promtool: str, tmp_path: Path) -> None:
+def test_high_memory_at_90_not_80_percent(tmp_path: Path) -> None:
     groups = build_rules(Config())
     high = fires(
         groups,
@@ -283,7 +253,6 @@ def test_high_memory_at_90_not_80_percent(promtool: str, tmp_path: Path) -> None
     )
     assert "85 % of maxmemory (memory_pct.critical)" in high["exp_annotations"]["description"]
     result = promtool_test(
-        promtool,
         tmp_path,
         groups,
         memory_series(),
@@ -302,12 +271,11 @@ def test_high_memory_at_90_not_80_percent(promtool: str, tmp_path: Path) -> None
     assert_passes(result)
 
 
-def test_high_memory_threshold_from_config(promtool: str, tmp_path: Path) -> None:
+def test_high_memory_threshold_from_config(tmp_path: Path) -> None:
     groups = build_rules(
         config_set(thresholds__memory_pct__warning=85, thresholds__memory_pct__critical=95)
     )
     result = promtool_test(
-        promtool,
         tmp_path,
         groups,
         memory_series(),
@@ -321,11 +289,10 @@ def test_high_memory_threshold_from_config(promtool: str, tmp_path: Path) -> Non
     assert_passes(result)
 
 
-def test_evicting_keys_on_an_increase(promtool: str, tmp_path: Path) -> None:
+def test_evicting_keys_on_an_increase(tmp_path: Path) -> None:
     groups = build_rules(Config())
     evicting = fires(groups, "RedisEvictingKeys", REDIS, 5)
     result = promtool_test(
-        promtool,
         tmp_path,
         groups,
         [
@@ -341,10 +308,9 @@ def test_evicting_keys_on_an_increase(promtool: str, tmp_path: Path) -> None:
     assert_passes(result)
 
 
-def test_rdb_and_aof_failures_fire_at_once(promtool: str, tmp_path: Path) -> None:
+def test_rdb_and_aof_failures_fire_at_once(tmp_path: Path) -> None:
     groups = build_rules(Config())
     result = promtool_test(
-        promtool,
         tmp_path,
         groups,
         [
@@ -369,7 +335,7 @@ def queue(name: str, instance: dict[str, str] = REDIS) -> dict[str, str]:
 
 
 def test_no_workers_only_for_an_unpaused_queue_without_workers(
-    promtool: str, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
     groups = build_rules(Config())
     # (queue labels, waiting, paused, workers)
@@ -396,7 +362,6 @@ def test_no_workers_only_for_an_unpaused_queue_without_workers(
         runbook="redis-runbook workers verify --queue emails",
     )
     result = promtool_test(
-        promtool,
         tmp_path,
         groups,
         inputs,
@@ -405,7 +370,7 @@ def test_no_workers_only_for_an_unpaused_queue_without_workers(
     assert_passes(result)
 
 
-def test_stale_active_jobs_after_five_minutes(promtool: str, tmp_path: Path) -> None:
+def test_stale_active_jobs_after_five_minutes(tmp_path: Path) -> None:
     groups = build_rules(Config())
     stale = fires(
         groups,
@@ -416,7 +381,6 @@ def test_stale_active_jobs_after_five_minutes(promtool: str, tmp_path: Path) -> 
         runbook="redis-runbook queues recover-stale --queue emails",
     )
     result = promtool_test(
-        promtool,
         tmp_path,
         groups,
         [
@@ -428,11 +392,10 @@ def test_stale_active_jobs_after_five_minutes(promtool: str, tmp_path: Path) -> 
     assert_passes(result)
 
 
-def test_failed_jobs_growing_per_minute(promtool: str, tmp_path: Path) -> None:
+def test_failed_jobs_growing_per_minute(tmp_path: Path) -> None:
     groups = build_rules(Config())
     failed = {**queue("emails"), "state": "failed"}
     result = promtool_test(
-        promtool,
         tmp_path,
         groups,
         [
@@ -451,11 +414,10 @@ def test_failed_jobs_growing_per_minute(promtool: str, tmp_path: Path) -> None:
 
 
 def test_fragmentation_needs_ratio_and_bytes_on_the_same_instance(
-    promtool: str, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
     groups = build_rules(Config())
     result = promtool_test(
-        promtool,
         tmp_path,
         groups,
         [
@@ -486,7 +448,7 @@ def backup_series() -> list[dict[str, str]]:
     ]
 
 
-def test_backup_too_old_past_the_rpo(promtool: str, tmp_path: Path) -> None:
+def test_backup_too_old_past_the_rpo(tmp_path: Path) -> None:
     groups = build_rules(Config())
     too_old = fires(
         groups,
@@ -497,7 +459,6 @@ def test_backup_too_old_past_the_rpo(promtool: str, tmp_path: Path) -> None:
         runbook="redis-runbook backup create",
     )
     result = promtool_test(
-        promtool,
         tmp_path,
         groups,
         backup_series(),
@@ -509,10 +470,9 @@ def test_backup_too_old_past_the_rpo(promtool: str, tmp_path: Path) -> None:
     assert_passes(result)
 
 
-def test_backup_rpo_from_config(promtool: str, tmp_path: Path) -> None:
+def test_backup_rpo_from_config(tmp_path: Path) -> None:
     groups = build_rules(config_set(backup__rpo_hours=30))
     result = promtool_test(
-        promtool,
         tmp_path,
         groups,
         backup_series(),
@@ -556,7 +516,7 @@ def test_cli_stdout_and_json(tmp_path: Path) -> None:
     assert [g["name"] for g in local["groups"]][-1] == "redis-replication"
 
 
-def test_cli_writes_a_checked_file(promtool: str, tmp_path: Path) -> None:
+def test_cli_writes_a_checked_file(tmp_path: Path) -> None:
     path = out_file(tmp_path)
     result = run_cli("alerts", "rules", "-o", str(path), env=cli_env(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -564,14 +524,14 @@ def test_cli_writes_a_checked_file(promtool: str, tmp_path: Path) -> None:
     assert str(path) in result.stdout
     assert oct(path.stat().st_mode & 0o777) == oct(0o644)
     assert siblings(path) == ["redis.yml"]  # no temp file left behind
-    assert "SUCCESS: 18 rules found" in check_rules(promtool, path)
+    assert "SUCCESS: 18 rules found" in check_rules(path)
 
     replicated = tmp_path / "out" / "replication.yml"
     result = run_cli(
         "alerts", "rules", "--replication", "--output", str(replicated), env=cli_env(tmp_path)
     )
     assert result.returncode == 0, result.stderr
-    assert "SUCCESS: 20 rules found" in check_rules(promtool, replicated)
+    assert "SUCCESS: 20 rules found" in check_rules(replicated)
     assert '"RedisReplicaLinkDown"' in replicated.read_text()
 
     as_json = run_cli("--json", "alerts", "rules", "-o", str(path), env=cli_env(tmp_path))

@@ -25,6 +25,7 @@ from redis_runbook.lab.server import free_port
 from redis_runbook.units import parse_size
 from redis_runbook.waiting import wait_ready
 from tests.helpers import run_cli
+from tests.promtool import check_rules, run_promtool
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "src" / "redis_runbook"
@@ -37,7 +38,6 @@ EXAMPLE_CONFIG = DEPLOY / "redis-runbook.toml.example"
 SYSTEMD = DEPLOY / "systemd"
 CRON = DEPLOY / "cron" / "redis-runbook"
 
-PROMTOOL = "/usr/bin/promtool"
 SYSTEMD_ANALYZE = "/usr/bin/systemd-analyze"
 # Where the units expect the tool (a venv in /opt/redis-runbook, deploy/README.md).
 INSTALLED_BINARY = "/opt/redis-runbook/bin/redis-runbook"
@@ -229,15 +229,7 @@ def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
     rules_file = tmp_path / "dashboard-rules.yml"
     # JSON is YAML: no YAML library needed to write a rules file.
     rules_file.write_text(json.dumps({"groups": [{"name": "dashboard", "rules": rules}]}))
-    result = subprocess.run(
-        [PROMTOOL, "check", "rules", str(rules_file)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(rules)} rules found" in result.stdout
+    assert f"SUCCESS: {len(rules)} rules found" in check_rules(rules_file)
 
 
 def test_promtool_rejects_what_the_seed_got_wrong(tmp_path: Path) -> None:
@@ -247,14 +239,7 @@ def test_promtool_rejects_what_the_seed_got_wrong(tmp_path: Path) -> None:
     rules_file.write_text(
         json.dumps({"groups": [{"name": "bad", "rules": [{"record": "x:y", "expr": bad}]}]})
     )
-    result = subprocess.run(
-        [PROMTOOL, "check", "rules", str(rules_file)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode != 0
+    assert run_promtool("check", "rules", rules_file).returncode != 0
 
 
 def test_dashboard_uses_only_documented_metric_names() -> None:

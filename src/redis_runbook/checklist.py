@@ -122,16 +122,20 @@ def slowlog_patterns(config: Config) -> Item:
     )
 
 
+def _no_repository(title: str) -> Item:
+    return Item(
+        title,
+        Status.UNKNOWN,
+        "no [backup] repository configured",
+        "configure [backup] (docs/configuration.md), then redis-runbook backup create",
+    )
+
+
 def backup_completion(config: Config) -> Item:
     """The newest archive's age against `[backup] rpo_hours`."""
     title = "Verify backup completion"
     if not config.backup.repository:
-        return Item(
-            title,
-            Status.UNKNOWN,
-            "no [backup] repository configured",
-            "configure [backup] (docs/configuration.md)",
-        )
+        return _no_repository(title)
     try:
         newest = make_backend(config.backup).find("latest")
     except RunbookError as exc:
@@ -150,12 +154,7 @@ def restore_drill(config: Config) -> Item:
     """`backup verify` on the newest archive, in a throwaway server."""
     title = "Test restore from backup"
     if not config.backup.repository:
-        return Item(
-            title,
-            Status.UNKNOWN,
-            "no [backup] repository configured",
-            "configure [backup], then redis-runbook backup verify",
-        )
+        return _no_repository(title)
     try:
         report = drill(
             make_backend(config.backup), "latest", config.categories, config.backup.rpo_hours
