@@ -21,9 +21,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from redis_runbook.checks import CHECK_ORDER
 from redis_runbook.config import Config, load_config
+from redis_runbook.config_monitoring import ExporterConfig
 from redis_runbook.lab.seed import SeedPlan, seed
 from redis_runbook.lab.server import RedisServer, free_port
-from redis_runbook.monitoring.exporter import scrape_text
+from redis_runbook.monitoring.exporter import Exporter, scrape_text
 from tests.conftest import Lab, RedisFactory, plain_client, wait_until
 from tests.helpers import run_cli
 from tests.test_backup import backup_env, create
@@ -230,3 +231,22 @@ def test_a_public_listen_address_needs_listen_public(redis_server: RedisServer) 
     bad = run_cli("exporter", "--listen", "localhost", env=env)
     assert bad.returncode == 2
     assert "expected HOST:PORT" in bad.stderr
+
+
+def test_queue_counts_refresh_at_most_once_per_period(redis_server: RedisServer) -> None:
+    """Scrapes within the refresh period reuse the counts; with 0 every scrape counts."""
+    client = plain_client(redis_server)
+    # A queue whose name needs escaping in the text format: quote and backslash.
+    name = 'odd"name\\x'
+    client.hset(f"bull:{name}:meta", "opts.maxLenEvents", "10000")
+    client.rpush(f"bull:{name}:wait", "1")
+    cached = Exporter(Config(target=redis_server.target(), exporter=ExporterConfig()), env={})
+    first = parse(cached.metrics_text().decode())
+    assert value(first, "bullmq_queue_jobs", prefix="bull", queue=name, state="waiting") == 1
+    client.rpush(f"bull:{name}:wait", "2")
+    again = parse(cached.metrics_text().decode())  # within 15 s: the same counts
+    assert value(again, "bullmq_queue_jobs", prefix="bull", queue=name, state="waiting") == 1
+    assert value(again, "bullmq_counts_age_seconds") >= 0
+    every = Config(target=redis_server.target(), exporter=ExporterConfig(queue_refresh_seconds=0))
+    fresh = parse(scrape_text(every, env={}))
+    assert value(fresh, "bullmq_queue_jobs", prefix="bull", queue=name, state="waiting") == 2

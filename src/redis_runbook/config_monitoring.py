@@ -184,6 +184,7 @@ class ExporterConfig(Section):
     listen: str = "127.0.0.1:9121"
     queue_metrics: bool = True
     discovery_cache_seconds: float = Field(300.0, ge=0, le=86_400)
+    queue_refresh_seconds: float = Field(15.0, ge=0, le=3600)
     backup_cache_seconds: float = Field(600.0, ge=0, le=86_400)
 
     @field_validator("listen")

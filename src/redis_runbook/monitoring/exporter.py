@@ -18,9 +18,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.types import StartResponse
 from wsgiref.types import WSGIApplication as WSGIApp
 
-from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import ThreadingWSGIServer
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 from redis_runbook import __version__
@@ -29,7 +29,8 @@ from redis_runbook.checks import evaluate
 from redis_runbook.config import Config
 from redis_runbook.errors import RunbookError
 from redis_runbook.monitoring.metrics_redis import redis_metrics
-from redis_runbook.monitoring.queues import QueueSampler, queue_metrics
+from redis_runbook.monitoring.queue_feed import QueueFeed
+from redis_runbook.monitoring.queues import QueueSampler
 from redis_runbook.snapshot import Snapshot, take_snapshot
 
 
@@ -86,64 +87,66 @@ def backup_metrics(sample: BackupSample) -> Iterator[Metric]:
 
 
 class RunbookCollector(Collector):
-    """A prometheus_client collector that scrapes the target when collected."""
+    """A prometheus_client collector that scrapes the target when collected; the
+    per-queue families are kept apart as text (`queue_text`), see QueueFeed."""
 
     def __init__(self, config: Config, env: Mapping[str, str] | None = None) -> None:
         self.config = config
         self.env = env
-        self.queues = QueueSampler(config, env, config.exporter.discovery_cache_seconds)
-        self.backups = BackupProbe(config, env, config.exporter.backup_cache_seconds)
+        exporter = config.exporter
+        sampler = QueueSampler(config, env, exporter.discovery_cache_seconds)
+        wait = config.target.connect_timeout + config.target.command_timeout
+        self.queues = QueueFeed(sampler, exporter.queue_refresh_seconds, wait)
+        self.backups = BackupProbe(config, env, exporter.backup_cache_seconds)
         self.scrapes = 0
-        self._lock = threading.Lock()
+        self.queue_text = ""
 
     def collect(self) -> Iterator[Metric]:
-        """One scrape (serialised)."""
-        with self._lock:
-            yield from self._scrape()
-
-    def _scrape(self) -> Iterator[Metric]:
+        """One scrape (the caller serialises scrapes, see Exporter)."""
         started = time.perf_counter()
         self.scrapes += 1
         snapshot = take_snapshot(self.config.target, self.env)
-        metrics: list[Metric] = [
-            GaugeMetricFamily("redis_up", "1 when the server answered.", value=snapshot.reachable)
-        ]
+        yield GaugeMetricFamily("redis_up", "1 when the server answered.", snapshot.reachable)
         if snapshot.connect_ms is not None:
-            metrics.append(
-                GaugeMetricFamily(
-                    "redis_exporter_last_scrape_connect_time_seconds",
-                    "Connect and handshake time.",
-                    value=snapshot.connect_ms / 1000,
-                )
+            yield GaugeMetricFamily(
+                "redis_exporter_last_scrape_connect_time_seconds",
+                "Connect and handshake time.",
+                value=snapshot.connect_ms / 1000,
             )
-        metrics.extend(redis_metrics(snapshot))
-        metrics.append(self._checks(snapshot))
-        if snapshot.reachable and self.config.exporter.queue_metrics:
-            try:
-                metrics.extend(queue_metrics(self.queues.sample()))
-                queues_up = 1
-            except RunbookError:
-                queues_up = 0  # the bullmq_queue_* families are absent this time
-            metrics.append(
-                GaugeMetricFamily("bullmq_up", "1 when the queue counts were read.", queues_up)
-            )
+        yield from redis_metrics(snapshot)
+        yield self._checks(snapshot)
+        self.queue_text = ""
+        if not snapshot.reachable:
+            self.queues.invalidate()
+        elif self.config.exporter.queue_metrics:
+            yield from self._queues()
         backup = self.backups.sample()
         if backup is not None:
-            metrics.extend(backup_metrics(backup))
+            yield from backup_metrics(backup)
         info = GaugeMetricFamily("redis_runbook_build_info", "Version.", labels=["version"])
         info.add_metric([__version__], 1.0)
-        metrics.append(info)
-        metrics.append(
-            CounterMetricFamily("redis_exporter_scrapes_total", "Scrapes.", value=self.scrapes)
+        yield info
+        yield CounterMetricFamily("redis_exporter_scrapes_total", "Scrapes.", value=self.scrapes)
+        yield GaugeMetricFamily(
+            "redis_exporter_last_scrape_duration_seconds",
+            "This scrape's duration.",
+            value=time.perf_counter() - started,
         )
-        metrics.append(
-            GaugeMetricFamily(
-                "redis_exporter_last_scrape_duration_seconds",
-                "This scrape's duration.",
-                value=time.perf_counter() - started,
+
+    def _queues(self) -> Iterator[Metric]:
+        current = self.queues.current()
+        yield GaugeMetricFamily(
+            "bullmq_up", "1 when the queue counts were read.", value=current.text is not None
+        )
+        if current.text is None:
+            return
+        self.queue_text = current.text
+        yield GaugeMetricFamily("bullmq_queues", "Queues discovered.", value=current.queues)
+        age = current.age(time.time())
+        if age is not None:
+            yield GaugeMetricFamily(
+                "bullmq_counts_age_seconds", "Seconds since the queue counts were read.", age
             )
-        )
-        yield from metrics
 
     def _checks(self, snapshot: Snapshot) -> Metric:
         family = GaugeMetricFamily(
@@ -155,35 +158,41 @@ class RunbookCollector(Collector):
             family.add_metric([result.name], int(result.status))
         return family
 
-    def close(self) -> None:
-        """Drop the queue connection."""
-        self.queues.close()
 
+class Exporter:
+    """The collector, its registry, and the lock that serialises scrapes."""
 
-def make_registry(config: Config, env: Mapping[str, str] | None = None) -> CollectorRegistry:
-    """A registry holding only our collector (no process/platform metrics)."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(RunbookCollector(config, env))
-    return registry
+    def __init__(self, config: Config, env: Mapping[str, str] | None = None) -> None:
+        self.collector = RunbookCollector(config, env)
+        self.registry = CollectorRegistry(auto_describe=False)  # no process metrics
+        self.registry.register(self.collector)
+        self._lock = threading.Lock()
+
+    def metrics_text(self) -> bytes:
+        """One scrape in the Prometheus text format 0.0.4."""
+        with self._lock:
+            core = generate_latest(self.registry)
+            return core + self.collector.queue_text.encode()
 
 
 def scrape_text(config: Config, env: Mapping[str, str] | None = None) -> str:
     """One scrape as Prometheus text (what GET /metrics returns)."""
-    return generate_latest(make_registry(config, env)).decode("utf-8")
+    return Exporter(config, env).metrics_text().decode("utf-8")
 
 
 LANDING = b"redis-runbook exporter: metrics at /metrics\n"
 
 
-def make_app(registry: CollectorRegistry) -> WSGIApp:
-    """/metrics (the scrape), / and /health (a liveness page); 404 elsewhere."""
-    metrics = make_wsgi_app(registry)
+def make_app(exporter: Exporter) -> WSGIApp:
+    """/metrics (the scrape, text format 0.0.4), / and /health (a liveness page); 404
+    elsewhere."""
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
-            body: Iterable[bytes] = metrics(environ, start_response)
-            return body
+            body = exporter.metrics_text()
+            start_response("200 OK", [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)])
+            return [body]
         found = path in ("/", "/health")
         start_response(
             "200 OK" if found else "404 Not Found", [("Content-Type", "text/plain; charset=utf-8")]
@@ -207,5 +216,5 @@ def serve(config: Config, host: str, port: int, env: Mapping[str, str] | None = 
         address_family = family
 
     return make_server(
-        host, port, make_app(make_registry(config, env)), Server, handler_class=_QuietHandler
+        host, port, make_app(Exporter(config, env)), Server, handler_class=_QuietHandler
     )

@@ -6,18 +6,15 @@ cycle stays bounded however often it runs."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import redis
-from prometheus_client.core import GaugeMetricFamily, Metric
 
 from redis_runbook.bullmq.counts import QueueCounts, queue_counts
 from redis_runbook.bullmq.discovery import discover
 from redis_runbook.bullmq.keys import QueueRef
 from redis_runbook.config import Config
 from redis_runbook.target import classify, display_url, make_client
-
-QUEUE_LABELS = ["prefix", "queue"]
 
 
 def stale_active(counts: QueueCounts) -> int:
@@ -84,27 +81,45 @@ class QueueSampler:
             self._client = None
 
 
-def queue_metrics(counts: list[QueueCounts]) -> Iterator[Metric]:
-    """The `bullmq_*` families (docs/monitoring.md)."""
-    now_ms = time.time() * 1000
-    yield GaugeMetricFamily("bullmq_queues", "Queues discovered.", value=len(counts))
-    jobs = GaugeMetricFamily("bullmq_queue_jobs", "Jobs by state.", labels=[*QUEUE_LABELS, "state"])
-    stale = GaugeMetricFamily(
-        "bullmq_queue_stale_active_jobs", "Active jobs without a live lock.", labels=QUEUE_LABELS
-    )
-    workers = GaugeMetricFamily("bullmq_queue_workers", "Worker connections.", labels=QUEUE_LABELS)
-    paused = GaugeMetricFamily("bullmq_queue_paused", "1 when paused.", labels=QUEUE_LABELS)
-    event_age = GaugeMetricFamily(
-        "bullmq_queue_last_event_age_seconds", "Seconds since the last event.", labels=QUEUE_LABELS
-    )
+def _label(value: str) -> str:
+    """A label value escaped for the text format (backslash, quote, newline)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+FAMILIES = (
+    ("bullmq_queue_jobs", "Jobs by state (the keys of Node's getJobCounts())."),
+    ("bullmq_queue_stale_active_jobs", "Active jobs without a live lock."),
+    ("bullmq_queue_workers", "Worker connections (CLIENT LIST names)."),
+    ("bullmq_queue_paused", "1 when the queue is paused."),
+    ("bullmq_queue_last_event_age_seconds", "Seconds since the queue's last event."),
+)
+
+
+def render_queue_metrics(counts: list[QueueCounts], now: float | None = None) -> str:
+    """The per-queue `bullmq_*` families in the Prometheus text format (0.0.4).
+
+    Written directly rather than through prometheus_client: with thousands of queues
+    its per-sample label validation costs more than counting the queues does, and
+    here every label set is built once per queue."""
+    now_ms = (time.time() if now is None else now) * 1000
+    lines: dict[str, list[str]] = {name: [] for name, _ in FAMILIES}
     for c in counts:
-        labels = [c.queue.prefix, c.queue.name]
+        labels = f'prefix="{_label(c.queue.prefix)}",queue="{_label(c.queue.name)}"'
+        jobs = lines["bullmq_queue_jobs"]
         for state, value in job_states(c).items():
-            jobs.add_metric([*labels, state], value)
-        stale.add_metric(labels, stale_active(c))
-        paused.add_metric(labels, 1.0 if c.paused else 0.0)
+            jobs.append(f'bullmq_queue_jobs{{{labels},state="{state}"}} {value}')
+        lines["bullmq_queue_stale_active_jobs"].append(
+            f"bullmq_queue_stale_active_jobs{{{labels}}} {stale_active(c)}"
+        )
+        lines["bullmq_queue_paused"].append(f"bullmq_queue_paused{{{labels}}} {int(c.paused)}")
         if c.workers is not None:
-            workers.add_metric(labels, c.workers)
+            lines["bullmq_queue_workers"].append(f"bullmq_queue_workers{{{labels}}} {c.workers}")
         if c.last_event_ms:
-            event_age.add_metric(labels, max(0.0, (now_ms - c.last_event_ms) / 1000))
-    yield from (jobs, stale, workers, paused, event_age)
+            age = max(0.0, (now_ms - c.last_event_ms) / 1000)
+            lines["bullmq_queue_last_event_age_seconds"].append(
+                f"bullmq_queue_last_event_age_seconds{{{labels}}} {age:.3f}"
+            )
+    text = []
+    for name, doc in FAMILIES:
+        text += [f"# HELP {name} {doc}", f"# TYPE {name} gauge", *lines[name]]
+    return "\n".join(text) + "\n"
