@@ -381,3 +381,12 @@ def test_daemon_reports_redis_down_within_an_interval_and_resolves_after_restart
         "FIRING",
         "RESOLVED",
     ]
+
+
+def test_config_show_hides_an_inline_webhook_url_path(tmp_path: Path) -> None:
+    config = tmp_path / "runbook.toml"
+    config.write_text(f'[[alerts.webhooks]]\nurl = "https://hooks.example/services/{HOOK_TOKEN}"\n')
+    done = cli(config, {**os.environ, "XDG_STATE_HOME": str(tmp_path)}, "config", "show")
+    assert done.returncode == 0, done.stderr
+    assert 'url = "https://hooks.example/***"' in done.stdout
+    assert HOOK_TOKEN not in done.stdout

@@ -156,6 +156,15 @@ class AlertsConfig(Section):
         return cycles
 
 
+def shown_webhook_url(url: str) -> str:
+    """A webhook URL safe to print: scheme and host only (Slack's secret is the path)."""
+    parts = urlsplit(url)
+    rest = "/***" if parts.path.strip("/") or parts.query else ""
+    return (
+        f"{parts.scheme}://{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "") + rest
+    )
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True

@@ -10,6 +10,7 @@ from redis_runbook import tomlwrite
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.render import out, print_json
 from redis_runbook.config import LoadedConfig
+from redis_runbook.config_monitoring import shown_webhook_url
 from redis_runbook.target import display_url
 
 app = typer.Typer(help="Show or validate the configuration.", no_args_is_help=True)
@@ -20,6 +21,9 @@ def redacted(loaded: LoadedConfig) -> dict[str, Any]:
     *sources* (env var names, file paths, commands) are shown: they are not secrets."""
     data = loaded.config.model_dump(mode="json", exclude_none=True)
     data["target"]["url"] = display_url(loaded.config.target.url)
+    for hook in data["alerts"]["webhooks"]:
+        if "url" in hook:
+            hook["url"] = shown_webhook_url(hook["url"])
     return data
 
 
