@@ -1,6 +1,6 @@
 """Benchmarks against the seed runbook's own procedures, side by side in one run.
 
-    ./run bench [--only health|diagnose|assess|stale|oom|reconstruct] [--runs N]
+    ./run bench [--only health|diagnose|assess|stale|oom|reconstruct|exporter] [--runs N]
                 [--oom-keys N] [--stale-jobs N] [--reconstruct-rows N]
 
 health (seed §2.1): the seed's health-check script (its redis-cli calls, with
@@ -16,6 +16,10 @@ PING latency another client sees meanwhile (see bench_oom.py).
 reconstruct (seed §5.3): PostgreSQL rows to BullMQ jobs — `queues reconstruct` vs
 the seed's `LIMIT 1000` + sequential `queue.add` — jobs/s and peak RSS (see
 bench_reconstruct.py). `--reconstruct-rows N`, `--reconstruct-seed-rows N`.
+
+exporter (seed §6.3): `/metrics` scrape time with 1,000 queues and 1M keys vs Debian's
+prometheus-redis-exporter on the same server, and the monitor's RSS over many cycles
+(see bench_exporter.py). `--exporter-queues N`, `--exporter-keys N`, `--monitor-cycles N`.
 
 Prints Markdown tables for docs/benchmarks.md. Benchmarks are not tests: nothing
 here asserts a timing.
@@ -39,6 +43,7 @@ import redis
 
 from bench_assess import bench_assess
 from bench_diagnose import bench_diagnose
+from bench_exporter import bench_exporter
 from bench_oom import bench_oom
 from bench_reconstruct import bench_reconstruct
 from bench_restore import bench_restore
@@ -119,7 +124,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "--only",
-        choices=["health", "oom", "diagnose", "stale", "assess", "restore", "reconstruct"],
+        choices=[
+            "health",
+            "oom",
+            "diagnose",
+            "stale",
+            "assess",
+            "restore",
+            "reconstruct",
+            "exporter",
+        ],
         help="Run one benchmark only.",
     )
     parser.add_argument("--runs", type=int, default=30, help="health: runs per measurement.")
@@ -127,6 +141,9 @@ def main() -> None:
         "--oom-keys", type=int, default=1_000_000, help="oom: cache keys (and as many others)."
     )
     parser.add_argument("--assess-queues", type=int, default=1000, help="assess: queues.")
+    parser.add_argument("--exporter-queues", type=int, default=1000, help="exporter: queues.")
+    parser.add_argument("--exporter-keys", type=int, default=1_000_000, help="exporter: keys.")
+    parser.add_argument("--monitor-cycles", type=int, default=720, help="exporter: monitor.")
     parser.add_argument("--restore-bytes", type=int, default=2**30, help="restore: data size.")
     parser.add_argument("--stale-jobs", type=int, default=100_000, help="stale: active jobs.")
     parser.add_argument(
@@ -165,6 +182,11 @@ def main() -> None:
         if args.only is None:
             print()
         bench_reconstruct(args.reconstruct_rows, args.reconstruct_seed_rows, machine())
+    if args.only in (None, "exporter"):
+        if args.only is None:
+            print()
+        bench_exporter(args.exporter_queues, args.exporter_keys, args.runs, args.monitor_cycles,
+                       machine())  # fmt: skip
 
 
 def bench_health(runs: int) -> None:
