@@ -138,7 +138,9 @@ class AlertsConfig(Section):
     smtp: SmtpConfig | None = None
     webhooks: list[WebhookConfig] = Field(default_factory=list)
     fire_after_cycles: int = Field(1, ge=1, le=100)
-    for_cycles: dict[str, int] = Field(default_factory=lambda: {"queue_stale_jobs": 2})
+    for_cycles: dict[str, int] = Field(
+        default_factory=lambda: {"queue_stale_jobs": 2, "queue_counts": 2}
+    )
     resolve_after_cycles: int = Field(2, ge=1, le=100)
     repeat_interval_seconds: int = Field(14_400, ge=60)
     send_resolved: bool = True

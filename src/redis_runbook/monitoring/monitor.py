@@ -202,8 +202,12 @@ class Monitor:
         done: list[Delivery] = []
         kept: list[dict[str, Any]] = []
         for entry in state.outbox:
-            n = Notification(**entry["notification"])
-            sink = sinks.get(entry["sink"])
+            sink = sinks.get(str(entry.get("sink")))
+            try:
+                n = Notification(**entry["notification"])
+            except (KeyError, TypeError):  # written by another version: cannot be sent
+                log.warning("dropping an unreadable outbox entry for %s", entry.get("sink"))
+                continue
             if sink is None:  # the sink was removed from the config
                 continue
             if entry["next_at"] > now:
