@@ -27,7 +27,7 @@ from redis_runbook.monitoring.state import StateFiles
 from redis_runbook.perf import SlowEntry
 from redis_runbook.service.base import run_command
 from redis_runbook.snapshot import Snapshot, take_snapshot
-from redis_runbook.target import display_url, make_client
+from redis_runbook.target import make_client, target_display
 
 Period = Literal["daily", "weekly", "monthly"]
 PERIODS: tuple[Period, ...] = ("daily", "weekly", "monthly")
@@ -97,7 +97,7 @@ def slowlog_patterns(config: Config) -> Item:
     """The commands that fill the slow log, by name (the weekly "patterns"): the last
     128 entries, leaving out the tool's own connections."""
     title = "Review slow log for patterns"
-    where = display_url(config.target.url)
+    where = target_display(config.target)
     client = make_client(config.target, decode=False)
     try:
         with redis_errors(where):
@@ -174,7 +174,7 @@ def memory_trend(config: Config, now: float | None = None) -> Item:
     """Memory growth per day from the monitor's history (least squares over the last
     30 days), and when the critical threshold would be reached at that rate."""
     title = "Review memory growth trend"
-    files = StateFiles(config.runbook.state_dir, display_url(config.target.url))
+    files = StateFiles(config.runbook.state_dir, target_display(config.target))
     now = time.time() if now is None else now
     points = [
         (float(r["t"]), float(r["used_memory"]), r.get("maxmemory"))
@@ -263,7 +263,7 @@ MANUAL: dict[Period, tuple[str, ...]] = {
 def run_checklist(period: Period, config: Config) -> Checklist:
     """Every automatable item of `period`, then its manual items."""
     snapshot = take_snapshot(config.target)
-    result = Checklist(period, display_url(config.target.url))
+    result = Checklist(period, target_display(config.target))
     if period == "daily":
         result.items += _checks(
             snapshot,

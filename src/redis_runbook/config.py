@@ -43,6 +43,40 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def _host_port(address: str) -> str:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65_536:
+        raise ValueError(f"expected HOST:PORT like 127.0.0.1:26379, got {address!r}")
+    return address
+
+
+class SentinelConfig(Section):
+    """A Sentinel-managed deployment: the master's service name and the Sentinels to
+    ask. Sentinels may have their own ACL user and password (the data nodes use the
+    [target] ones)."""
+
+    service: str = Field(min_length=1)
+    addresses: list[str] = Field(min_length=1)
+    username: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    password_command: list[str] | None = None
+
+    @field_validator("addresses")
+    @classmethod
+    def _addresses(cls, addresses: list[str]) -> list[str]:
+        return [_host_port(a) for a in addresses]
+
+    @model_validator(mode="after")
+    def _one_password(self) -> SentinelConfig:
+        given = [
+            k for k in ("password_env", "password_file", "password_command") if getattr(self, k)
+        ]
+        if len(given) > 1:
+            raise ValueError(f"choose one password source, got {' and '.join(given)}")
+        return self
+
+
 class TargetConfig(Section):
     """How to reach Redis. The password never lives in this file: it comes from an
     environment variable, a file, or a command's stdout (first non-empty source)."""
@@ -60,6 +94,13 @@ class TargetConfig(Section):
     tls_key: Path | None = None
     tls_verify: bool = True
     tls_check_hostname: bool = True
+    sentinel: SentinelConfig | None = None
+    replicas: list[str] = Field(default_factory=list)
+
+    @field_validator("replicas")
+    @classmethod
+    def _replica_addresses(cls, replicas: list[str]) -> list[str]:
+        return [_host_port(a) for a in replicas]
 
     @field_validator("url")
     @classmethod
@@ -111,6 +152,8 @@ class TargetConfig(Section):
             raise ValueError(
                 f"password_file: expected an existing file, got {str(self.password_file)!r}"
             )
+        if self.sentinel is not None and self.scheme == "unix":
+            raise ValueError("sentinel: the data nodes must be reached over redis:// or rediss://")
         return self
 
     @property
@@ -202,6 +245,8 @@ class Thresholds(Section):
     fragmentation_ratio: Band = _band(1.5, 3.0)
     fragmentation_min_bytes: int = Field(100 * 1024 * 1024, ge=0)
     oom_rejections: Band = _band(0, 100)
+    replica_lag_seconds: Band = _band(5, 30)
+    replica_lag_bytes: Band = _band(1024 * 1024, 64 * 1024 * 1024)
     queue_stale_jobs: Band = _band(0, 100)
     queue_waiting_jobs: Band = _band(10_000, 100_000)
     queue_waiting_growth_per_min: Band = _band(500, 5000)

@@ -16,7 +16,7 @@ from redis_runbook.memory import MemoryFigures, info_fields, read_memory, redis_
 from redis_runbook.procedures.clients import WORKER_WAITS
 from redis_runbook.redisinfo import parse_client_list
 from redis_runbook.snapshot import LatencyEvent
-from redis_runbook.target import display_url, make_client
+from redis_runbook.target import make_client, target_display
 from redis_runbook.units import format_bytes
 
 SLOWLOG_COUNT = 10
@@ -234,7 +234,7 @@ def _advice(report: PerfReport, config: Config) -> list[str]:
 def perf_report(config: Config) -> PerfReport:
     """Read everything in one pipeline. Raises TargetUnavailable / AuthFailed when
     the server cannot be reached; a refused command only empties its part."""
-    where = display_url(config.target.url)
+    where = target_display(config.target)
     report = PerfReport(target=where)
     client = make_client(config.target, decode=False)
     try:

@@ -21,7 +21,7 @@ import redis
 from redis_runbook.config import TargetConfig
 from redis_runbook.errors import RunbookError
 from redis_runbook.redisinfo import parse_client_list, parse_info
-from redis_runbook.target import classify, connect, display_url, make_client
+from redis_runbook.target import classify, connect, make_client, target_display
 
 CONFIG_PARAMS = (
     "maxmemory",
@@ -107,7 +107,7 @@ def _absorb(snapshot: Snapshot, name: str, reply: object) -> None:
 def take_snapshot(target: TargetConfig, env: Mapping[str, str] | None = None) -> Snapshot:
     """Connect, time a PING, read everything else in one pipeline. Never raises for
     an unreachable or unauthorised server: the Snapshot carries the error."""
-    where = display_url(target.url)
+    where = target_display(target)
     snapshot = Snapshot(target=where, taken_at=time.time())
     try:
         client = make_client(target, env)

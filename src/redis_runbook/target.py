@@ -124,9 +124,22 @@ def display_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def client_kwargs(target: TargetConfig, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+def target_display(target: TargetConfig) -> str:
+    """How messages name the target: its redacted URL, or the Sentinel service."""
+    if target.sentinel is not None:
+        return f"sentinel:{target.sentinel.service}"
+    return display_url(target.url)
+
+
+def client_kwargs(
+    target: TargetConfig,
+    env: Mapping[str, str] | None = None,
+    node: tuple[str, int] | None = None,
+) -> dict[str, Any]:
     """Keyword arguments for `redis.Redis` built from the target config. Resolves the
-    password from its source; raises SecretError when that fails."""
+    password from its source (SecretError when that fails) and, for a Sentinel target,
+    the current master (TargetUnavailable when no Sentinel names one); `node` aims at
+    one given data node instead."""
     url_kwargs = parse_url(target.url)
     password = url_kwargs.pop("password", None) or secret.resolve(
         "target",
@@ -159,6 +172,12 @@ def client_kwargs(target: TargetConfig, env: Mapping[str, str] | None = None) ->
         kwargs["host"] = url_kwargs.pop("host", "127.0.0.1")
         kwargs["port"] = url_kwargs.pop("port", 6379)
         kwargs["connection_class"] = RunbookConnection
+        if node is not None:
+            kwargs["host"], kwargs["port"] = node
+        elif target.sentinel is not None:
+            from redis_runbook.sentinel import resolve_master  # imports this module
+
+            kwargs["host"], kwargs["port"] = resolve_master(target, env)
     if scheme == "rediss":
         kwargs.update(
             connection_class=RunbookSSLConnection,
@@ -172,12 +191,16 @@ def client_kwargs(target: TargetConfig, env: Mapping[str, str] | None = None) ->
 
 
 def make_client(
-    target: TargetConfig, env: Mapping[str, str] | None = None, *, decode: bool = True
+    target: TargetConfig,
+    env: Mapping[str, str] | None = None,
+    *,
+    decode: bool = True,
+    node: tuple[str, int] | None = None,
 ) -> redis.Redis:
     """A lazily-connecting client. Call `connect()` to connect eagerly and get
     a classified error instead of a redis-py one. `decode=False` returns bytes:
     use it wherever key names are read (keys need not be UTF-8)."""
-    kwargs = client_kwargs(target, env)
+    kwargs = client_kwargs(target, env, node)
     kwargs["decode_responses"] = decode
     connection_class = kwargs.pop("connection_class")
     unix_path = kwargs.pop("unix_socket_path", None)

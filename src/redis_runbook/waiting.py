@@ -10,7 +10,7 @@ import redis
 from redis_runbook.config import TargetConfig
 from redis_runbook.errors import AuthFailed, TargetUnavailable
 from redis_runbook.redisinfo import parse_info
-from redis_runbook.target import display_url, make_client
+from redis_runbook.target import make_client, target_display
 
 POLL_S = 0.05
 
@@ -42,13 +42,13 @@ def wait_ready(
             except redis.BusyLoadingError:
                 last = "still loading the dataset"
             except redis.AuthenticationError as exc:
-                raise AuthFailed(f"{display_url(target.url)}: {exc}") from None
+                raise AuthFailed(f"{target_display(target)}: {exc}") from None
             except redis.RedisError as exc:
                 last = str(exc) or type(exc).__name__
             time.sleep(POLL_S)
     finally:
         client.close()
     raise TargetUnavailable(
-        f"{display_url(target.url)} not ready after {timeout:g} s ({last})",
+        f"{target_display(target)} not ready after {timeout:g} s ({last})",
         "read the server log: redis-runbook diagnose",
     )

@@ -14,7 +14,7 @@ from redis_runbook.cli.render import err
 from redis_runbook.config_monitoring import is_loopback_listen, split_listen
 from redis_runbook.errors import ConfigError, Refused
 from redis_runbook.monitoring.exporter import serve
-from redis_runbook.target import display_url
+from redis_runbook.target import target_display
 
 
 def exporter(
@@ -56,7 +56,7 @@ def exporter(
     signal.signal(signal.SIGTERM, shut_down)
     signal.signal(signal.SIGINT, shut_down)
     err.print(
-        f"exporter for {display_url(config.target.url)} on http://{address}/metrics",
+        f"exporter for {target_display(config.target)} on http://{address}/metrics",
         markup=False,
     )
     try:

@@ -18,7 +18,7 @@ from redis_runbook.keyspace_purge import DEFAULT_BATCH
 from redis_runbook.memory import MemoryFigures, read_memory, redis_errors
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.purge import labelled, plan_purge
-from redis_runbook.target import connect, display_url, make_client
+from redis_runbook.target import connect, make_client, target_display
 from redis_runbook.units import format_bytes
 
 app = typer.Typer(
@@ -95,7 +95,7 @@ def stats(
     options = globals_of(ctx)
     as_json = json_output or options.json
     config = options.load().config
-    where = display_url(config.target.url)
+    where = target_display(config.target)
     client = make_client(config.target, decode=False)
     try:
         connect(client, where)

@@ -22,7 +22,7 @@ from redis_runbook.errors import UnknownName
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.stale import Options as StaleOptions
 from redis_runbook.procedures.stale import plan_recover_stale
-from redis_runbook.target import classify, connect, display_url, make_client
+from redis_runbook.target import classify, connect, make_client, target_display
 from redis_runbook.units import format_duration
 
 app = typer.Typer(
@@ -42,7 +42,7 @@ def discovered(config: Config, client: redis.Redis, names: list[str] | None) -> 
     prefixes = ", ".join(config.bullmq.prefixes)
     if not found.queues:
         raise UnknownName(
-            f"no BullMQ queues under prefix(es) {prefixes} on {display_url(config.target.url)}",
+            f"no BullMQ queues under prefix(es) {prefixes} on {target_display(config.target)}",
             "check [bullmq] prefixes (redis-runbook config show); after data loss: "
             "redis-runbook queues reconstruct",
         )
@@ -63,7 +63,7 @@ def queue_session(
 ) -> Iterator[tuple[redis.Redis, Discovery, str]]:
     """A client of the target (key names as bytes), the queues named (all when none),
     and the redacted URL; redis-py errors inside become one-line errors."""
-    where = display_url(config.target.url)
+    where = target_display(config.target)
     client = make_client(config.target, decode=False)
     try:
         connect(client, where)

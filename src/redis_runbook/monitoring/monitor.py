@@ -27,7 +27,7 @@ from redis_runbook.monitoring.queue_checks import queue_memory, queue_observatio
 from redis_runbook.monitoring.queues import QueueSampler
 from redis_runbook.monitoring.sinks import Sink, SinkError, make_sinks
 from redis_runbook.monitoring.state import MonitorState, StateFiles
-from redis_runbook.target import display_url
+from redis_runbook.target import target_display
 
 log = logging.getLogger("redis_runbook.monitor")
 ALWAYS_OBSERVED = ("connection", "authentication")
@@ -98,7 +98,7 @@ class Monitor:
     ) -> None:
         self.config = config
         self.env = env
-        self.target = display_url(config.target.url)
+        self.target = target_display(config.target)
         self.sinks = list(make_sinks(config.alerts, env) if sinks is None else sinks)
         self.clock = clock
         self.files = StateFiles(config.runbook.state_dir, self.target)

@@ -14,7 +14,7 @@ from redis_runbook.bullmq.counts import QueueCounts, queue_counts
 from redis_runbook.bullmq.discovery import discover
 from redis_runbook.bullmq.keys import QueueRef
 from redis_runbook.config import Config
-from redis_runbook.target import classify, display_url, make_client
+from redis_runbook.target import classify, make_client, target_display
 
 
 def stale_active(counts: QueueCounts) -> int:
@@ -72,7 +72,7 @@ class QueueSampler:
             return queue_counts(self._connection(), self.queues())
         except redis.RedisError as exc:
             self.close()
-            raise classify(exc, display_url(self.config.target.url)) from None
+            raise classify(exc, target_display(self.config.target)) from None
 
     def close(self) -> None:
         """Drop the connection (the queue list is kept)."""

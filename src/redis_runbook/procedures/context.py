@@ -11,7 +11,7 @@ from redis_runbook.journal import Journal
 from redis_runbook.procedures.engine import Runner
 from redis_runbook.redisinfo import keyspace, parse_info
 from redis_runbook.service import Service, make_service
-from redis_runbook.target import display_url, make_client
+from redis_runbook.target import make_client, target_display
 
 
 @dataclass
@@ -27,7 +27,7 @@ class ProcedureContext:
     @property
     def where(self) -> str:
         """The target URL, redacted."""
-        return display_url(self.config.target.url)
+        return target_display(self.config.target)
 
     def client(self, decode: bool = True) -> redis.Redis:
         """A new client of the target (the caller closes it)."""
