@@ -212,6 +212,21 @@ def decide(ev: Evidence) -> Diagnosis:
     return Diagnosis(ev, scenarios, notes, unknown)
 
 
+def _with_topology(diagnosis: Diagnosis, config: Config, env: Mapping[str, str] | None) -> None:
+    """For a Sentinel target, scenario A comes from the topology (the [service] host
+    may no longer hold the master)."""
+    from redis_runbook.diagnose_topology import topology_notes, topology_scenarios
+    from redis_runbook.topology import gather, topology_checks
+
+    topology = gather(config, env)
+    checks = topology_checks(topology, config)
+    answers = diagnosis.evidence.snapshot.reachable
+    found = topology_scenarios(topology, checks, answers)
+    kept = [s for s in diagnosis.scenarios if s.code != "A"]
+    diagnosis.scenarios = sorted(found + kept, key=lambda s: ORDER[s.code])
+    diagnosis.notes += topology_notes(checks) if not found else []
+
+
 def diagnose(
     config: Config,
     env: Mapping[str, str] | None = None,
@@ -224,5 +239,7 @@ def diagnose(
     started = time.perf_counter()
     evidence = collect(config, env, service=service, tool_timeout=tool_timeout)
     diagnosis = decide(evidence)
+    if config.target.sentinel is not None:
+        _with_topology(diagnosis, config, env)
     diagnosis.elapsed_ms = (time.perf_counter() - started) * 1000
     return diagnosis

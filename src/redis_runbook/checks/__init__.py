@@ -100,6 +100,10 @@ def run_health(config: Config, env: Mapping[str, str] | None = None) -> HealthRe
     started = time.perf_counter()
     snapshot = take_snapshot(config.target, env)
     checks = evaluate(snapshot, config)
+    if config.target.sentinel is not None:
+        from redis_runbook.topology import gather, topology_checks
+
+        checks += topology_checks(gather(config, env), config)
     info = snapshot.info
     server: dict[str, str] = {
         k: info[k]
