@@ -19,6 +19,13 @@ from redis_runbook.lab.faults import FAULTS, FaultOptions, UnknownFault, inject
 from redis_runbook.lab.faults_live import heal
 from redis_runbook.lab.lifecycle import CONFIG_NAME, STATE_NAME, lab_server
 from redis_runbook.lab.seed import SeedPlan, seed
+from redis_runbook.lab.sentinel_lab import (
+    TopologyStatus,
+    down_topology,
+    has_topology,
+    topology_status,
+    up_topology,
+)
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.service.process import proc_state
 from redis_runbook.units import parse_size
@@ -44,6 +51,38 @@ def _show_status(ctx: typer.Context, status: lab.LabStatus, verb: str) -> None:
         out.print(f"use it: export REDIS_RUNBOOK_CONFIG={status.config_path}", markup=False)
 
 
+def _show_topology(ctx: typer.Context, status: TopologyStatus, verb: str) -> None:
+    if globals_of(ctx).json:
+        print_json(status.to_json())
+        return
+    running = sum(n.running for n in (*status.servers, *status.sentinels))
+    total = len(status.servers) + len(status.sentinels)
+    if status.running or running == 0:
+        state = "running" if status.running else "stopped"
+    else:
+        state = f"{running} of {total} processes running"
+    line = f"lab {verb}: Sentinel mode, {state}; service {status.service}"
+    if status.master or any(n.running for n in status.sentinels):
+        line += f", master {status.master or 'unknown (no Sentinel answered)'}"
+    out.print(line, markup=False)
+    for node in (*status.servers, *status.sentinels):
+        what = f"pid {node.pid}" if node.running else "not running"
+        role = f" {node.role}" if node.role else ""
+        out.print(f"  {node.name:<11} 127.0.0.1:{node.port}  {what}{role}", markup=False)
+    out.print(f"config: {status.config_path}", markup=False)
+    if status.running:
+        out.print(f"use it: export REDIS_RUNBOOK_CONFIG={status.config_path}", markup=False)
+
+
+def _single_server_lab(state: Path, command: str) -> None:
+    """Refuse a single-server lab command in a directory that holds a Sentinel lab."""
+    if has_topology(state):
+        raise LabError(
+            f"{state} holds a Sentinel lab; `lab {command}` needs a single-server lab",
+            f"redis-runbook lab status --dir {state}, or use another --dir",
+        )
+
+
 def _size(value: str) -> str:
     try:
         parse_size(value)
@@ -66,13 +105,25 @@ def up(
             help="Also a PostgreSQL with the seed's example tables, for queues reconstruct.",
         ),
     ] = False,
+    sentinel: Annotated[
+        bool,
+        typer.Option(
+            "--sentinel",
+            help="1 master, 2 replicas, 3 Sentinels on loopback to rehearse a failover.",
+        ),
+    ] = False,
 ) -> None:
     """Start the lab Redis on a free loopback port (AOF everysec, noeviction) and
     write a config file pointing redis-runbook at it. Idempotent."""
     state = lab.state_dir(directory)
-    status = lab.up(state, maxmemory)
+    status: lab.LabStatus | TopologyStatus
+    if sentinel:
+        status = up_topology(state)
+    else:
+        _single_server_lab(state, "up")
+        status = lab.up(state, maxmemory)
     if not with_postgres:
-        _show_status(ctx, status, "up")
+        _show_any(ctx, status, "up")
         return
     from redis_runbook.lab import pglab  # psycopg only when asked for: a slow import
 
@@ -80,7 +131,7 @@ def up(
     if globals_of(ctx).json:
         print_json({**status.to_json(), "postgres": postgres.to_json()})
         return
-    _show_status(ctx, status, "up")
+    _show_any(ctx, status, "up")
     out.print(
         f"postgres: pid {postgres.pid} on {postgres.display} (DSN in {postgres.dsn_file}, "
         "mode 0600); [reconstruct] added to the config",
@@ -88,17 +139,36 @@ def up(
     )
 
 
+def _show_any(ctx: typer.Context, status: lab.LabStatus | TopologyStatus, verb: str) -> None:
+    if isinstance(status, TopologyStatus):
+        _show_topology(ctx, status, verb)
+    else:
+        _show_status(ctx, status, verb)
+
+
 @app.command("down")
 def down(ctx: typer.Context, directory: DirOption = None) -> None:
-    """Stop the lab Redis gracefully (SHUTDOWN SAVE). Data stays in the state dir."""
-    _show_status(ctx, lab.down(lab.state_dir(directory)), "down")
+    """Stop the lab Redis gracefully (SHUTDOWN SAVE); a Sentinel lab: its Sentinels
+    (SIGTERM), then every redis-server. Data stays in the state dir."""
+    state = lab.state_dir(directory)
+    if not has_topology(state):
+        _show_status(ctx, lab.down(state), "down")
+        return
+    stopped = down_topology(state)
+    from redis_runbook.lab import pglab  # psycopg only when needed
+
+    pglab.down(state)
+    _show_topology(ctx, stopped, "down")
 
 
 @app.command("status")
 def status(ctx: typer.Context, directory: DirOption = None) -> None:
-    """Is the lab running, and where. Exit 0 running, 1 not running."""
-    current = lab.status(lab.state_dir(directory))
-    _show_status(ctx, current, "status")
+    """Is the lab running, and where (a Sentinel lab: every process and the master a
+    Sentinel names). Exit 0 running, 1 not running."""
+    state = lab.state_dir(directory)
+    current: lab.LabStatus | TopologyStatus
+    current = topology_status(state) if has_topology(state) else lab.status(state)
+    _show_any(ctx, current, "status")
     raise typer.Exit(0 if current.running else 1)
 
 
@@ -111,6 +181,7 @@ def seed_cmd(
 ) -> None:
     """Fill the lab with BullMQ queues in every job state (via the official Python
     bullmq 2.x) plus session:*, ratelimit:* and cache:* keys."""
+    _single_server_lab(lab.state_dir(directory), "seed")
     current = lab.status(lab.state_dir(directory))
     if not current.running:
         raise lab_not_running(current)
@@ -136,6 +207,7 @@ def lab_not_running(current: lab.LabStatus) -> LabError:
 def demo(ctx: typer.Context, directory: DirOption = None) -> None:
     """What `./run demo` runs: lab up, seed (if empty), health, what to try next."""
     state = lab.state_dir(directory)
+    _single_server_lab(state, "demo")
     current = lab.up(state)
     out.print(f"lab up: redis-server pid {current.pid} on {current.url}", markup=False)
     target = load_config(current.config_path, env={}).config.target
@@ -193,6 +265,7 @@ def break_cmd(
             "redis-runbook lab break --help",
         )
     state = lab.state_dir(directory)
+    _single_server_lab(state, "break")
     if not (state / STATE_NAME).exists():
         raise LabError(f"no lab in {state}", "redis-runbook lab up")
     server = lab_server(state)
