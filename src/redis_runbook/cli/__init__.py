@@ -73,6 +73,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "clients": ("clients", "app", "group"),
     "perf": ("perf", "app", "group"),
     "backup": ("backup", "app", "group"),
+    "failover": ("failover", "failover", "command"),
     "monitor": ("monitor", "monitor", "command"),
     "exporter": ("exporter", "exporter", "command"),
     "checklist": ("checklist", "app", "group"),

@@ -1,0 +1,87 @@
+"""`redis-runbook failover [--to HOST:PORT] [--reconcile]`: Sentinel switchover or a
+guarded promotion without Sentinel, then the BullMQ steps that follow a failover."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+
+from redis_runbook.cli.context import globals_of
+from redis_runbook.cli.procedure import UnderstoodOption, run_plan
+from redis_runbook.cli.render import err
+from redis_runbook.errors import ConfigError, Refused, UnknownName
+from redis_runbook.procedures.failover import FailoverContext, plan_sentinel_failover
+from redis_runbook.procedures.promote import plan_promote
+
+RECONCILE_MARGIN_S = 300  # reconstruct rows from a little before the switch
+
+
+def follow_up(since: str) -> list[str]:
+    """The BullMQ steps that apply after any failover."""
+    return [
+        "redis-runbook queues recover-stale   (jobs whose worker lost its lock in the switch)",
+        f"redis-runbook queues reconstruct --since {since}   (jobs written to the old master "
+        "but not yet replicated: PostgreSQL says what is pending)",
+        "redis-runbook workers verify   (workers reconnected and consume)",
+    ]
+
+
+def failover(
+    ctx: typer.Context,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="Without Sentinel: the replica to promote (HOST:PORT)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote --to although another replica is ahead.")
+    ] = False,
+    reconcile: Annotated[
+        bool,
+        typer.Option("--reconcile", help="Then run recover-stale (and reconstruct, if set up)."),
+    ] = False,
+    understood: UnderstoodOption = False,
+) -> None:
+    """Sentinel: a planned switchover (SENTINEL FAILOVER) after checking quorum, a fit
+    replica and that no failover runs; then verify the new master, the old one
+    following it and the BullMQ queues. Without Sentinel: FAILOVER TO (master alive,
+    nothing acknowledged lost) or REPLICAOF NO ONE on the most up-to-date replica
+    (master dead; needs --i-understand-data-loss with --yes). Type FAILOVER to confirm."""
+    options = globals_of(ctx)
+    config = options.load().config
+    pctx = FailoverContext(config)
+    if config.target.sentinel is not None:
+        if to is not None:
+            raise ConfigError(
+                "--to is for targets without Sentinel: Sentinel picks the replica itself",
+                "redis-runbook failover (set replica-priority to steer Sentinel's choice)",
+            )
+        plan, loses = plan_sentinel_failover(pctx), False
+    else:
+        plan, loses = plan_promote(pctx, to, force)
+    started = time.time()
+    run_plan(ctx, pctx, plan, extra_ok=understood or not loses)
+    if options.dry_run:
+        return
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started - RECONCILE_MARGIN_S))
+    if not reconcile:
+        err.print("next, for BullMQ:\n  " + "\n  ".join(follow_up(since)), markup=False)
+        return
+    _reconcile(ctx, since)
+
+
+def _reconcile(ctx: typer.Context, since: str) -> None:
+    from redis_runbook.cli.queues import recover_stale
+    from redis_runbook.cli.reconstruct import reconstruct
+
+    try:
+        recover_stale(ctx)
+    except UnknownName as exc:  # no queues at all: nothing to recover
+        err.print(f"recover-stale skipped: {exc.message}", markup=False)
+    except Refused as exc:
+        err.print(f"recover-stale refused: {exc.message}", markup=False)
+    if globals_of(ctx).load().config.reconstruct.sources:
+        reconstruct(ctx, since=since)
+    else:
+        err.print("reconstruct skipped: no [[reconstruct.sources]] configured", markup=False)

@@ -1,0 +1,270 @@
+"""`failover --to HOST:PORT` without Sentinel (redis-ops.md §3, "Manual promotion").
+
+- The master answers: `FAILOVER TO host port TIMEOUT ms` on it. Redis pauses writes,
+  waits until the target has acknowledged every one, then swaps roles: no
+  acknowledged write is lost. The other replicas are then pointed at the new master.
+- The master is dead: the replica with the highest replication offset among the
+  reachable ones (`[target] replicas` and `--to`; priority 0 excluded) is promoted
+  with `REPLICAOF NO ONE`, the others follow it, and the old master is fenced if it
+  answers again (made a replica of the new one, its clients disconnected). Writes the
+  old master acknowledged beyond that offset are lost, so this needs the typed
+  confirmation plus --i-understand-data-loss in automation. `--to` naming a replica
+  that is behind another is refused unless --force.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+
+from redis_runbook.config import Config
+from redis_runbook.errors import Refused, RunbookError
+from redis_runbook.procedures.context import ProcedureContext
+from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
+from redis_runbook.procedures.failover import QueueWitness, Switchover
+from redis_runbook.redisinfo import parse_pairs
+from redis_runbook.sentinel import split_address
+from redis_runbook.target import make_client
+from redis_runbook.topology import NodeView, node_view
+
+FAILOVER_TIMEOUT_MS = 10_000
+POLL_S = 0.05
+
+
+@dataclass
+class Candidate:
+    """A replica that could be promoted, as it describes itself."""
+
+    address: str
+    offset: int
+    priority: int
+    link: str
+
+    @classmethod
+    def of(cls, view: NodeView) -> Candidate | None:
+        """None unless the node answered as a replica."""
+        info = view.info
+        if view.role not in ("slave", "replica") or not info:
+            return None
+        return cls(
+            view.address,
+            int(info.get("slave_repl_offset", 0)),
+            int(info.get("slave_priority", info.get("replica_priority", 100))),
+            info.get("master_link_status", "?"),
+        )
+
+
+def _address(config: Config) -> str:
+    parts = urlsplit(config.target.url)
+    return f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379}"
+
+
+def _execute(config: Config, address: str, *command: Any) -> Any:
+    client = make_client(config.target, node=split_address(address))
+    try:
+        return client.execute_command(*command)
+    finally:
+        client.close()
+
+
+def _replicas_of_master(view: NodeView) -> list[str]:
+    return [
+        f"{p.get('ip')}:{p.get('port')}"
+        for key, value in view.info.items()
+        if key.startswith("slave") and key[5:].isdigit()
+        for p in [parse_pairs(value)]
+    ]
+
+
+@dataclass
+class Promotion:
+    """What the steps share."""
+
+    config: Config
+    old: str
+    new: str
+    others: list[str] = field(default_factory=list)
+
+    def failover_to(self) -> str:
+        """FAILOVER TO on the live master; wait for the roles to swap."""
+        host, port = split_address(self.new)
+        started = time.monotonic()
+        try:
+            _execute(
+                self.config, self.old, "FAILOVER", "TO", host, port, "TIMEOUT", FAILOVER_TIMEOUT_MS
+            )
+        except redis.ResponseError as exc:
+            raise StepFailed(f"{self.old} refused FAILOVER: {exc}") from None
+        deadline = started + FAILOVER_TIMEOUT_MS / 1000 + 5
+        while True:
+            new_role = _role(self.config, self.new)
+            state = _info(self.config, self.old).get("master_failover_state", "?")
+            if new_role == "master" and state == "no-failover":
+                return f"{self.new} is master after {time.monotonic() - started:.2f} s"
+            if time.monotonic() > deadline:
+                raise StepFailed(f"roles did not swap (target {new_role}, old {state})")
+            time.sleep(POLL_S)
+
+    def replicaof_no_one(self) -> str:
+        """Promote the chosen replica."""
+        _execute(self.config, self.new, "REPLICAOF", "NO", "ONE")
+        if _role(self.config, self.new) != "master":
+            raise StepFailed(f"{self.new} did not become master")
+        return f"{self.new} is master (REPLICAOF NO ONE)"
+
+    def repoint(self) -> str:
+        """Every other replica follows the new master."""
+        host, port = split_address(self.new)
+        done, unreachable = [], []
+        for address in self.others:
+            try:
+                _execute(self.config, address, "REPLICAOF", host, port)
+                done.append(address)
+            except (redis.RedisError, RunbookError):
+                unreachable.append(address)
+        text = f"now replicating from {self.new}: {', '.join(done) or 'none'}"
+        return text + (
+            f"; unreachable (repoint by hand): {', '.join(unreachable)}" if unreachable else ""
+        )
+
+    def fence_old(self) -> str:
+        """Make the old master a replica of the new one if it answers; else say how."""
+        host, port = split_address(self.new)
+        try:
+            _execute(self.config, self.old, "REPLICAOF", host, port)
+            _execute(self.config, self.old, "CLIENT", "KILL", "TYPE", "normal")
+        except (redis.RedisError, RunbookError):
+            return (
+                f"{self.old} does not answer: when it comes back, fence it before clients "
+                f"reach it: redis-cli -h {self.old.rsplit(':', 1)[0]} -p "
+                f"{self.old.rsplit(':', 1)[1]} REPLICAOF {host} {port}"
+            )
+        return f"{self.old} is now a replica of {self.new}; its clients were disconnected"
+
+
+def _role(config: Config, address: str) -> str | None:
+    view = node_view(config, address, None)
+    return view.role
+
+
+def _info(config: Config, address: str) -> dict[str, str]:
+    return node_view(config, address, None).info
+
+
+def plan_promote(ctx: ProcedureContext, to: str | None, force: bool = False) -> tuple[Plan, bool]:
+    """The manual failover plan (see the module docstring) and whether it can lose
+    acknowledged writes (the master is dead); Refused when unsafe."""
+    config = ctx.config
+    old = _address(config)
+    master = node_view(config, old, None)
+    witness = QueueWitness()
+    if master.role == "master":
+        replicas = _replicas_of_master(master)
+        if to is None or to not in replicas:
+            raise Refused(
+                f"the master {old} answers: --to must name one of its replicas "
+                f"({', '.join(replicas) or 'none connected'}), got {to}",
+                "redis-runbook failover --to HOST:PORT",
+            )
+        step = Promotion(config, old, to, [r for r in replicas if r != to])
+        switch = Switchover(config, old, FAILOVER_TIMEOUT_MS / 1000, new=to)
+        plan = Plan(
+            procedure="failover",
+            target=ctx.where,
+            confirm=Confirm.TYPED,
+            confirm_word="FAILOVER",
+            notes=[
+                f"master {old} answers: FAILOVER TO {to} (writes paused until {to} has "
+                "acknowledged them all: nothing acknowledged is lost)",
+                f"afterwards point [target] url at {to}",
+            ],
+            steps=[
+                Step(
+                    "record BullMQ queue counts", lambda: witness.record(config, split_address(old))
+                ),
+                Step(
+                    f"FAILOVER TO {to}",
+                    step.failover_to,
+                    destructive=True,
+                    on_failure="redis-runbook health",
+                ),
+                Step("point the other replicas at the new master", step.repoint),
+                Step("verify the new master takes writes", switch.probe_write),
+                Step(
+                    "compare BullMQ queue counts",
+                    lambda: witness.compare(config, split_address(to)),
+                ),
+            ],
+        )
+        return plan, False
+    return _plan_dead_master(ctx, old, master, to, force, witness), True
+
+
+def _plan_dead_master(
+    ctx: ProcedureContext,
+    old: str,
+    master: NodeView,
+    to: str | None,
+    force: bool,
+    witness: QueueWitness,
+) -> Plan:
+    config = ctx.config
+    addresses = list(dict.fromkeys([*config.target.replicas, *([to] if to else [])]))
+    views = [node_view(config, a, None) for a in addresses]
+    candidates = [c for v in views if (c := Candidate.of(v)) and c.priority > 0]
+    if not candidates:
+        raise Refused(
+            f"the master {old} does not answer ({master.error}) and no replica can be "
+            f"promoted among {', '.join(addresses) or 'none configured'}",
+            "list the replicas in [target] replicas (or --to HOST:PORT); priority-0 "
+            "replicas are never promoted",
+        )
+    best = max(candidates, key=lambda c: (c.offset, -c.priority))
+    chosen = next(c for c in candidates if c.address == to) if to else best
+    if to and all(c.address != to for c in candidates):
+        raise Refused(
+            f"{to} is not a reachable replica with priority > 0",
+            "redis-runbook failover --to HOST:PORT (another replica)",
+        )
+    if chosen.offset < best.offset and not force:
+        raise Refused(
+            f"{to} is {best.offset - chosen.offset} bytes behind {best.address}: promoting it "
+            "would lose those writes",
+            f"redis-runbook failover --to {best.address} (or --force)",
+        )
+    step = Promotion(
+        config, old, chosen.address, [c.address for c in candidates if c.address != chosen.address]
+    )
+    switch = Switchover(config, old, 0, new=chosen.address)
+    offsets = ", ".join(f"{c.address} {c.offset}" for c in candidates)
+    return Plan(
+        procedure="failover",
+        target=ctx.where,
+        confirm=Confirm.TYPED,
+        confirm_word="FAILOVER",
+        notes=[
+            f"the master {old} does not answer ({master.error})",
+            f"replica offsets: {offsets}; promoting {chosen.address}",
+            "writes the old master acknowledged after that offset are lost",
+            f"afterwards point [target] url at {chosen.address}",
+        ],
+        steps=[
+            Step(
+                f"promote {chosen.address} (REPLICAOF NO ONE)",
+                step.replicaof_no_one,
+                destructive=True,
+                on_failure="redis-runbook health",
+            ),
+            Step("point the other replicas at the new master", step.repoint),
+            Step("fence the old master", step.fence_old),
+            Step("verify the new master takes writes", switch.probe_write),
+            Step(
+                "read BullMQ queue counts",
+                lambda: witness.record(config, split_address(chosen.address)),
+            ),
+        ],
+    )

@@ -1,0 +1,312 @@
+"""Failover on a real local topology: 1 master, 2 replicas, 3 redis-sentinel on
+loopback (lab/topology.py, down-after 2 s). Planned switchover, a master killed with
+SIGKILL, the refusals (no quorum, no fit replica, a failover in progress) and manual
+promotion without Sentinel, with and without a live master."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from redis_runbook import tomlwrite
+from redis_runbook.checks import run_health
+from redis_runbook.config import Config, RunbookConfig, Thresholds
+from redis_runbook.diagnose import diagnose
+from redis_runbook.errors import Refused
+from redis_runbook.lab.server import RedisServer, free_port
+from redis_runbook.lab.topology import SERVICE, Topology, start_topology
+from redis_runbook.procedures.context import ProcedureContext
+from redis_runbook.procedures.failover import plan_sentinel_failover
+from tests.conftest import plain_client, wait_until
+
+RELAXED = {"latency_ms": {"warning": 1000, "critical": 2000}}
+
+
+@pytest.fixture
+def topology(tmp_path: Path) -> Iterator[Topology]:
+    top = start_topology(tmp_path / "topology")
+    yield top
+    top.stop()
+
+
+def config_of(top: Topology, tmp_path: Path) -> Config:
+    return Config(
+        target=top.target(),
+        thresholds=Thresholds.model_validate(RELAXED),
+        runbook=RunbookConfig(state_dir=tmp_path / "state"),
+    )
+
+
+def write_config(tmp_path: Path, target: dict[str, Any]) -> Path:
+    path = tmp_path / "runbook.toml"
+    document = {
+        "target": target,
+        "thresholds": RELAXED,
+        "runbook": {"state_dir": str(tmp_path / "state")},
+    }
+    path.write_text(tomlwrite.dumps(document))
+    return path
+
+
+def sentinel_toml(top: Topology, tmp_path: Path) -> Path:
+    sentinel = top.sentinel_config()
+    return write_config(
+        tmp_path,
+        {
+            "url": top.target().url,
+            "sentinel": {"service": sentinel.service, "addresses": sentinel.addresses},
+        },
+    )
+
+
+def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_RUNBOOK_")}
+    return subprocess.run(
+        [sys.executable, "-m", "redis_runbook", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+        check=False,
+    )
+
+
+def statuses(config: Config) -> dict[str, str]:
+    return {c.name: c.status.name for c in run_health(config, {}).checks}
+
+
+def test_planned_switchover_completes_and_verifies(topology: Topology, tmp_path: Path) -> None:
+    before = topology.master_port()
+    master = plain_client(topology.server_at(before))
+    master.rpush("bull:emails:wait", "1", "2")
+    master.hset("bull:emails:meta", "opts.maxLenEvents", "10000")
+    done = cli(sentinel_toml(topology, tmp_path), "--yes", "--json", "failover")
+    assert done.returncode == 0, done.stderr
+    results = {r["step"]: r for r in json.loads(done.stdout)["results"]}
+    assert all(r["ok"] for r in results.values())
+    after = topology.master_port()
+    assert after != before
+    assert results["wait for the new master"]["message"].startswith(f"new master 127.0.0.1:{after}")
+    followed = results["make the old master follow it, resume writes"]["message"]
+    assert f"is now a replica of 127.0.0.1:{after}" in followed
+    assert results["compare BullMQ queue counts"]["message"] == "1 queue(s), 2 job(s); unchanged"
+    assert plain_client(topology.server_at(after)).llen("bull:emails:wait") == 2
+    assert "queues recover-stale" in done.stderr  # the BullMQ follow-up is printed
+    config = config_of(topology, tmp_path)
+    wait_until(lambda: set(statuses(config).values()) == {"OK"}, "health green", timeout=30)
+
+
+def test_killed_master_is_diagnosed_promoted_and_followed(
+    topology: Topology, tmp_path: Path
+) -> None:
+    config = config_of(topology, tmp_path)
+    old_port = topology.master_port()
+    old = topology.server_at(old_port)
+    old.kill(signal.SIGKILL)
+    diagnosis = diagnose(config, {}, tool_timeout=0)
+    assert diagnosis.codes() == ["A"]
+    assert diagnosis.scenarios[0].cause == "sentinel-master-down"
+    assert f"127.0.0.1:{old_port}" in diagnosis.scenarios[0].summary
+    wait_until(lambda: topology.master_port() != old_port, "Sentinel to promote", timeout=30)
+
+    def follows_new_master() -> bool:
+        found = statuses(config)
+        return "connection" not in found and found["master"] == "OK"
+
+    wait_until(follows_new_master, "health to follow the new master", timeout=30)
+    report = run_health(config, {})
+    assert report.snapshot.reachable  # redis-runbook follows the new master
+    old.start()  # the old master comes back: Sentinel makes it a replica
+    wait_until(lambda: set(statuses(config).values()) == {"OK"}, "health green", timeout=45)
+
+
+def test_refused_without_quorum(topology: Topology, tmp_path: Path) -> None:
+    for sentinel in topology.sentinels[:2]:
+        sentinel.kill()
+    before = topology.master_port()
+    done = cli(sentinel_toml(topology, tmp_path), "--yes", "failover")
+    assert done.returncode == 3
+    assert "cannot reach quorum" in done.stderr
+    assert "nothing was changed" in done.stderr
+    assert topology.master_port() == before
+
+
+def test_refused_without_a_fit_replica(topology: Topology, tmp_path: Path) -> None:
+    master_port = topology.master_port()
+    replicas = [s for s in topology.servers if s.port != master_port]
+    for server in replicas:
+        plain_client(server).config_set("replica-priority", 0)
+    config = config_of(topology, tmp_path)
+
+    def sentinels_see_priority_0() -> bool:
+        client = redis.Redis(port=topology.sentinels[0].port, decode_responses=True)
+        try:
+            return all(r["slave-priority"] == 0 for r in client.sentinel_slaves(SERVICE))
+        finally:
+            client.close()
+
+    wait_until(sentinels_see_priority_0, "Sentinel to read the priorities", timeout=30)
+    with pytest.raises(Refused, match="no replica is fit to promote"):
+        plan_sentinel_failover(ProcedureContext(config), {})
+    assert topology.master_port() == master_port
+
+
+def test_refused_while_a_failover_is_in_progress(topology: Topology, tmp_path: Path) -> None:
+    config = config_of(topology, tmp_path)
+    client = redis.Redis(port=topology.sentinels[0].port, decode_responses=True)
+    try:
+        client.execute_command("SENTINEL", "FAILOVER", SERVICE)
+    finally:
+        client.close()
+    with pytest.raises(Refused, match="already in progress"):
+        plan_sentinel_failover(ProcedureContext(config), {})
+
+
+# --- without Sentinel -------------------------------------------------------------------
+
+
+@pytest.fixture
+def replication(tmp_path: Path) -> Iterator[Topology]:
+    """A master and two replicas, no Sentinel."""
+    top = start_topology(tmp_path / "plain", sentinels=0)
+    yield top
+    top.stop()
+
+
+def plain_toml(top: Topology, tmp_path: Path) -> Path:
+    master, *replicas = top.servers
+    return write_config(
+        tmp_path,
+        {
+            "url": f"redis://127.0.0.1:{master.port}/0",
+            "replicas": [f"127.0.0.1:{r.port}" for r in replicas],
+        },
+    )
+
+
+def role(server: RedisServer) -> list[Any]:
+    return list(plain_client(server).execute_command("ROLE"))
+
+
+class Writer:
+    """Writes w:0, w:1, ... to one server as fast as it can, remembering which ones
+    the server acknowledged (a READONLY or a dropped connection is not an ack)."""
+
+    def __init__(self, server: RedisServer) -> None:
+        self.acked: list[int] = []
+        self._stop = threading.Event()
+        self._client = plain_client(server, socket_timeout=30)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            try:
+                self._client.set(f"w:{n}", n)
+            except redis.RedisError:
+                continue
+            self.acked.append(n)
+            n += 1
+
+    def __enter__(self) -> Writer:
+        self._thread.start()
+        wait_until(lambda: len(self.acked) > 200, "writes before the failover")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def missing_on(self, server: RedisServer) -> list[int]:
+        """Acknowledged writes the server does not have."""
+        pipe = plain_client(server).pipeline(transaction=False)
+        for n in self.acked:
+            pipe.exists(f"w:{n}")
+        return [n for n, found in zip(self.acked, pipe.execute(), strict=True) if not found]
+
+
+def test_sentinel_switchover_loses_no_acknowledged_write(
+    topology: Topology, tmp_path: Path
+) -> None:
+    old = topology.server_at(topology.master_port())
+    with Writer(old) as writer:
+        done = cli(sentinel_toml(topology, tmp_path), "--yes", "failover")
+    assert done.returncode == 0, done.stderr
+    new = topology.server_at(topology.master_port())
+    assert new is not old
+    assert len(writer.acked) > 200
+    assert writer.missing_on(new) == []
+
+
+def test_failover_to_with_a_live_master_loses_no_acknowledged_write(
+    replication: Topology, tmp_path: Path
+) -> None:
+    master, first, second = replication.servers
+    with Writer(master) as writer:
+        done = cli(
+            plain_toml(replication, tmp_path),
+            "--yes",
+            "failover",
+            "--to",
+            f"127.0.0.1:{first.port}",
+        )
+    assert done.returncode == 0, done.stderr
+    assert role(first)[0] == "master"
+    assert role(master)[:3] == ["slave", "127.0.0.1", first.port]
+    wait_until(lambda: role(second)[:3] == ["slave", "127.0.0.1", first.port], "repointed")
+    assert writer.missing_on(first) == []
+
+
+def test_dead_master_promotes_the_most_up_to_date_replica(
+    replication: Topology, tmp_path: Path
+) -> None:
+    master, ahead, behind = replication.servers
+    client = plain_client(master)
+    # One replica loses its link (pointed at a closed port) while the master takes writes.
+    plain_client(behind).execute_command("REPLICAOF", "127.0.0.1", free_port())
+    for n in range(100):
+        client.set(f"late:{n}", n)
+    assert client.execute_command("WAIT", 1, 5000) == 1  # the other one has them
+    master.kill(signal.SIGKILL)
+    plain_client(behind).execute_command("REPLICAOF", "127.0.0.1", master.port)
+    config = plain_toml(replication, tmp_path)
+    refused = cli(config, "--yes", "failover", "--to", f"127.0.0.1:{behind.port}")
+    assert refused.returncode == 3
+    assert "bytes behind" in refused.stderr
+    assert role(behind)[0] == "slave"  # nothing changed
+    needs_flag = cli(config, "--yes", "failover")
+    assert needs_flag.returncode == 3  # can lose writes: --yes alone is not enough
+    done = cli(config, "--yes", "failover", "--i-understand-data-loss")
+    assert done.returncode == 0, done.stderr
+    assert role(ahead)[0] == "master"
+    assert plain_client(ahead).get("late:99") == "99"
+    wait_until(lambda: role(behind)[:3] == ["slave", "127.0.0.1", ahead.port], "repointed")
+    assert "does not answer: when it comes back, fence it" in done.stderr + done.stdout
+
+
+def test_a_wrong_service_or_dead_sentinels_are_named(topology: Topology, tmp_path: Path) -> None:
+    config = config_of(topology, tmp_path)
+    assert config.target.sentinel is not None
+    wrong = config.model_copy(deep=True)
+    assert wrong.target.sentinel is not None
+    wrong.target.sentinel.service = "nope"
+    check = run_health(wrong, {}).checks[0]
+    assert check.status.name == "CRITICAL"
+    assert "does not monitor a master called 'nope'" in check.summary
+    for sentinel in topology.sentinels:
+        sentinel.kill()
+    down = run_health(config, {})
+    assert down.checks[0].name == "connection"
+    assert "no Sentinel answered for mymaster" in down.checks[0].summary
+    assert {c.name: c.status.name for c in down.checks}["sentinels"] == "CRITICAL"
