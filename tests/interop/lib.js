@@ -50,9 +50,18 @@ function fail(err) {
 // ioredis options from REDIS_URL (redis:// or rediss://, user, password, db).
 // maxRetriesPerRequest must be null for BullMQ workers (their blocking connection
 // would otherwise give up during a Redis restart); we use it everywhere.
+//
+// With REDIS_SENTINELS set (JSON: {"sentinels": [{"host", "port"}, ...], "name": "mymaster"})
+// ioredis finds the master through those Sentinels instead (and again after every
+// disconnect, e.g. a failover); REDIS_URL is then optional and only gives the db, the
+// data nodes' user and password and TLS, its host and port are ignored.
 function connection() {
+  const sentinels = sentinelOptions();
   const url = process.env.REDIS_URL;
-  if (!url) usage('REDIS_URL is not set');
+  if (!url) {
+    if (sentinels) return { ...sentinels, maxRetriesPerRequest: null };
+    usage('REDIS_URL is not set');
+  }
   let parsed;
   try {
     parsed = new URL(url);
@@ -71,7 +80,36 @@ function connection() {
   if (parsed.username) opts.username = decodeURIComponent(parsed.username);
   if (parsed.password) opts.password = decodeURIComponent(parsed.password);
   if (parsed.protocol === 'rediss:') opts.tls = {};
+  if (sentinels) {
+    delete opts.host;
+    delete opts.port;
+    Object.assign(opts, sentinels);
+  }
   return opts;
+}
+
+// {sentinels, name} for ioredis from REDIS_SENTINELS, or null when it is not set.
+function sentinelOptions() {
+  const raw = process.env.REDIS_SENTINELS;
+  if (!raw) return null;
+  let spec;
+  try {
+    spec = JSON.parse(raw);
+  } catch (err) {
+    usage(`REDIS_SENTINELS is not valid JSON: ${err.message}`);
+  }
+  const list = spec && spec.sentinels;
+  if (
+    !Array.isArray(list) ||
+    list.length === 0 ||
+    list.some(s => !s || typeof s.host !== 'string' || !Number.isInteger(s.port))
+  ) {
+    usage('REDIS_SENTINELS needs "sentinels": [{"host": "...", "port": N}, ...]');
+  }
+  if (typeof spec.name !== 'string' || spec.name === '') {
+    usage('REDIS_SENTINELS needs "name": the master name the Sentinels monitor');
+  }
+  return { sentinels: list.map(s => ({ host: s.host, port: s.port })), name: spec.name };
 }
 
 function requireString(cfg, key) {
