@@ -1,6 +1,7 @@
 """Benchmarks against the seed runbook's own procedures, side by side in one run.
 
-    ./run bench [--only health|diagnose|assess|stale|oom|reconstruct|exporter] [--runs N]
+    ./run bench [--only health|diagnose|assess|stale|oom|reconstruct|exporter|failover]
+                [--runs N]
                 [--oom-keys N] [--stale-jobs N] [--reconstruct-rows N]
 
 health (seed §2.1): the seed's health-check script (its redis-cli calls, with
@@ -20,6 +21,9 @@ bench_reconstruct.py). `--reconstruct-rows N`, `--reconstruct-seed-rows N`.
 exporter (seed §6.3): `/metrics` scrape time with 1,000 queues and 1M keys vs Debian's
 prometheus-redis-exporter on the same server, and the monitor's RSS over many cycles
 (see bench_exporter.py). `--exporter-queues N`, `--exporter-keys N`, `--monitor-cycles N`.
+
+failover: a planned Sentinel switchover, `redis-runbook failover` vs SENTINEL FAILOVER
+sent by hand and polled, time until a new master takes a write (see bench_failover.py).
 
 Prints Markdown tables for docs/benchmarks.md. Benchmarks are not tests: nothing
 here asserts a timing.
@@ -44,6 +48,7 @@ import redis
 from bench_assess import bench_assess
 from bench_diagnose import bench_diagnose
 from bench_exporter import bench_exporter
+from bench_failover import bench_failover
 from bench_oom import bench_oom
 from bench_reconstruct import bench_reconstruct
 from bench_restore import bench_restore
@@ -133,6 +138,7 @@ def main() -> None:
             "restore",
             "reconstruct",
             "exporter",
+            "failover",
         ],
         help="Run one benchmark only.",
     )
@@ -144,6 +150,7 @@ def main() -> None:
     parser.add_argument("--exporter-queues", type=int, default=1000, help="exporter: queues.")
     parser.add_argument("--exporter-keys", type=int, default=1_000_000, help="exporter: keys.")
     parser.add_argument("--monitor-cycles", type=int, default=720, help="exporter: monitor.")
+    parser.add_argument("--failover-rounds", type=int, default=3, help="failover: rounds.")
     parser.add_argument("--restore-bytes", type=int, default=2**30, help="restore: data size.")
     parser.add_argument("--stale-jobs", type=int, default=100_000, help="stale: active jobs.")
     parser.add_argument(
@@ -182,6 +189,10 @@ def main() -> None:
         if args.only is None:
             print()
         bench_reconstruct(args.reconstruct_rows, args.reconstruct_seed_rows, machine())
+    if args.only in (None, "failover"):
+        if args.only is None:
+            print()
+        bench_failover(args.failover_rounds, machine())
     if args.only in (None, "exporter"):
         if args.only is None:
             print()
