@@ -588,3 +588,13 @@ def test_cli_output_in_a_missing_directory_changes_nothing(tmp_path: Path) -> No
     assert result.returncode == 1, result.stdout + result.stderr
     assert "does not exist" in result.stderr
     assert not path.parent.exists()
+
+
+def test_a_replicated_target_gets_the_replication_rules_without_the_flag(tmp_path: Path) -> None:
+    config = tmp_path / "runbook.toml"
+    config.write_text('[target]\nreplicas = ["127.0.0.1:7001"]\n')
+    done = run_cli("--config", str(config), "alerts", "rules", env={})
+    assert done.returncode == 0, done.stderr
+    assert "RedisReplicaLinkDown" in done.stdout
+    plain = run_cli("alerts", "rules", env={})
+    assert "RedisReplicaLinkDown" not in plain.stdout

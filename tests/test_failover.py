@@ -310,3 +310,21 @@ def test_a_wrong_service_or_dead_sentinels_are_named(topology: Topology, tmp_pat
     assert down.checks[0].name == "connection"
     assert "no Sentinel answered for mymaster" in down.checks[0].summary
     assert {c.name: c.status.name for c in down.checks}["sentinels"] == "CRITICAL"
+
+
+def test_reconcile_recovers_stale_jobs_on_the_new_master(
+    topology: Topology, tmp_path: Path
+) -> None:
+    """--reconcile runs recover-stale after the switch: an active job whose worker died
+    with the old master (no lock) goes back to wait on the new master."""
+    master = plain_client(topology.server_at(topology.master_port()))
+    master.hset("bull:mail:meta", "opts.maxLenEvents", "10000")
+    master.hset("bull:mail:7", mapping={"name": "send", "data": "{}", "timestamp": "1"})
+    master.rpush("bull:mail:active", "7")
+    master.execute_command("WAIT", 2, 5000)
+    done = cli(sentinel_toml(topology, tmp_path), "--yes", "failover", "--reconcile")
+    assert done.returncode == 0, done.stderr
+    assert "reconstruct skipped: no [[reconstruct.sources]]" in done.stderr
+    new = plain_client(topology.server_at(topology.master_port()))
+    assert new.lrange("bull:mail:active", 0, -1) == []
+    assert new.lrange("bull:mail:wait", 0, -1) == ["7"]

@@ -24,7 +24,12 @@ def rules(
         typer.Option("--output", "-o", help="Write the rules file here (default: stdout)."),
     ] = None,
     replication: Annotated[
-        bool, typer.Option("--replication", help="Add the redis-replication group.")
+        bool,
+        typer.Option(
+            "--replication",
+            help="Add the redis-replication group (automatic with [target.sentinel] or "
+            "[target] replicas).",
+        ),
     ] = False,
     force: Annotated[
         bool,
@@ -37,7 +42,9 @@ def rules(
     overwritten without --force, which moves it aside first."""
     options = globals_of(ctx)
     as_json = json_output or options.json
-    groups = build_rules(options.load().config, replication=replication)
+    config = options.load().config
+    replicated = replication or config.target.sentinel is not None or bool(config.target.replicas)
+    groups = build_rules(config, replication=replicated)
     text = render_rules_yaml(groups)
     aside = write_rules_file(output, text, force=force) if output is not None else None
     if as_json:

@@ -146,8 +146,9 @@ class Topology:
         raise LabError("no lab Sentinel answers", "redis-runbook lab status")
 
     def wait_settled(self, timeout: float = 30.0) -> None:
-        """Until every Sentinel knows the two replicas and the other Sentinels, and
-        both replicas' links are up (a failover needs all of it)."""
+        """Until every Sentinel knows the replicas and the other Sentinels, both
+        replicas' links are up and no failover is in progress (a new failover needs
+        all of it)."""
         deadline = time.monotonic() + timeout
         want_replicas = len(self.servers) - 1
         while True:
@@ -191,7 +192,8 @@ class Topology:
             if int(master.get("num-other-sentinels", 0)) < len(self.sentinels) - 1:
                 return False
             linked = [r for r in replicas if r.get("master-link-status") == "ok"]
-            if len(linked) < want_replicas or "s_down" in str(master.get("flags", "")):
+            flags = str(master.get("flags", ""))
+            if len(linked) < want_replicas or "s_down" in flags or "failover" in flags:
                 return False
         return True
 
