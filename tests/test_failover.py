@@ -6,10 +6,8 @@ promotion without Sentinel, with and without a live master."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +26,7 @@ from redis_runbook.lab.topology import SERVICE, Topology, start_topology
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.failover import plan_sentinel_failover
 from tests.conftest import plain_client, wait_until
+from tests.helpers import run_cli
 
 RELAXED = {"latency_ms": {"warning": 1000, "critical": 2000}}
 
@@ -70,16 +69,7 @@ def sentinel_toml(top: Topology, tmp_path: Path) -> Path:
 
 
 def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_RUNBOOK_")}
-    return subprocess.run(
-        [sys.executable, "-m", "redis_runbook", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        timeout=120,
-        check=False,
-    )
+    return run_cli("--config", str(config), *args, timeout=120)
 
 
 def statuses(config: Config) -> dict[str, str]:

@@ -30,6 +30,7 @@ from redis_runbook.lab.seed import SeedPlan, seed
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.monitoring.monitor import CycleReport, Monitor
 from tests.conftest import RedisFactory, plain_client, wait_until
+from tests.helpers import run_cli
 from tests.peers import SmtpPeer, WebhookPeer, running, start_smtp, start_webhook
 
 SMTP_USER = "alerts@example.test"
@@ -264,15 +265,7 @@ def write_config(tmp_path: Path, server: RedisServer, extra: str) -> tuple[Path,
 
 
 def cli(config: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "redis_runbook", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-        check=False,
-    )
+    return run_cli("--config", str(config), *args, env=env)
 
 
 def test_once_under_cron_remembers_what_it_sent(
