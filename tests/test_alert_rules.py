@@ -128,12 +128,18 @@ def documented_alerts() -> dict[str, tuple[str, str]]:
 
 
 def test_rules_match_the_documented_table() -> None:
-    groups = build_rules(Config(), replication=True)
+    groups = build_rules(Config(), replication=True, sentinel=True)
     built = {r.alert: (r.for_, r.severity) for g in groups for r in g.rules}
     documented = documented_alerts()
-    assert len(documented) == 20
+    assert len(documented) == 26
     assert built == documented
-    assert [g.name for g in groups] == ["redis", "bullmq", "redis-backup", "redis-replication"]
+    assert [g.name for g in groups] == [
+        "redis",
+        "bullmq",
+        "redis-backup",
+        "redis-replication",
+        "redis-sentinel",
+    ]
     assert [g.name for g in build_rules(Config())] == ["redis", "bullmq", "redis-backup"]
     for r in (r for g in groups for r in g.rules):
         assert r.runbook.startswith("redis-runbook "), r
@@ -598,3 +604,34 @@ def test_a_replicated_target_gets_the_replication_rules_without_the_flag(tmp_pat
     assert "RedisReplicaLinkDown" in done.stdout
     plain = run_cli("alerts", "rules", env={})
     assert "RedisReplicaLinkDown" not in plain.stdout
+
+
+def test_sentinel_rules_fire_on_the_topology_checks(tmp_path: Path) -> None:
+    groups = build_rules(Config(), sentinel=True)
+    status = "redis_runbook_check_status"
+    inputs = [
+        series(status, {**REDIS, "check": "sentinel_quorum"}, "0 2 2 2"),
+        series(status, {**REDIS, "check": "split_brain"}, "0 0 2 2"),
+        series(status, {**OTHER, "check": "sentinel_quorum"}, "0 0 0 0"),
+    ]
+    quorum = fires(groups, "RedisSentinelNoQuorum", {**REDIS, "check": "sentinel_quorum"}, 2)
+    split = fires(groups, "RedisSplitBrain", {**REDIS, "check": "split_brain"}, 2)
+    checks = [
+        check("1m", "RedisSentinelNoQuorum"),  # pending: bad for less than 1m
+        check("2m", "RedisSentinelNoQuorum", quorum),
+        check("1m", "RedisSplitBrain"),
+        check("2m", "RedisSplitBrain", split),
+    ]
+    assert_passes(promtool_test(tmp_path, groups, inputs, checks))
+
+
+def test_a_sentinel_target_gets_the_sentinel_rules(tmp_path: Path) -> None:
+    config = tmp_path / "runbook.toml"
+    config.write_text('[target.sentinel]\nservice = "mymaster"\naddresses = ["127.0.0.1:26379"]\n')
+    done = run_cli("--config", str(config), "alerts", "rules", env={})
+    assert done.returncode == 0, done.stderr
+    assert "RedisSplitBrain" in done.stdout
+    assert "RedisReplicaLinkDown" in done.stdout
+    rules = tmp_path / "rules.yml"
+    rules.write_text(done.stdout)
+    assert "SUCCESS: 26 rules found" in check_rules(rules)

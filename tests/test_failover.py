@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from redis_runbook import tomlwrite
 from redis_runbook.checks import run_health
@@ -23,6 +24,7 @@ from redis_runbook.diagnose import diagnose
 from redis_runbook.errors import Refused
 from redis_runbook.lab.server import RedisServer, free_port
 from redis_runbook.lab.topology import SERVICE, Topology, start_topology
+from redis_runbook.monitoring.exporter import scrape_text
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.failover import plan_sentinel_failover
 from tests.conftest import plain_client, wait_until
@@ -124,6 +126,18 @@ def test_killed_master_is_diagnosed_promoted_and_followed(
 def test_refused_without_quorum(topology: Topology, tmp_path: Path) -> None:
     for sentinel in topology.sentinels[:2]:
         sentinel.kill()
+    last = redis.Redis(port=topology.sentinels[2].port, decode_responses=True)
+
+    def no_quorum() -> bool:
+        try:
+            last.execute_command("SENTINEL", "CKQUORUM", SERVICE)
+        except redis.ResponseError:
+            return True
+        return False
+
+    # The last Sentinel counts the others out after down-after-milliseconds (2 s here).
+    wait_until(no_quorum, "the last Sentinel to lose quorum")
+    last.close()
     before = topology.master_port()
     done = cli(sentinel_toml(topology, tmp_path), "--yes", "failover")
     assert done.returncode == 3
@@ -318,3 +332,23 @@ def test_reconcile_recovers_stale_jobs_on_the_new_master(
     new = plain_client(topology.server_at(topology.master_port()))
     assert new.lrange("bull:mail:active", 0, -1) == []
     assert new.lrange("bull:mail:wait", 0, -1) == ["7"]
+
+
+def test_the_exporter_exports_the_topology_checks(topology: Topology, tmp_path: Path) -> None:
+    config = config_of(topology, tmp_path)
+
+    def statuses_exported() -> dict[str, float]:
+        found = {}
+        for family in text_string_to_metric_families(scrape_text(config, env={})):
+            for sample in family.samples:
+                if sample.name == "redis_runbook_check_status":
+                    found[sample.labels["check"]] = sample.value
+        return found
+
+    healthy = statuses_exported()
+    assert healthy["sentinel_quorum"] == 0
+    assert healthy["split_brain"] == 0
+    for sentinel in topology.sentinels[:2]:
+        sentinel.kill()
+    # The last Sentinel counts the others out after down-after-milliseconds (2 s here).
+    wait_until(lambda: statuses_exported()["sentinel_quorum"] == 2, "no quorum exported")

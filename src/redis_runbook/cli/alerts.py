@@ -44,7 +44,8 @@ def rules(
     as_json = json_output or options.json
     config = options.load().config
     replicated = replication or config.target.sentinel is not None or bool(config.target.replicas)
-    groups = build_rules(config, replication=replicated)
+    sentinel = config.target.sentinel is not None
+    groups = build_rules(config, replication=replicated, sentinel=sentinel)
     text = render_rules_yaml(groups)
     aside = write_rules_file(output, text, force=force) if output is not None else None
     if as_json:

@@ -154,7 +154,12 @@ class RunbookCollector(Collector):
             "health checks: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
             labels=["check"],
         )
-        for result in evaluate(snapshot, self.config):
+        results = evaluate(snapshot, self.config)
+        if self.config.target.sentinel is not None:  # the topology checks too (~6 ms)
+            from redis_runbook.topology import gather, topology_checks
+
+            results += topology_checks(gather(self.config, self.env), self.config)
+        for result in results:
             family.add_metric([result.name], int(result.status))
         return family
 

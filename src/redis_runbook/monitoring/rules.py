@@ -306,9 +306,76 @@ def _replication_rules() -> tuple[AlertRule, ...]:
     )
 
 
-def build_rules(config: Config, *, replication: bool = False) -> list[RuleGroup]:
-    """The rule groups `redis`, `bullmq`, `redis-backup` (and `redis-replication`
-    when asked), thresholds taken from `config`."""
+def _check(name: str, status: int) -> str:
+    return f'redis_runbook_check_status{{check="{name}"}} == {status}'
+
+
+def _sentinel_rules() -> tuple[AlertRule, ...]:
+    """From the exporter's topology checks (exported for a [target.sentinel] target)."""
+    return (
+        AlertRule(
+            "RedisSentinelNoQuorum",
+            _check("sentinel_quorum", 2),
+            "1m",
+            "critical",
+            f"Sentinels of {INSTANCE} cannot reach quorum",
+            "SENTINEL CKQUORUM fails: no failover can be authorised if the master dies.",
+            "redis-runbook health",
+        ),
+        AlertRule(
+            "RedisSentinelMasterDown",
+            _check("master", 2),
+            "0m",
+            "critical",
+            f"Sentinel sees the master of {INSTANCE} down",
+            "The master is subjectively or objectively down; a failover should follow.",
+            "redis-runbook diagnose",
+        ),
+        AlertRule(
+            "RedisFailoverStuck",
+            _check("master", 1),
+            "5m",
+            "warning",
+            f"A failover of {INSTANCE} has been in progress for 5 minutes",
+            "Sentinel flags failover_in_progress for longer than a failover takes.",
+            "redis-runbook diagnose",
+        ),
+        AlertRule(
+            "RedisNoPromotableReplica",
+            _check("replicas", 2),
+            "5m",
+            "critical",
+            f"No replica of {INSTANCE} can be promoted",
+            "Every replica is down, unlinked or has replica-priority 0: a master failure "
+            "would not be recovered.",
+            "redis-runbook health",
+        ),
+        AlertRule(
+            "RedisSplitBrain",
+            _check("split_brain", 2),
+            "0m",
+            "critical",
+            f"More than one master in {INSTANCE}'s topology",
+            "Two data nodes answer ROLE master: writes to the wrong one will be lost.",
+            "redis-runbook diagnose",
+        ),
+        AlertRule(
+            "RedisSentinelTilt",
+            _check("sentinel_tilt", 1),
+            "1m",
+            "warning",
+            f"A Sentinel of {INSTANCE} is in TILT mode",
+            "A Sentinel in TILT acts on nothing for 30 s (clock jump or a stalled process).",
+            "redis-runbook health",
+        ),
+    )
+
+
+def build_rules(
+    config: Config, *, replication: bool = False, sentinel: bool = False
+) -> list[RuleGroup]:
+    """The rule groups `redis`, `bullmq`, `redis-backup`, and `redis-replication` /
+    `redis-sentinel` when asked, thresholds taken from `config`."""
     groups = [
         RuleGroup("redis", _redis_rules(config)),
         RuleGroup("bullmq", _bullmq_rules(config)),
@@ -316,6 +383,8 @@ def build_rules(config: Config, *, replication: bool = False) -> list[RuleGroup]
     ]
     if replication:
         groups.append(RuleGroup("redis-replication", _replication_rules()))
+    if sentinel:
+        groups.append(RuleGroup("redis-sentinel", _sentinel_rules()))
     return groups
 
 
