@@ -216,10 +216,9 @@ def _with_topology(diagnosis: Diagnosis, config: Config, env: Mapping[str, str] 
     """For a Sentinel target, scenario A comes from the topology (the [service] host
     may no longer hold the master)."""
     from redis_runbook.diagnose_topology import topology_notes, topology_scenarios
-    from redis_runbook.topology import gather, topology_checks
+    from redis_runbook.topology import check_topology
 
-    topology = gather(config, env)
-    checks = topology_checks(topology, config)
+    topology, checks = check_topology(config, env)
     answers = diagnosis.evidence.snapshot.reachable
     found = topology_scenarios(topology, checks, answers)
     kept = [s for s in diagnosis.scenarios if s.code != "A"]

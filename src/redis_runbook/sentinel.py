@@ -163,7 +163,6 @@ class SentinelView:
     address: str
     master: dict[str, str] | None
     replicas: list[dict[str, str]]
-    sentinels: list[dict[str, str]]
     ckquorum: str | None
     ckquorum_ok: bool
     tilt: bool
@@ -179,24 +178,22 @@ def view_of(
         pipe = client.pipeline(transaction=False)
         pipe.execute_command("SENTINEL", "MASTER", config.service)
         pipe.execute_command("SENTINEL", "REPLICAS", config.service)
-        pipe.execute_command("SENTINEL", "SENTINELS", config.service)
         pipe.execute_command("SENTINEL", "CKQUORUM", config.service)
         pipe.execute_command("INFO", "sentinel")
-        master, replicas, sentinels, quorum, info = pipe.execute(raise_on_error=False)
+        master, replicas, quorum, info = pipe.execute(raise_on_error=False)
     except redis.RedisError as exc:
         failed = str(exc) or type(exc).__name__
-        return SentinelView(address, None, [], [], None, False, False, failed)
+        return SentinelView(address, None, [], None, False, False, failed)
     finally:
         client.close()
     if isinstance(master, Exception):
-        return SentinelView(address, None, [], [], None, False, False, str(master))
+        return SentinelView(address, None, [], None, False, False, str(master))
     quorum_ok = not isinstance(quorum, Exception)
     tilt = isinstance(info, dict) and str(info.get("sentinel_tilt", "0")) == "1"
     return SentinelView(
         address=address,
         master=pairs(master),
         replicas=[pairs(r) for r in replicas] if isinstance(replicas, list) else [],
-        sentinels=[pairs(s) for s in sentinels] if isinstance(sentinels, list) else [],
         ckquorum=str(quorum),
         ckquorum_ok=quorum_ok,
         tilt=tilt,

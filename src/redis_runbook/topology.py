@@ -24,6 +24,7 @@ import redis
 from redis_runbook.checks.base import CheckResult, Status, band_status, band_text
 from redis_runbook.config import Config
 from redis_runbook.errors import RunbookError
+from redis_runbook.memory import info_fields
 from redis_runbook.redisinfo import parse_pairs
 from redis_runbook.sentinel import SentinelView, split_address, view_of
 from redis_runbook.target import make_client
@@ -44,9 +45,14 @@ class NodeView:
     """One data node as it describes itself (ROLE + INFO replication)."""
 
     address: str
-    role: str | None = None
+    role_reply: list[Any] = field(default_factory=list)
     info: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+
+    @property
+    def role(self) -> str | None:
+        """`master` or `slave` (None when the node did not answer)."""
+        return str(self.role_reply[0]) if self.role_reply else None
 
 
 @dataclass
@@ -97,8 +103,8 @@ def node_view(config: Config, address: str, env: Mapping[str, str] | None) -> No
         pipe.execute_command("ROLE")
         pipe.execute_command("INFO", "replication")
         role, info = pipe.execute()
-        view.role = str(role[0])
-        view.info = {str(k): str(v) for k, v in _info(info).items()}
+        view.role_reply = list(role)
+        view.info = info_fields(info)
     except redis.RedisError as exc:
         view.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     finally:
@@ -106,12 +112,15 @@ def node_view(config: Config, address: str, env: Mapping[str, str] | None) -> No
     return view
 
 
-def _info(reply: Any) -> dict[str, Any]:
-    if isinstance(reply, dict):
-        return reply
-    from redis_runbook.redisinfo import parse_info, text
-
-    return parse_info(text(reply))
+def node_command(
+    config: Config, address: str, *command: Any, env: Mapping[str, str] | None = None
+) -> Any:
+    """One command on one data node, over a connection of its own (raises)."""
+    client = make_client(config.target, env, node=split_address(address))
+    try:
+        return client.execute_command(*command)
+    finally:
+        client.close()
 
 
 def gather(config: Config, env: Mapping[str, str] | None = None) -> Topology:
@@ -308,3 +317,11 @@ def topology_checks(t: Topology, config: Config) -> list[CheckResult]:
         _lag(t, config),
         _split_brain(t),
     ]
+
+
+def check_topology(
+    config: Config, env: Mapping[str, str] | None = None
+) -> tuple[Topology, list[CheckResult]]:
+    """Gather the topology and run its checks (health, diagnose, the exporter)."""
+    topology = gather(config, env)
+    return topology, topology_checks(topology, config)

@@ -176,15 +176,21 @@ def split_active(client: redis.Redis, queue: QueueRef) -> tuple[ActiveSplit, lis
     return split, stale
 
 
-def worker_counts(client: redis.Redis, queues: Sequence[QueueRef]) -> dict[QueueRef, int] | None:
-    """Worker connections per queue from CLIENT LIST (None when it is refused)."""
-    try:
-        text: Any = client.execute_command("CLIENT LIST")
-    except redis.ResponseError:
-        return None
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    clients = text if isinstance(text, list) else parse_client_list(str(text))
+def worker_counts(
+    client: redis.Redis,
+    queues: Sequence[QueueRef],
+    clients: list[dict[str, str]] | None = None,
+) -> dict[QueueRef, int] | None:
+    """Worker connections per queue from CLIENT LIST (None when it is refused);
+    `clients` is a CLIENT LIST already read in this round, parsed."""
+    if clients is None:
+        try:
+            text: Any = client.execute_command("CLIENT LIST")
+        except redis.ResponseError:
+            return None
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        clients = text if isinstance(text, list) else parse_client_list(str(text))
     names = [str(c.get("name", "")) for c in clients]
     result = {}
     for q in queues:
@@ -193,16 +199,20 @@ def worker_counts(client: redis.Redis, queues: Sequence[QueueRef]) -> dict[Queue
     return result
 
 
-def queue_counts(client: redis.Redis, queues: Sequence[QueueRef]) -> list[QueueCounts]:
+def queue_counts(
+    client: redis.Redis,
+    queues: Sequence[QueueRef],
+    clients: list[dict[str, str]] | None = None,
+) -> list[QueueCounts]:
     """Counts for every queue: one pipelined round per batch of queues, one more per
-    queue with active jobs, one CLIENT LIST."""
+    queue with active jobs, one CLIENT LIST (unless `clients` already holds it)."""
     counts: list[QueueCounts] = []
     for batch in _batches(queues, BATCH_QUEUES):
         counts.extend(_first_round(client, batch))
     for c in counts:
         if c.active.locked:  # the first round put the list length here
             c.active, _ = split_active(client, c.queue)
-    workers = worker_counts(client, queues)
+    workers = worker_counts(client, queues, clients)
     if workers is not None:
         for c in counts:
             c.workers = workers[c.queue]

@@ -101,9 +101,9 @@ def run_health(config: Config, env: Mapping[str, str] | None = None) -> HealthRe
     snapshot = take_snapshot(config.target, env)
     checks = evaluate(snapshot, config)
     if config.target.sentinel is not None:
-        from redis_runbook.topology import gather, topology_checks
+        from redis_runbook.topology import check_topology
 
-        checks += topology_checks(gather(config, env), config)
+        checks += check_topology(config, env)[1]
     info = snapshot.info
     server: dict[str, str] = {
         k: info[k]

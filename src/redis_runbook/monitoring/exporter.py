@@ -156,9 +156,9 @@ class RunbookCollector(Collector):
         )
         results = evaluate(snapshot, self.config)
         if self.config.target.sentinel is not None:  # the topology checks too (~6 ms)
-            from redis_runbook.topology import gather, topology_checks
+            from redis_runbook.topology import check_topology
 
-            results += topology_checks(gather(self.config, self.env), self.config)
+            results += check_topology(self.config, self.env)[1]
         for result in results:
             family.add_metric([result.name], int(result.status))
         return family

@@ -144,7 +144,7 @@ class Monitor:
         scopes: tuple[str, ...] = ("redis:",)
         if self.config.monitor.queue_checks:
             try:
-                counts = self.queues.sample()
+                counts = self.queues.sample(report.snapshot.clients)  # no 2nd CLIENT LIST
             except RunbookError as exc:
                 observations.append(
                     Observation(

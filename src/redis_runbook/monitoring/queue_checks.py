@@ -9,7 +9,7 @@ from typing import Any
 
 from redis_runbook.bullmq.counts import QueueCounts
 from redis_runbook.checks.base import Status, banded
-from redis_runbook.config import Thresholds
+from redis_runbook.config import Band, Thresholds
 from redis_runbook.monitoring.alerting import Observation
 from redis_runbook.monitoring.queues import stale_active
 
@@ -31,68 +31,60 @@ def queue_observations(
     scope = f"queue:{q.prefix}:{q.name}:"
     ref = q.display
 
-    def observed(check: str, result: Any) -> Observation:
-        return Observation(
-            scope + check,
-            result.status,
-            result.value,
-            result.threshold,
-            result.summary,
-            result.hint,
+    def observed(
+        check: str, value: float, band: Band, shown: str, summary: str, hint: str, unit: str = ""
+    ) -> Observation:
+        r = banded(
+            check,
+            value,
+            band,
+            shown=shown,
+            summary=f"{ref}: {summary}",
+            hint=f"redis-runbook {hint} --queue {ref}",
+            unit=unit,
         )
+        return Observation(scope + check, r.status, r.value, r.threshold, r.summary, r.hint)
 
     stale = stale_active(counts)
     yield observed(
         "queue_stale_jobs",
-        banded(
-            "queue_stale_jobs",
-            stale,
-            thresholds.queue_stale_jobs,
-            shown=str(stale),
-            summary=f"{ref}: {stale} active job(s) without a live lock",
-            hint=f"redis-runbook queues recover-stale --queue {ref}",
-        ),
+        stale,
+        thresholds.queue_stale_jobs,
+        str(stale),
+        f"{stale} active job(s) without a live lock",
+        "queues recover-stale",
     )
     waiting = 0 if counts.paused else counts.waiting
     yield observed(
         "queue_waiting",
-        banded(
-            "queue_waiting",
-            waiting,
-            thresholds.queue_waiting_jobs,
-            shown=str(waiting),
-            summary=f"{ref}: {waiting} job(s) waiting",
-            hint=f"redis-runbook workers verify --queue {ref}",
-        ),
+        waiting,
+        thresholds.queue_waiting_jobs,
+        str(waiting),
+        f"{waiting} job(s) waiting",
+        "workers verify",
     )
     elapsed = now - previous["t"] if previous and "t" in previous else 0.0
     growth = _per_minute(waiting, (previous or {}).get("waiting"), elapsed)
     if growth is not None:
         yield observed(
             "queue_waiting_growth",
-            banded(
-                "queue_waiting_growth",
-                growth,
-                thresholds.queue_waiting_growth_per_min,
-                shown=f"{growth:.0f}/min",
-                summary=f"{ref}: backlog grows by {growth:.0f}/min",
-                hint=f"redis-runbook workers verify --queue {ref}",
-                unit="/min",
-            ),
+            growth,
+            thresholds.queue_waiting_growth_per_min,
+            f"{growth:.0f}/min",
+            f"backlog grows by {growth:.0f}/min",
+            "workers verify",
+            unit="/min",
         )
     failed = _per_minute(counts.failed, (previous or {}).get("failed"), elapsed)
     if failed is not None:
         yield observed(
             "queue_failed_growth",
-            banded(
-                "queue_failed_growth",
-                failed,
-                thresholds.queue_failed_per_min,
-                shown=f"{failed:.0f}/min",
-                summary=f"{ref}: {failed:.0f} job(s)/min failing",
-                hint=f"redis-runbook queues status --queue {ref}",
-                unit="/min",
-            ),
+            failed,
+            thresholds.queue_failed_per_min,
+            f"{failed:.0f}/min",
+            f"{failed:.0f} job(s)/min failing",
+            "queues status",
+            unit="/min",
         )
     if counts.workers is not None:
         idle = waiting > 0 and counts.workers == 0

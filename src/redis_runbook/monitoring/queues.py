@@ -65,11 +65,12 @@ class QueueSampler:
             self._discovered_at = now
         return self._queues
 
-    def sample(self) -> list[QueueCounts]:
-        """Counts for every known queue. Raises a RunbookError (and drops the connection,
-        so the next call reconnects) when Redis fails."""
+    def sample(self, clients: list[dict[str, str]] | None = None) -> list[QueueCounts]:
+        """Counts for every known queue (`clients`: a CLIENT LIST read this cycle).
+        Raises a RunbookError (and drops the connection, so the next call reconnects)
+        when Redis fails."""
         try:
-            return queue_counts(self._connection(), self.queues())
+            return queue_counts(self._connection(), self.queues(), clients)
         except redis.RedisError as exc:
             self.close()
             raise classify(exc, target_display(self.config.target)) from None

@@ -23,12 +23,13 @@ from redis_runbook.bullmq.counts import queue_counts
 from redis_runbook.bullmq.discovery import discover
 from redis_runbook.config import Config
 from redis_runbook.errors import Refused, RunbookError
+from redis_runbook.memory import info_fields
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Runner, Step, StepFailed
-from redis_runbook.redisinfo import parse_info, parse_pairs, text
+from redis_runbook.redisinfo import parse_pairs
 from redis_runbook.sentinel import ask_sentinels, split_address
 from redis_runbook.target import make_client
-from redis_runbook.topology import Topology, gather
+from redis_runbook.topology import Topology, gather, node_command, node_view
 
 PROBE_KEY = "redis-runbook:failover-probe"
 POLL_S = 0.05
@@ -152,18 +153,9 @@ def _master_address(config: Config, env: Mapping[str, str] | None) -> tuple[str,
     return who, f"{reply[0]}:{reply[1]}" if reply else ""
 
 
-def _role(config: Config, address: str) -> list[Any] | None:
-    try:
-        client = make_client(config.target, node=split_address(address))
-    except RunbookError:  # a secret source failing is as good as no answer here
-        return None
-    try:
-        reply: Any = client.execute_command("ROLE")
-        return list(reply)
-    except redis.RedisError:
-        return None
-    finally:
-        client.close()
+def _role(config: Config, address: str, env: Mapping[str, str] | None) -> list[Any] | None:
+    """The node's ROLE reply, None when it does not answer."""
+    return node_view(config, address, env).role_reply or None
 
 
 @dataclass
@@ -187,11 +179,7 @@ class Switchover:
     paused: bool = False
 
     def _on_old(self, *command: Any) -> Any:
-        client = make_client(self.config.target, self.env, node=split_address(self.old))
-        try:
-            return client.execute_command(*command)
-        finally:
-            client.close()
+        return node_command(self.config, self.old, *command, env=self.env)
 
     def pause_and_sync(self) -> str:
         """Pause writes on the old master; wait until a replica has all of them."""
@@ -203,7 +191,7 @@ class Switchover:
         self.paused = True
         deadline = time.monotonic() + SYNC_TIMEOUT_S
         while True:
-            info = parse_info(text(self._on_old("INFO", "replication")))
+            info = info_fields(self._on_old("INFO", "replication"))
             offset = int(info.get("master_repl_offset", 0))
             acked = [
                 int(parse_pairs(v).get("offset", 0))
@@ -252,7 +240,7 @@ class Switchover:
         while True:
             _, address = _master_address(self.config, self.env)
             if address and address != self.old:
-                role = _role(self.config, address)
+                role = _role(self.config, address, self.env)
                 if role and role[0] == "master":
                     self.new = address
                     took = time.monotonic() - self.started
@@ -291,7 +279,7 @@ class Switchover:
             self.resume()
         deadline = time.monotonic() + FOLLOW_TIMEOUT_S
         while True:
-            role = _role(self.config, self.old)
+            role = _role(self.config, self.old, self.env)
             if role is None:
                 return f"{self.old} does not answer: Sentinel reconfigures it when it returns"
             if role[0] == "slave" and str(role[1]) == host and int(role[2]) == port:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urlsplit
 
 import redis
@@ -28,8 +27,7 @@ from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
 from redis_runbook.procedures.failover import QueueWitness, Switchover
 from redis_runbook.redisinfo import parse_pairs
 from redis_runbook.sentinel import split_address
-from redis_runbook.target import make_client
-from redis_runbook.topology import NodeView, node_view
+from redis_runbook.topology import NodeView, node_command, node_view
 
 FAILOVER_TIMEOUT_MS = 10_000
 POLL_S = 0.05
@@ -63,14 +61,6 @@ def _address(config: Config) -> str:
     return f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379}"
 
 
-def _execute(config: Config, address: str, *command: Any) -> Any:
-    client = make_client(config.target, node=split_address(address))
-    try:
-        return client.execute_command(*command)
-    finally:
-        client.close()
-
-
 def _replicas_of_master(view: NodeView) -> list[str]:
     return [
         f"{p.get('ip')}:{p.get('port')}"
@@ -94,15 +84,15 @@ class Promotion:
         host, port = split_address(self.new)
         started = time.monotonic()
         try:
-            _execute(
+            node_command(
                 self.config, self.old, "FAILOVER", "TO", host, port, "TIMEOUT", FAILOVER_TIMEOUT_MS
             )
         except redis.ResponseError as exc:
             raise StepFailed(f"{self.old} refused FAILOVER: {exc}") from None
         deadline = started + FAILOVER_TIMEOUT_MS / 1000 + 5
         while True:
-            new_role = _role(self.config, self.new)
-            state = _info(self.config, self.old).get("master_failover_state", "?")
+            new_role = node_view(self.config, self.new, None).role
+            state = node_view(self.config, self.old, None).info.get("master_failover_state", "?")
             if new_role == "master" and state == "no-failover":
                 return f"{self.new} is master after {time.monotonic() - started:.2f} s"
             if time.monotonic() > deadline:
@@ -111,8 +101,8 @@ class Promotion:
 
     def replicaof_no_one(self) -> str:
         """Promote the chosen replica."""
-        _execute(self.config, self.new, "REPLICAOF", "NO", "ONE")
-        if _role(self.config, self.new) != "master":
+        node_command(self.config, self.new, "REPLICAOF", "NO", "ONE")
+        if node_view(self.config, self.new, None).role != "master":
             raise StepFailed(f"{self.new} did not become master")
         return f"{self.new} is master (REPLICAOF NO ONE)"
 
@@ -122,7 +112,7 @@ class Promotion:
         done, unreachable = [], []
         for address in self.others:
             try:
-                _execute(self.config, address, "REPLICAOF", host, port)
+                node_command(self.config, address, "REPLICAOF", host, port)
                 done.append(address)
             except (redis.RedisError, RunbookError):
                 unreachable.append(address)
@@ -135,8 +125,8 @@ class Promotion:
         """Make the old master a replica of the new one if it answers; else say how."""
         host, port = split_address(self.new)
         try:
-            _execute(self.config, self.old, "REPLICAOF", host, port)
-            _execute(self.config, self.old, "CLIENT", "KILL", "TYPE", "normal")
+            node_command(self.config, self.old, "REPLICAOF", host, port)
+            node_command(self.config, self.old, "CLIENT", "KILL", "TYPE", "normal")
         except (redis.RedisError, RunbookError):
             return (
                 f"{self.old} does not answer: when it comes back, fence it before clients "
@@ -144,15 +134,6 @@ class Promotion:
                 f"{self.old.rsplit(':', 1)[1]} REPLICAOF {host} {port}"
             )
         return f"{self.old} is now a replica of {self.new}; its clients were disconnected"
-
-
-def _role(config: Config, address: str) -> str | None:
-    view = node_view(config, address, None)
-    return view.role
-
-
-def _info(config: Config, address: str) -> dict[str, str]:
-    return node_view(config, address, None).info
 
 
 def plan_promote(ctx: ProcedureContext, to: str | None, force: bool = False) -> tuple[Plan, bool]:
