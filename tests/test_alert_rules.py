@@ -588,6 +588,36 @@ def test_cli_refuses_a_foreign_file_and_force_moves_it_aside(tmp_path: Path) -> 
     assert len([n for n in siblings(path) if n.endswith(".replaced")]) == 1
 
 
+def test_dry_run_writes_nothing_and_says_what_it_would_write(tmp_path: Path) -> None:
+    path = out_file(tmp_path)
+    dry = run_cli("--dry-run", "alerts", "rules", "-o", str(path), env=cli_env(tmp_path))
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert siblings(path) == []
+    assert "would write 18 alerts" in dry.stdout
+    assert str(path) in dry.stdout
+    as_json = run_cli(
+        "--dry-run", "--json", "alerts", "rules", "-o", str(path), env=cli_env(tmp_path)
+    )
+    assert as_json.returncode == 0, as_json.stderr
+    document = json.loads(as_json.stdout)
+    assert document["dry_run"] is True
+    assert document["output"] == str(path)
+    assert document["moved_aside"] is None
+    assert siblings(path) == []
+
+    mine = "groups: []\n"
+    path.write_text(mine)
+    refused = run_cli("--dry-run", "alerts", "rules", "-o", str(path), env=cli_env(tmp_path))
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    forced = run_cli(
+        "--dry-run", "alerts", "rules", "-o", str(path), "--force", env=cli_env(tmp_path)
+    )
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert "would move" in forced.stdout
+    assert path.read_text() == mine
+    assert siblings(path) == ["redis.yml"]
+
+
 def test_cli_output_in_a_missing_directory_changes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "nowhere" / "redis.yml"
     result = run_cli("alerts", "rules", "-o", str(path), env=cli_env(tmp_path))

@@ -11,7 +11,13 @@ import typer
 
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.render import out, print_json
-from redis_runbook.monitoring.rules import build_rules, render_rules_yaml, write_rules_file
+from redis_runbook.monitoring.rules import (
+    RuleGroup,
+    build_rules,
+    check_rules_file,
+    render_rules_yaml,
+    write_rules_file,
+)
 
 app = typer.Typer(help="Prometheus alerting rules (seed §6.3).", no_args_is_help=True)
 
@@ -47,6 +53,10 @@ def rules(
     sentinel = config.target.sentinel is not None
     groups = build_rules(config, replication=replicated, sentinel=sentinel)
     text = render_rules_yaml(groups)
+    count = sum(len(g.rules) for g in groups)
+    if output is not None and options.dry_run:
+        _dry_run(output, groups, count, force=force, as_json=as_json)
+        return
     aside = write_rules_file(output, text, force=force) if output is not None else None
     if as_json:
         document: dict[str, object] = {"groups": [g.to_json() for g in groups]}
@@ -58,12 +68,43 @@ def rules(
     if output is None:
         sys.stdout.write(text)
         return
-    count = sum(len(g.rules) for g in groups)
     if aside is not None:
         out.print(f"moved the old {output} aside to {aside}", markup=False, soft_wrap=True)
     out.print(
         f"wrote {count} alerts in {len(groups)} groups to {output}; "
         f"check it with: promtool check rules {output}",
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+def _dry_run(
+    output: Path, groups: list[RuleGroup], count: int, *, force: bool, as_json: bool
+) -> None:
+    """--dry-run with -o FILE: the same checks as the write (a refusal is still one),
+    then what would be written where; the file and its directory are left alone."""
+    foreign = check_rules_file(output, force=force)
+    if as_json:
+        print_json(
+            {
+                "dry_run": True,
+                "groups": [g.to_json() for g in groups],
+                "output": str(output),
+                "moved_aside": None,
+                "would_move_aside": foreign,
+            }
+        )
+        return
+    if foreign:
+        out.print(
+            f"would move the old {output} aside to {output.name}.<UTC stamp>.replaced",
+            markup=False,
+            soft_wrap=True,
+        )
+    verb = "replace" if output.exists() and not foreign else "write"
+    out.print(
+        f"would {verb} {count} alerts in {len(groups)} groups to {output} "
+        "(dry run: nothing written)",
         markup=False,
         soft_wrap=True,
     )

@@ -456,10 +456,10 @@ def is_generated(path: Path) -> bool:
     return start == HEADER.encode()
 
 
-def write_rules_file(path: Path, text: str, *, force: bool = False) -> Path | None:
-    """Replace `path` with `text` atomically (temp file + rename in its directory).
-    An existing file that this command did not generate is refused, or with `force`
-    moved aside to `<name>.<stamp>.replaced`; returns that aside path (else None)."""
+def check_rules_file(path: Path, *, force: bool = False) -> bool:
+    """What writing `path` would do, checked without changing anything (the dry run
+    and the write share it): raises when it would be refused; True when an existing
+    file that this command did not generate would be moved aside first."""
     problem = writable_dir(path.parent)
     if problem is not None:
         raise RunbookError(f"cannot write {path}: {problem}", "choose another -o FILE")
@@ -473,6 +473,15 @@ def write_rules_file(path: Path, text: str, *, force: bool = False) -> Path | No
             "it was left unchanged",
             f"redis-runbook alerts rules -o {path} --force   # moves the old file aside",
         )
+    return foreign
+
+
+def write_rules_file(path: Path, text: str, *, force: bool = False) -> Path | None:
+    """Replace `path` with `text` atomically (temp file + rename in its directory).
+    An existing file that this command did not generate is refused, or with `force`
+    moved aside to `<name>.<stamp>.replaced`; returns that aside path (else None)."""
+    foreign = check_rules_file(path, force=force)
+    exists = path.exists()
     mode = path.stat().st_mode & 0o7777 if exists else DEFAULT_MODE
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
