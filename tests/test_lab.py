@@ -14,6 +14,7 @@ import redis
 
 from redis_runbook.lab.lifecycle import CONFIG_NAME
 from redis_runbook.service.process import pid_alive
+from tests.conftest import wait_until
 from tests.helpers import run_cli
 
 
@@ -31,6 +32,11 @@ def lab_dir(tmp_path: Path) -> Iterator[Path]:
 def lab_client(lab_dir: Path) -> redis.Redis:
     port = json.loads((lab_dir / "lab.json").read_text())["port"]
     return redis.Redis(host="127.0.0.1", port=port, decode_responses=True)
+
+
+def lab_running(lab_dir: Path) -> bool:
+    status = run_cli("--json", "lab", "status", "--dir", str(lab_dir))
+    return bool(json.loads(status.stdout)["running"])
 
 
 def test_lab_up_seed_health_down_up(lab_dir: Path) -> None:
@@ -166,3 +172,54 @@ def test_lab_has_a_borg_repository_for_backup_and_restore(lab_dir: Path) -> None
     secret = passphrase.read_text().strip()
     assert secret not in created.stdout + created.stderr + verified.stdout + verified.stderr
     run_cli("lab", "down", "--dir", str(lab_dir))
+
+
+def test_lab_down_says_it_stopped_a_running_lab(lab_dir: Path) -> None:
+    up = run_cli("--json", "lab", "up", "--dir", str(lab_dir))
+    pid = json.loads(up.stdout)["pid"]
+    down = run_cli("lab", "down", "--dir", str(lab_dir))
+    assert down.returncode == 0, down.stderr
+    assert f"lab down: stopped redis-server pid {pid}" in down.stdout
+    assert "not running" not in down.stdout
+    assert not pid_alive(pid)
+    again = run_cli("lab", "down", "--dir", str(lab_dir))
+    assert again.returncode == 0, again.stderr
+    assert "lab down: was not running" in again.stdout
+    as_json = json.loads(run_cli("--json", "lab", "down", "--dir", str(lab_dir)).stdout)
+    assert as_json["running"] is False
+    assert as_json["stopped_pid"] is None
+
+
+def test_lab_up_keeps_the_postgres_of_an_existing_lab(lab_dir: Path, tmp_path: Path) -> None:
+    env = {
+        "REDIS_RUNBOOK_RUNBOOK__STATE_DIR": str(tmp_path / "state"),
+        "REDIS_RUNBOOK_CONFIG": str(lab_dir / CONFIG_NAME),
+    }
+    config = lab_dir / CONFIG_NAME
+    try:
+        up = run_cli("--json", "lab", "up", "--dir", str(lab_dir), "--with-postgres", env=env)
+        assert up.returncode == 0, up.stderr
+        postgres_pid = json.loads(up.stdout)["postgres"]["pid"]
+        assert "[reconstruct]" in config.read_text()
+        # Redis dies; PostgreSQL keeps running. `lab up` without the flag restarts
+        # Redis and must keep [reconstruct] pointing at the PostgreSQL that still runs.
+        os.kill(json.loads(up.stdout)["pid"], signal.SIGKILL)
+        wait_until(lambda: not lab_running(lab_dir), "the killed lab Redis to be gone")
+        again = run_cli("lab", "up", "--dir", str(lab_dir), env=env)
+        assert again.returncode == 0, again.stderr
+        assert "[reconstruct]" in config.read_text()
+        assert f"postgres: pid {postgres_pid}" in again.stdout
+        dry = run_cli("--dry-run", "queues", "reconstruct", env=env)
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+        # After `lab down` (both stopped), `lab up` brings the whole lab back.
+        assert run_cli("lab", "down", "--dir", str(lab_dir), env=env).returncode == 0
+        back = run_cli("lab", "up", "--dir", str(lab_dir), env=env)
+        assert back.returncode == 0, back.stderr
+        assert "[reconstruct]" in config.read_text()
+        assert "postgres: pid" in back.stdout
+        dry = run_cli("--dry-run", "queues", "reconstruct", env=env)
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+        assert "source enrich: enqueue 225 rows into enrich-batch" in dry.stdout
+    finally:
+        run_cli("lab", "down", "--dir", str(lab_dir), env=env)
+    assert not (lab_dir / "postgres" / "data" / "postmaster.pid").exists()

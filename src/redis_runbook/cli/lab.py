@@ -17,7 +17,7 @@ from redis_runbook.config import load_config
 from redis_runbook.errors import LabError
 from redis_runbook.lab.faults import FAULTS, FaultOptions, UnknownFault, inject
 from redis_runbook.lab.faults_live import heal
-from redis_runbook.lab.lifecycle import CONFIG_NAME, STATE_NAME, lab_server
+from redis_runbook.lab.lifecycle import CONFIG_NAME, STATE_NAME, has_postgres, lab_server
 from redis_runbook.lab.seed import SeedPlan, seed
 from redis_runbook.lab.sentinel_lab import (
     TopologyStatus,
@@ -122,7 +122,8 @@ def up(
     else:
         _single_server_lab(state, "up")
         status = lab.up(state, maxmemory)
-    if not with_postgres:
+    # A lab that has a PostgreSQL keeps it: started with the rest, [reconstruct] kept.
+    if not (with_postgres or has_postgres(state)):
         _show_any(ctx, status, "up")
         return
     from redis_runbook.lab import pglab  # psycopg only when asked for: a slow import
@@ -134,7 +135,7 @@ def up(
     _show_any(ctx, status, "up")
     out.print(
         f"postgres: pid {postgres.pid} on {postgres.display} (DSN in {postgres.dsn_file}, "
-        "mode 0600); [reconstruct] added to the config",
+        "mode 0600); [reconstruct] in the config",
         markup=False,
     )
 
@@ -152,13 +153,32 @@ def down(ctx: typer.Context, directory: DirOption = None) -> None:
     (SIGTERM), then every redis-server. Data stays in the state dir."""
     state = lab.state_dir(directory)
     if not has_topology(state):
-        _show_status(ctx, lab.down(state), "down")
+        _show_down(ctx, lab.status(state).pid, lab.down(state))
         return
     stopped = down_topology(state)
     from redis_runbook.lab import pglab  # psycopg only when needed
 
     pglab.down(state)
     _show_topology(ctx, stopped, "down")
+
+
+def _show_down(ctx: typer.Context, was_pid: int | None, stopped: lab.LabStatus) -> None:
+    """What `lab down` did: the pid it stopped, or that there was nothing to stop."""
+    if globals_of(ctx).json:
+        print_json({**stopped.to_json(), "stopped_pid": was_pid})
+        return
+    if stopped.running:  # stop() raises when it cannot stop it; a new one started meanwhile
+        _show_status(ctx, stopped, "down")
+        return
+    if was_pid is not None:
+        out.print(
+            f"lab down: stopped redis-server pid {was_pid} (SHUTDOWN SAVE); data kept in "
+            f"{stopped.dir}",
+            markup=False,
+        )
+    else:
+        out.print(f"lab down: was not running (state in {stopped.dir})", markup=False)
+    out.print(f"start it again: redis-runbook lab up --dir {stopped.dir}", markup=False)
 
 
 @app.command("status")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from redis_runbook.lab.server import RedisServer
 LAB_MAXMEMORY = "64mb"
 CONFIG_NAME = "redis-runbook.toml"
 STATE_NAME = "lab.json"
+POSTGRES_DIR = "postgres"  # `lab up --with-postgres`: the cluster, see lab/pglab.py
+KEPT_SECTIONS = ("reconstruct",)  # written by pglab; a rewrite of the config keeps them
 
 
 def state_dir(explicit: Path | None = None) -> Path:
@@ -71,6 +74,22 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def has_postgres(directory: Path) -> bool:
+    """True when the lab in `directory` has a PostgreSQL cluster (`--with-postgres`
+    once): it stays part of the lab, whether or not the flag is given again."""
+    return (directory / POSTGRES_DIR / "data" / "PG_VERSION").is_file()
+
+
+def kept_sections(directory: Path) -> dict[str, object]:
+    """The sections of the lab's current config that another part of the lab wrote
+    (`[reconstruct]` for its PostgreSQL), to carry over when the config is rewritten."""
+    try:
+        current = tomllib.loads((directory / CONFIG_NAME).read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+    return {name: current[name] for name in KEPT_SECTIONS if name in current}
+
+
 def lab_server(directory: Path, settings: dict[str, str] | None = None) -> RedisServer:
     """The RedisServer of a lab directory (port from lab.json when there is one)."""
     return RedisServer(directory, port=_saved_port(directory), settings=settings)
@@ -107,6 +126,7 @@ def _write_lab_config(server: RedisServer, maxmemory: str) -> None:
     backup = ensure_repo(server.workdir)
     if backup is not None:
         config["backup"] = backup
+    config.update(kept_sections(server.workdir))
     header = "# Written by `redis-runbook lab up`: points redis-runbook at the lab Redis.\n\n"
     (server.workdir / CONFIG_NAME).write_text(header + tomlwrite.dumps(config))
     (server.workdir / STATE_NAME).write_text(json.dumps({"port": server.port}) + "\n")

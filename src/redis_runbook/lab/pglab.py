@@ -21,10 +21,10 @@ from psycopg.conninfo import conninfo_to_dict
 
 from redis_runbook import tomlwrite
 from redis_runbook.errors import LabError
+from redis_runbook.lab.lifecycle import POSTGRES_DIR as PG_DIR
 from redis_runbook.lab.pg_example import ExampleRows, create_example, example_sources
 from redis_runbook.lab.postgres import PostgresServer
 
-PG_DIR = "postgres"
 DSN_NAME = "postgres.dsn"
 CONFIG_NAME = "redis-runbook.toml"
 HEADER = "# Written by `redis-runbook lab up`: points redis-runbook at the lab Redis.\n\n"

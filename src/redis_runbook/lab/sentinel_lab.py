@@ -23,6 +23,7 @@ from redis.retry import Retry
 
 from redis_runbook import tomlwrite
 from redis_runbook.errors import LabError
+from redis_runbook.lab.lifecycle import kept_sections
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.lab.topology import (
     REPLICA_SETTINGS,
@@ -201,6 +202,7 @@ def _write_lab_config(directory: Path, master_port: int, sentinel_ports: list[in
             },
         },
         "server": {"maxmemory": LAB_MAXMEMORY},
+        **kept_sections(directory),
     }
     header = (
         "# Written by `redis-runbook lab up --sentinel`: points redis-runbook at the lab's\n"
