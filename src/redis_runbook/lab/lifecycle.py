@@ -111,7 +111,7 @@ def status(directory: Path) -> LabStatus:
 
 
 def _write_lab_config(server: RedisServer, maxmemory: str) -> None:
-    config = {
+    config: dict[str, object] = {
         "target": {"url": f"redis://127.0.0.1:{server.port}/0"},
         "service": {
             "kind": "process",
