@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,6 +87,32 @@ def test_blocked_clients_outlive_the_command(lab_dir: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert causes(diagnosis(lab_dir)) == [("C", "blocked-clients")]
+
+
+def test_blocked_clients_can_be_killed_and_an_unknown_id_is_short(lab_dir: Path) -> None:
+    done = run_cli(
+        "lab", "break", "blocked-clients", "--count", "150", "--seconds", "120",
+        "--dir", str(lab_dir),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    config = ("--config", str(lab_dir / CONFIG_NAME))
+    listed = run_cli(*config, "--json", "clients", "list", "--blocked")
+    assert listed.returncode == 0, listed.stderr
+    blocked = json.loads(listed.stdout)["clients"]
+    assert len(blocked) == 150
+    assert {c["name"] for c in blocked} == {"lab-blocked"}
+    victim = blocked[0]["id"]
+    killed = run_cli(*config, "--yes", "clients", "kill", "--id", str(victim))
+    assert killed.returncode == 0, killed.stdout + killed.stderr
+    after = json.loads(run_cli(*config, "--json", "clients", "list", "--blocked").stdout)
+    assert victim not in [c["id"] for c in after["clients"]]
+
+    unknown = run_cli(*config, "--yes", "clients", "kill", "--id", "999999")
+    assert unknown.returncode == 2, unknown.stdout + unknown.stderr
+    error = next(line for line in unknown.stderr.splitlines() if line.startswith("error:"))
+    assert "149 other clients connected" in error
+    assert len(re.findall(r"\b\d{1,6}\b", error)) < 15, error  # a few ids, not all 149
+    assert "HINT: redis-runbook clients list" in unknown.stderr
 
 
 def test_file_fault_keeps_the_original(lab_dir: Path) -> None:

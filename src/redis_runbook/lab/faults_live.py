@@ -25,6 +25,7 @@ from redis_runbook.lab.faults_base import (
     kill_if_running,
     stamp,
 )
+from redis_runbook.lab.holder import BLOCKED_CLIENT_NAME
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.redisinfo import parse_info
 from redis_runbook.service.process import proc_state
@@ -244,7 +245,8 @@ def blocked_clients(
         _poll(lambda: blocked_count(server) >= before + count, "the clients to block", 15.0)
         summary = f"{count} clients blocked in BLPOP {BLOCKED_KEY} for {seconds:g} s"
         return Injected("blocked-clients", summary + " (detached holder)")
-    holder = make_client(server.target().model_copy(update={"command_timeout": seconds + 10}))
+    update = {"command_timeout": seconds + 10, "client_name": BLOCKED_CLIENT_NAME}
+    holder = make_client(server.target().model_copy(update=update))
     connections = []
     try:
         for _ in range(count):

@@ -14,12 +14,16 @@ from redis_runbook.config import load_config
 from redis_runbook.target import make_client
 
 BLOCKED_KEY = "fault:blocked:queue"
+# Not the tool's own client name: `clients kill` refuses redis-runbook connections,
+# and these are the application's stuck clients that the operator should be able to kill.
+BLOCKED_CLIENT_NAME = "lab-blocked"
 
 
 def hold(config: Path, count: int, seconds: float) -> int:
     """Block `count` connections in BLPOP, wait for their replies, return 0."""
     target = load_config(config, env={}).config.target
-    client = make_client(target.model_copy(update={"command_timeout": seconds + 10}))
+    update = {"command_timeout": seconds + 10, "client_name": BLOCKED_CLIENT_NAME}
+    client = make_client(target.model_copy(update=update))
     connections = []
     try:
         for _ in range(count):

@@ -121,6 +121,9 @@ def list_clients(
     ]
 
 
+SHOWN_IDS = 5  # an unknown id names a few of the connected ones, not all of them
+
+
 def _victim(ctx: ProcedureContext, client_id: int) -> ClientInfo:
     client = ctx.client()
     try:
@@ -135,10 +138,17 @@ def _victim(ctx: ProcedureContext, client_id: int) -> ClientInfo:
         )
     found = next((c for c in clients if c.id == client_id), None)
     if found is None:
-        ids = ", ".join(str(c.id) for c in clients if c.id != own_id)
+        others = sorted(c.id for c in clients if c.id != own_id)
+        shown = ", ".join(str(i) for i in others[:SHOWN_IDS])
+        more = ", ..." if len(others) > SHOWN_IDS else ""
+        plural = "s" if len(others) != 1 else ""
+        connected = (
+            f"{len(others)} other client{plural} connected, id{plural} {shown}{more}"
+            if others
+            else "no other client connected"
+        )
         raise UnknownName(
-            f"no client with id {client_id} is connected to {ctx.where} "
-            f"(connected ids: {ids or 'none'})",
+            f"no client with id {client_id} is connected to {ctx.where} ({connected})",
             "redis-runbook clients list",
         )
     if found.name == ctx.config.target.client_name:
