@@ -13,6 +13,9 @@ import redis
 
 from redis_runbook import lab
 from redis_runbook.config import load_config
+from redis_runbook.diagnose_patterns import match_lines
+from redis_runbook.lab.faults import inject
+from redis_runbook.lab.lifecycle import lab_server
 from redis_runbook.locks import file_lock
 from redis_runbook.target import display_url
 from tests.conftest import Lab, wait_until
@@ -209,3 +212,38 @@ def test_missing_data_dir_is_refused_and_nothing_is_created(lab_env: Lab, tmp_pa
         assert "HINT:" in result.stderr
     assert not missing.exists()
     assert lab.status(status.dir).running is False
+
+
+def test_restart_of_a_server_that_dies_at_once_stops_waiting_and_quotes_the_error(
+    lab_env: Lab,
+) -> None:
+    """`lab break config-error`: the restarted process exits during its start. The
+    wait notices the exit (it does not sit out its deadline) and the failure quotes
+    Redis' own FATAL CONFIG FILE ERROR lines with the offending directive."""
+    status, env = lab_env
+    inject("config-error", lab_server(status.dir))
+    result = run_cli("--yes", "recover", "restart", env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert "exited" in output
+    assert "not ready after" not in output
+    assert "FATAL CONFIG FILE ERROR" in output
+    assert "maxmemory-polcy noeviction" in output
+    assert "Bad directive or wrong number of arguments" in output
+    failed = [e for e in journal(env) if e["outcome"] == "failed"]
+    assert failed, journal(env)
+    assert "FATAL CONFIG FILE ERROR" in json.dumps(failed)
+
+
+def test_redis_8_unresolved_configuration_is_a_config_error() -> None:
+    """Redis 8 aborts on an unknown directive with a list of unresolved
+    configurations instead of FATAL CONFIG FILE ERROR (no 8.x binary here: its lines)."""
+    lines = [
+        "1:C 03 Dec 2026 20:00:00.000 * oO0OoO0OoO0Oo Redis is starting oO0OoO0OoO0Oo",
+        "1:C 03 Dec 2026 20:00:00.001 # Unresolved Configuration(s) Detected:",
+        "1:C 03 Dec 2026 20:00:00.001 # >>> 'maxmemory-polcy noeviction'",
+        "1:C 03 Dec 2026 20:00:00.001 # Module Configuration detected without loadmodule "
+        "directive or no ApplyConfig call: aborting",
+    ]
+    (match, *_) = [m for m in match_lines(lines, "log") if m.key == "config-error"]
+    assert ">>> 'maxmemory-polcy noeviction'" in match.text

@@ -44,7 +44,16 @@ PATTERNS: tuple[LogPattern, ...] = (
         ),
         "the server was shut down",
     ),
-    LogPattern("config-error", ("*** FATAL CONFIG FILE ERROR",), "redis.conf has an invalid line"),
+    LogPattern(
+        "config-error",
+        (
+            "*** FATAL CONFIG FILE ERROR",
+            # Redis 8 (module configs): unknown directives are listed, then it aborts.
+            "Unresolved Configuration(s) Detected",
+            "Module Configuration detected without loadmodule directive",
+        ),
+        "redis.conf has an invalid line",
+    ),
     LogPattern("dir-error", ("Can't chdir to",), "the data dir cannot be entered"),
     LogPattern(
         "listen-failed",

@@ -8,11 +8,18 @@ from collections.abc import Callable
 import redis
 
 from redis_runbook.config import TargetConfig
+from redis_runbook.diagnose_patterns import match_lines, strip_prefix
 from redis_runbook.errors import AuthFailed, TargetUnavailable
 from redis_runbook.redisinfo import parse_info
+from redis_runbook.service.base import RunState, Service, ServiceError
 from redis_runbook.target import make_client, target_display
 
 POLL_S = 0.05
+#: How often a start is checked for a process that already died (a manager call).
+EXIT_CHECK_S = 0.5
+#: Log matches that do not explain why a start failed.
+ROUTINE_KEYS = frozenset({"starting", "ready", "shutdown"})
+QUOTED_LINES = 4
 
 
 def wait_ready(
@@ -52,3 +59,42 @@ def wait_ready(
         f"{target_display(target)} not ready after {timeout:g} s ({last})",
         "read the server log: redis-runbook diagnose",
     )
+
+
+def start_failure(service: Service) -> str:
+    """What the latest start left in the log that explains its end: the matched
+    messages (FATAL CONFIG FILE ERROR with its line, Redis 8's unresolved
+    configuration, a port in use, a bad AOF...), else its last lines."""
+    lines = service.start_logs()
+    found = [m.text for m in match_lines(lines, "log") if m.key not in ROUTINE_KEYS]
+    if not found:
+        found = [strip_prefix(line) for line in lines if strip_prefix(line)][-QUOTED_LINES:]
+    return " | ".join(found[:QUOTED_LINES]) or "the log says nothing"
+
+
+def wait_started(service: Service, target: TargetConfig, timeout: float) -> float:
+    """`wait_ready` after `service.start()`, that stops waiting as soon as the
+    service's process has exited (a redis.conf error, a port in use, a corrupt file
+    kill it within milliseconds) and raises ServiceError quoting the log lines that
+    say why. Returns the seconds waited."""
+    checked = [float("-inf")]
+
+    def gone() -> str | None:
+        now = time.monotonic()
+        if now - checked[0] < EXIT_CHECK_S:
+            return None
+        checked[0] = now
+        state = service.state()
+        if state.state is not RunState.STOPPED:
+            return None
+        return f"{service.describe()} exited during its start ({state.detail})"
+
+    try:
+        return wait_ready(target, timeout, gone=gone)
+    except TargetUnavailable as exc:
+        if "exited during its start" not in exc.message:
+            raise
+        raise ServiceError(
+            f"{exc.message}: {start_failure(service)}",
+            "fix what the log says, then run it again; the whole log: redis-runbook diagnose",
+        ) from None

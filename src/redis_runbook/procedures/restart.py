@@ -12,7 +12,7 @@ from redis_runbook.keyspace import KeyCounts, count_by_category
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
 from redis_runbook.service import RunState
-from redis_runbook.waiting import wait_ready
+from redis_runbook.waiting import wait_started
 
 READY_TIMEOUT_S = 120.0
 
@@ -83,7 +83,7 @@ def plan_restart(ctx: ProcedureContext, save: bool = True) -> Plan:
         return f"started {service.describe()}"
 
     def wait() -> str:
-        waited = wait_ready(target, READY_TIMEOUT_S)
+        waited = wait_started(service, target, READY_TIMEOUT_S)
         return f"answering with its data loaded after {waited:.1f} s"
 
     notes = [f"service: {service.describe()} is {state.state.value} ({state.detail})"]

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import redis
 
+from redis_runbook.children import die_with_parent
 from redis_runbook.config import TargetConfig
+from redis_runbook.diagnose_patterns import since_last_start
 from redis_runbook.errors import RunbookError
 from redis_runbook.target import make_client
 
@@ -101,6 +103,10 @@ class Service(ABC):
     ) -> subprocess.CompletedProcess[str]:
         """Run a Redis tool next to the data; returns the completed process."""
 
+    def start_logs(self, tail: int = 200) -> list[str]:
+        """The log lines of the latest start attempt (what explains a failed start)."""
+        return since_last_start(self.logs(tail))
+
     def restart(self, save: bool = True, timeout: float = 30.0) -> None:
         """Stop (saving when asked) then start."""
         self.stop(save=save, timeout=timeout)
@@ -121,6 +127,7 @@ def run_command(
             timeout=timeout,
             check=False,
             stdin=None if stdin is not None else subprocess.DEVNULL,
+            preexec_fn=die_with_parent(),  # children die with the tool
         )
     except FileNotFoundError:
         raise ServiceError(

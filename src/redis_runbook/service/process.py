@@ -13,6 +13,7 @@ from pathlib import Path
 import redis
 
 from redis_runbook.config import ServiceConfig, TargetConfig
+from redis_runbook.diagnose_patterns import since_last_start
 from redis_runbook.service.base import (
     SAVE_FAILED_HINT,
     RunState,
@@ -149,6 +150,8 @@ class ProcessService(Service):
         self.data_dir = service.data_dir
         self.owner = parse_owner(service.owner)
         self.target = target
+        self._spawned: subprocess.Popen[bytes] | None = None
+        self._output_start = 0
 
     @property
     def output_file(self) -> Path:
@@ -165,6 +168,18 @@ class ProcessService(Service):
 
     def state(self) -> ServiceState:
         pid = self.pid()
+        spawned = self._spawned
+        if pid is None and spawned is not None:
+            # Started by this object: Redis writes its pidfile only once its config
+            # is loaded, so until then (or when it died first) the child tells.
+            code = spawned.poll()
+            if code is None:
+                return ServiceState(RunState.RUNNING, spawned.pid, f"pid {spawned.pid} (starting)")
+            return ServiceState(
+                RunState.STOPPED,
+                detail=f"redis-server (pid {spawned.pid}) exited with status {code}",
+                exit_code=code,
+            )
         if pid is None:
             return ServiceState(RunState.STOPPED, detail=f"no live process in {self.pid_file}")
         letter = proc_state(pid)
@@ -177,7 +192,11 @@ class ProcessService(Service):
     def start(self) -> None:
         if self.pid() is not None:
             return
-        spawn_redis(self.executable, self.conf, self.output_file)
+        try:
+            self._output_start = self.output_file.stat().st_size
+        except OSError:
+            self._output_start = 0
+        self._spawned = spawn_redis(self.executable, self.conf, self.output_file)
 
     def stop(self, save: bool = True, timeout: float = 30.0) -> None:
         pid = self.pid()
@@ -186,6 +205,19 @@ class ProcessService(Service):
 
     def logs(self, tail: int = 200) -> list[str]:
         return tail_lines(self.log_file, tail) + tail_lines(self.output_file, tail)
+
+    def start_logs(self, tail: int = 200) -> list[str]:
+        """The log since the last start, and what the process printed on stderr since
+        `start()` (the stderr file keeps the complaints of earlier starts too)."""
+        output: list[str] = []
+        if self._spawned is not None:
+            try:
+                with self.output_file.open("rb") as handle:
+                    handle.seek(self._output_start)
+                    output = handle.read().decode(errors="replace").splitlines()[-tail:]
+            except OSError:
+                output = []
+        return since_last_start(tail_lines(self.log_file, tail)) + output
 
     def run_tool(
         self, argv: list[str], stdin: str | None = None, timeout: float = 300.0
