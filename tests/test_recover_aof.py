@@ -4,6 +4,7 @@ nothing is usable — and never a file lost."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import redis
@@ -60,8 +61,12 @@ def test_garbage_in_the_last_file_reports_the_commands_lost(lab_env: Lab) -> Non
     inject("aof-garbage-last", lab_server(status.dir))
     data = status.dir / "data"
     before = all_files(data)
-    result = run_cli("--yes", "recover", "aof", env=env)
+    plain_yes = run_cli("--yes", "recover", "aof", env=env)
+    assert plain_yes.returncode == 3  # complete commands are cut: the typed word
+    assert all_files(data) == before
+    result = run_cli("--yes", "recover", "aof", "--i-understand-data-loss", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "no other way out" in result.stdout  # no dump.rdb to compare with
     assert "complete command(s) (" in result.stdout  # names what the fix cut
     assert client.ping()
     kept_somewhere(before, data)
@@ -140,3 +145,107 @@ def test_missing_check_tool_is_a_clear_error(lab_env: Lab, tmp_path: Path) -> No
     assert "redis-check-aof" in result.stderr
     assert "Traceback" not in result.stderr
     assert all_files(data) == before
+
+
+def plan_notes(result_stdout: str) -> str:
+    """The plan's notes, joined (what `--dry-run` prints before the steps)."""
+    return "\n".join(line for line in result_stdout.splitlines() if "note:" in line)
+
+
+def category_counts(client: redis.Redis) -> dict[str, int]:
+    """Keys per seed category, counted on a live server."""
+    counts = {"bullmq": 0, "session": 0, "ratelimit": 0, "cache": 0, "other": 0}
+    for key in client.scan_iter(count=1000):
+        prefix = key.split(":", 1)[0]
+        name = {"bull": "bullmq", "session": "session", "ratelimit": "ratelimit"}.get(
+            prefix, "cache" if prefix == "cache" else "other"
+        )
+        if not key.startswith("redis-runbook:"):
+            counts[name] += 1
+    return counts
+
+
+def test_sound_rdb_that_keeps_more_wins_over_cutting_the_aof(lab_env: Lab) -> None:
+    """The issue's trial: seed, BGSAVE, garbage in the middle of the last AOF file.
+    Cutting there would drop ~half of the commands while dump.rdb has every seeded
+    key: the plan measures both, picks the RDB and wants the typed word."""
+    status, env = lab_env
+    client = client_of(status)
+    client.save()
+    saved = category_counts(client)
+    inject("aof-garbage-last", lab_server(status.dir))
+    data = status.dir / "data"
+    before = all_files(data)
+
+    plain_yes = run_cli("--yes", "recover", "aof", env=env, timeout=180)
+    assert plain_yes.returncode == 3, plain_yes.stdout + plain_yes.stderr
+    assert all_files(data) == before
+
+    dry = run_cli("--dry-run", "recover", "aof", env=env, timeout=180)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    notes = plan_notes(dry.stdout)
+    assert "if the AOF is cut" in notes, dry.stdout
+    assert "if dump.rdb is loaded" in notes, dry.stdout
+    assert f"bullmq {saved['bullmq']}" in notes, notes  # the RDB keeps every BullMQ key
+    assert "newest write" in notes
+    assert "chosen: dump.rdb" in notes, notes
+    assert "cutting the AOF instead would lose" in notes, notes
+    assert all_files(data) == before
+
+    result = run_cli("--yes", "recover", "aof", "--i-understand-data-loss", env=env, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    after = category_counts(client)
+    for name in ("bullmq", "session"):  # no TTLs: every key the RDB held is back
+        assert after[name] == saved[name], (name, after, saved)
+    kept_somewhere(before, data)
+    assert any(p.name.endswith(".corrupt") for p in data.iterdir())
+
+
+def test_cut_that_keeps_more_than_an_old_rdb_is_chosen_with_the_typed_word(lab_env: Lab) -> None:
+    """The other way round: dump.rdb is older than most of the AOF's commands, so
+    cutting the AOF keeps more. Still complete commands are cut: typed word; and
+    dump.rdb (the other option) is kept aside before the repaired server saves."""
+    status, env = lab_env
+    client = client_of(status)
+    client.save()
+    pipe = client.pipeline(transaction=False)
+    for i in range(20000):
+        pipe.set(f"after-save:{i}", i)
+        if i % 100 == 0:
+            pipe.xadd("after-save:stream", {"n": i})
+    pipe.execute()
+    inject("aof-garbage-last", lab_server(status.dir))
+    data = status.dir / "data"
+    before = all_files(data)
+
+    plain_yes = run_cli("--yes", "recover", "aof", env=env, timeout=180)
+    assert plain_yes.returncode == 3, plain_yes.stdout + plain_yes.stderr
+    assert all_files(data) == before
+
+    dry = run_cli("--dry-run", "recover", "aof", env=env, timeout=180)
+    notes = plan_notes(dry.stdout)
+    assert "chosen: cut the AOF" in notes, dry.stdout
+    assert "loading dump.rdb instead would lose" in notes, notes
+
+    result = run_cli("--yes", "recover", "aof", "--i-understand-data-loss", env=env, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert client.exists("after-save:0") == 1
+    kept_somewhere(before, data)
+    assert any(p.name.startswith("dump.rdb.") for p in data.iterdir())
+
+
+def test_diagnose_names_both_options_with_their_numbers(lab_env: Lab) -> None:
+    status, env = lab_env
+    client = client_of(status)
+    client.save()
+    saved = category_counts(client)
+    inject("aof-garbage-last", lab_server(status.dir))
+    done = run_cli("--json", "diagnose", env=env, timeout=180)
+    document = json.loads(done.stdout)
+    [corrupt] = [s for s in document["scenarios"] if s["code"] == "D"]
+    assert corrupt["next_command"] == "redis-runbook recover aof"
+    for text in (corrupt["advice"], "\n".join(corrupt["evidence"])):
+        assert "if the AOF is cut" in text, text
+        assert "if dump.rdb is loaded" in text, text
+        assert f"bullmq {saved['bullmq']}" in text, text  # what dump.rdb keeps
+    assert "cutting the AOF instead would lose" in corrupt["advice"]

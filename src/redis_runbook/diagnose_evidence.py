@@ -353,5 +353,5 @@ def collect(
     if not snapshot.reachable and state.state is RunState.RUNNING and state.pid:
         evidence.cpu = sample_cpu(state.pid, cpu_since)
     if evidence.down and service is not None and tool_timeout > 0:
-        evidence.offline = offline_checks(service, layout, tool_timeout)
+        evidence.offline = offline_checks(service, layout, tool_timeout, config.categories)
     return evidence

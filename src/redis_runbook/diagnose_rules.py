@@ -139,6 +139,16 @@ def _aof_scenario(
         )
         if cause == "aof-truncated" and ev.layout.aof_load_truncated:
             advice += "; aof-load-truncated is yes, so a plain start would also cut it"
+        comparison = ev.offline.comparison if ev.offline else None
+        if comparison is not None:
+            evidence = [*evidence, *comparison.lines()]
+            advice = (
+                f"two ways out, measured on copies: {comparison.aof.line()}; "
+                f"{comparison.rdb.line()}. `{CMD_AOF}` takes "
+                + ("the RDB" if comparison.chosen == "rdb" else "the cut")
+                + f" ({comparison.reason}) and asks for the typed word; "
+                + comparison.other_loses()
+            )
         return Scenario("D", cause, summary, tuple(evidence), CMD_AOF, advice, files)
     rdb = ev.offline.rdb_check if ev.offline else None
     if rdb is not None and rdb.ok:

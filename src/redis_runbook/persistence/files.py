@@ -4,12 +4,12 @@ redis-check-rdb say about them. Read-only; shared by diagnose and recover aof.""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from redis_runbook.config import Config
+from redis_runbook.config import Category, Config
 from redis_runbook.errors import RunbookError
 from redis_runbook.persistence.aof import AofLayout, discover_aof
 from redis_runbook.persistence.aof_check import AofCheck, check_aof
@@ -19,6 +19,7 @@ from redis_runbook.persistence.layout import (
     layout_from_settings,
     read_redis_conf,
 )
+from redis_runbook.persistence.outcomes import Comparison, compare_outcomes, what_the_cut_drops
 from redis_runbook.persistence.rdb import (
     RdbCheck,
     RdbHeader,
@@ -26,6 +27,7 @@ from redis_runbook.persistence.rdb import (
     installed_redis_version,
     read_rdb_header,
 )
+from redis_runbook.persistence.resp import CutCommands
 from redis_runbook.service.base import Service
 
 
@@ -40,6 +42,8 @@ class OfflineEvidence:
     rdb_check: RdbCheck | None = None
     rdb_error: str | None = None
     server_version: str | None = None
+    cut: CutCommands | None = None
+    comparison: Comparison | None = None
 
 
 def data_layout(config: Config, live: Mapping[str, str], notes: list[str]) -> DataLayout:
@@ -75,10 +79,19 @@ def in_service(service: Service, layout: DataLayout, path: Path) -> Path:
     return service.data_dir_in_service / layout.relative(path)
 
 
-def offline_checks(service: Service, layout: DataLayout, timeout: float) -> OfflineEvidence:
+def offline_checks(
+    service: Service,
+    layout: DataLayout,
+    timeout: float,
+    categories: Sequence[Category] | None = None,
+) -> OfflineEvidence:
     """Check the AOF (manifest + files) and the RDB of a stopped server with
     redis-check-aof / redis-check-rdb (read-only), and read the RDB header and the
-    installed redis-server version. The three tools run side by side."""
+    installed redis-server version. The three tools run side by side.
+
+    With `categories`, when `--fix` would cut complete commands from the last AOF
+    file and dump.rdb is sound, both ways out are loaded on copies in throwaway
+    servers and compared (`comparison`; see persistence.outcomes)."""
     found = OfflineEvidence(aof=discover_aof(layout))
     rdb_path = layout.rdb_path
 
@@ -110,4 +123,12 @@ def offline_checks(service: Service, layout: DataLayout, timeout: float) -> Offl
     with ThreadPoolExecutor(max_workers=3) as pool:
         for future in [pool.submit(job) for job in (aof_job, rdb_job, version_job)]:
             future.result()
+    found.cut = what_the_cut_drops(found.aof, found.aof_check)
+    rdb_ok = found.rdb_check is not None and found.rdb_check.ok
+    if categories is not None and found.cut is not None and found.cut.complete and rdb_ok:
+        assert found.aof is not None
+        assert found.aof_check is not None
+        found.comparison = compare_outcomes(
+            layout, found.aof, found.aof_check, found.cut, categories, timeout
+        )
     return found

@@ -7,7 +7,10 @@ single file), runs `redis-check-aof` next to the data, and chooses one of:
 - **repair**: the damage is in the last file Redis loads, the only one
   `redis-check-aof --fix` can cut. The whole AOF is copied aside first; the fix
   (its `Continue? [y/N]` answered) truncates from the first bad byte to the end;
-  the cut bytes are read back from the copy to say which commands were lost;
+  the cut bytes are read back from the copy to say which commands were lost.
+  When the cut would drop complete commands and dump.rdb is sound, both ways out
+  are first loaded on copies in throwaway servers (persistence.outcomes) and the
+  one that loses less is planned — the cut or the RDB fallback — with a typed word;
 - **RDB fallback**: damage the fix cannot reach (a non-last file, the RDB base, the
   manifest, a missing file) with a sound dump.rdb. The AOF is moved aside (never
   deleted) and a new AOF is built whose base is a copy of dump.rdb. This is how
@@ -45,6 +48,7 @@ from redis_runbook.waiting import wait_ready
 READY_TIMEOUT_S = 300.0
 TOOL_TIMEOUT_S = 300.0
 FALLBACK_WORD = "USE-RDB"
+CUT_WORD = "CUT-AOF"
 BEYOND_REPAIR_HINT = (
     "restore from a backup: redis-runbook recover restore --archive latest; or, with nothing "
     "to restore, start empty: redis-runbook recover emergency-start"
@@ -95,7 +99,7 @@ def _dbsize(ctx: ProcedureContext) -> int:
         client.close()
 
 
-def _repair_steps(ctx: ProcedureContext, state: AofState) -> list[Step]:
+def _repair_steps(ctx: ProcedureContext, state: AofState, keep_rdb: bool = False) -> list[Step]:
     check = state.evidence.aof_check
     assert check is not None
     assert check.file is not None
@@ -135,8 +139,14 @@ def _repair_steps(ctx: ProcedureContext, state: AofState) -> list[Step]:
         keys = _dbsize(ctx)
         return f"PING ok, {keys} keys; lost: " + ("; ".join(state.lines) or "nothing")
 
+    def copy_rdb() -> str:
+        kept = copy_aside(state.layout.rdb_path, "before-fix")
+        return f"copied {state.layout.rdb_path.name} to {kept} (the other way out, kept)"
+
+    keep = [Step(f"copy {state.layout.rdb_path.name} aside (the next save replaces it)", copy_rdb)]
     return [
         Step("copy the AOF aside before fixing it", copy),
+        *(keep if keep_rdb else []),
         Step(
             f"truncate {name} from offset {offset} (redis-check-aof --fix)",
             fix,
@@ -218,6 +228,29 @@ def _usable_rdb(state: AofState) -> str | None:
     return None
 
 
+def _cut_or_rdb(
+    ctx: ProcedureContext, state: AofState, notes: list[str]
+) -> tuple[list[Step], Confirm, str]:
+    """The damage is in the last file. When the cut drops complete commands: the
+    comparison of both ways out (measured while planning) picks the one that loses
+    less, and either needs the typed word."""
+    cut, comparison = state.evidence.cut, state.evidence.comparison
+    if cut is None or not cut.complete:
+        return _repair_steps(ctx, state), Confirm.YES_NO, "yes"
+    if comparison is None:
+        unusable = _usable_rdb(state) or "it could not be compared"
+        notes.append(f"--fix would cut {cut.summary}; no other way out: {unusable}")
+        return _repair_steps(ctx, state), Confirm.TYPED, CUT_WORD
+    notes.extend(comparison.lines())
+    if comparison.chosen == "rdb":
+        notes.append(
+            f"falling back to {state.layout.rdb_path.name}: the AOF is moved aside, not cut"
+        )
+        return _fallback_steps(ctx, state), Confirm.TYPED, FALLBACK_WORD
+    keep_rdb = state.layout.rdb_path.is_file()
+    return _repair_steps(ctx, state, keep_rdb), Confirm.TYPED, CUT_WORD
+
+
 def plan_aof(ctx: ProcedureContext, force: bool = False) -> Plan:
     """Check the AOF (read-only) and build the plan that fits what is wrong."""
     service = ctx.service
@@ -233,7 +266,7 @@ def plan_aof(ctx: ProcedureContext, force: bool = False) -> Plan:
     layout = data_layout(ctx.config, {}, notes)
     if layout.appendonly is None:
         layout = DataLayout(**{**layout.__dict__, "appendonly": ctx.config.server.appendonly})
-    evidence = offline_checks(service, layout, TOOL_TIMEOUT_S)
+    evidence = offline_checks(service, layout, TOOL_TIMEOUT_S, ctx.config.categories)
     if evidence.aof_error:
         missing_tool = "not installed" in evidence.aof_error
         raise Refused(
@@ -263,7 +296,7 @@ def plan_aof(ctx: ProcedureContext, force: bool = False) -> Plan:
         and aof.is_last(check.file)
     ):
         notes.append(check.summary)
-        steps, confirm, word = _repair_steps(ctx, state), Confirm.YES_NO, "yes"
+        steps, confirm, word = _cut_or_rdb(ctx, state, notes)
     else:
         why = check.summary if check else f"the AOF dir has no manifest ({aof.kind})"
         unusable = _usable_rdb(state)
