@@ -175,3 +175,74 @@ def test_config_loading_reads_no_environment_secrets(tmp_path: Path) -> None:
     path = write(tmp_path, '[target]\npassword_env = "SURELY_UNSET_VARIABLE_123"\n')
     assert "SURELY_UNSET_VARIABLE_123" not in os.environ
     assert load_config(path, env={}).config.target.password_env == "SURELY_UNSET_VARIABLE_123"
+
+
+# --- [target] url: the whole URL is validated, and a password in it is never echoed ------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://127.0.0.1:70000/0", "port 70000 is out of range (expected 1-65535)"),
+        ("redis://127.0.0.1:0/0", "port 0 is out of range (expected 1-65535)"),
+        ("redis://127.0.0.1:abc/0", "port 'abc' is not a number (expected 1-65535)"),
+        ("redis://127.0.0.1:6379/notadb", "db 'notadb' is not a non-negative integer"),
+        ("redis://127.0.0.1:6379/-1", "db '-1' is not a non-negative integer"),
+        ("redis://127.0.0.1:6379/0?db=x", "db 'x' is not a non-negative integer"),
+        ("redis://127.0.0.1:6379/1?db=2", "the db is given twice"),
+        ("redis:///0", "no host"),
+        ("rediss://:6380/0", "no host"),
+        ("unix:///x.sock?db=x", "db 'x' is not a non-negative integer"),
+        ("unix://", "no socket path"),
+        ("unix://run/redis.sock", "no socket path"),
+        ("redis://127.0.0.1:6379/0?socket_timeout=1", "unknown query parameter 'socket_timeout'"),
+    ],
+)
+def test_bad_target_url_names_file_key_expected_and_found(
+    tmp_path: Path, url: str, expected: str
+) -> None:
+    path = write(tmp_path, f'[target]\nurl = "{url}"\n')
+    problems = problems_of(path)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"{path}: target.url: "), problems
+    assert expected in problems[0], problems
+    assert "got " in problems[0], problems
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://u:CANARY-pw-1@127.0.0.1:1/0",
+        "redis://u:CANARY-pw-1@127.0.0.1:70000/0",
+        "redis://:CANARY-pw-1@127.0.0.1:abc/0",
+        "rediss://u:CANARY-pw-1@127.0.0.1:6380/notadb",
+        "redis://u:CANARY@pw-1@127.0.0.1:6379/x",
+        "redis://u:CANARY/pw-1@127.0.0.1:6379/0",
+        "unix://u:CANARY-pw-1@/x.sock?db=x",
+    ],
+)
+def test_bad_target_url_never_echoes_its_password(tmp_path: Path, url: str) -> None:
+    path = write(tmp_path, f'[target]\nurl = "{url}"\n')
+    problems = problems_of(path)
+    assert problems
+    assert all("CANARY" not in p and "pw-1" not in p for p in problems), problems
+    assert any(":***@" in p for p in problems), problems
+    env_problems = problems_of(None, {"REDIS_RUNBOOK_TARGET__URL": url})
+    assert all("CANARY" not in p and "pw-1" not in p for p in env_problems), env_problems
+
+
+@pytest.mark.parametrize(
+    ("url", "db"),
+    [
+        ("redis://127.0.0.1:6379", 0),
+        ("redis://127.0.0.1/", 0),
+        ("redis://127.0.0.1:6380/15", 15),
+        ("rediss://u:pw@redis.internal:6380/2", 2),
+        ("redis://[::1]:6379/1", 1),
+        ("unix:///run/redis/redis.sock", 0),
+        ("unix:///run/redis/redis.sock?db=3", 3),
+    ],
+)
+def test_good_target_urls_validate(tmp_path: Path, url: str, db: int) -> None:
+    path = write(tmp_path, f'[target]\nurl = "{url}"\n')
+    assert load_config(path, env={}).config.target.db == db

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from redis_runbook.redaction import redact
+
 
 def _model_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> type[BaseModel] | None:
     """The model class that owns the last element of `loc`, to list its valid keys."""
@@ -59,5 +61,6 @@ def describe_validation_error(
         text = _expected(error)
         if "got" not in text and not isinstance(error["input"], dict):
             text += f", got {error['input']!r}"
-        problems.append(f"{origin}: {key}: {text}")
+        # A value quoted back may be a URL with a password in it.
+        problems.append(redact(f"{origin}: {key}: {text}"))
     return problems

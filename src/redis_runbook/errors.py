@@ -3,6 +3,8 @@ command, and the exit code the CLI maps it to (DESIGN.md "Output and exit codes"
 
 from __future__ import annotations
 
+from redis_runbook.redaction import redact
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -16,9 +18,11 @@ class RunbookError(Exception):
     default_hint = "redis-runbook --help"
 
     def __init__(self, message: str, hint: str | None = None) -> None:
+        # Messages quote URLs (a mistyped one too): no password is ever kept in one.
+        message = redact(message)
         super().__init__(message)
         self.message = message
-        self.hint = hint or self.default_hint
+        self.hint = redact(hint or self.default_hint)
 
     def __str__(self) -> str:
         return self.message
@@ -34,7 +38,7 @@ class ConfigError(RunbookError):
         self, message: str, hint: str | None = None, problems: list[str] | None = None
     ) -> None:
         super().__init__(message, hint)
-        self.problems = problems or [message]
+        self.problems = [redact(p) for p in problems] if problems else [self.message]
 
 
 class SecretError(ConfigError):
@@ -73,3 +77,27 @@ class UnknownName(RunbookError):
     nothing was done. The message lists what does exist."""
 
     exit_code = EXIT_USAGE
+
+
+class ServerLoading(RunbookError):
+    """Redis answers LOADING: it is still loading its dataset into memory."""
+
+    default_hint = (
+        "Redis is loading its data into memory: wait until it is done (redis-runbook health "
+        "shows the progress), then run the command again"
+    )
+
+
+class ReadOnlyReplica(RunbookError):
+    """Redis answers READONLY: the target is a replica, writes go to the master."""
+
+    default_hint = (
+        "this is a replica: point [target] url at the master (redis-runbook config show), "
+        "or make a replica the master: redis-runbook failover"
+    )
+
+
+class ServerOutOfMemory(RunbookError):
+    """Redis answers OOM: maxmemory is reached and the policy evicts nothing."""
+
+    default_hint = "free memory or raise the limit: redis-runbook recover oom"

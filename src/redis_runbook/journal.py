@@ -6,22 +6,21 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from redis_runbook import redaction
 from redis_runbook.errors import RunbookError
 
 JOURNAL_NAME = "journal.jsonl"
-_URL_PASSWORD = re.compile(r"(rediss?://[^:/@\s]*:)[^@\s]+@")
 
 
 def redact(text: str) -> str:
-    """Replace the password of any redis:// or rediss:// URL in `text` with ***."""
-    return _URL_PASSWORD.sub(r"\1***@", text)
+    """Replace the password of any URL (`scheme://user:password@`) in `text` with ***."""
+    return redaction.redact(text)
 
 
 @dataclass(frozen=True)

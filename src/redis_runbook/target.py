@@ -10,22 +10,57 @@ CLIENT SETINFO lib-name/lib-ver (>= 7.2; ignored elsewhere) and SELECT.
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.connection import Connection, SSLConnection, UnixDomainSocketConnection, parse_url
-from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    BusyLoadingError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+)
 from redis.retry import Retry
 
 from redis_runbook import __version__, secret
 from redis_runbook.config import TargetConfig
-from redis_runbook.errors import AuthFailed, RunbookError, TargetUnavailable
+from redis_runbook.errors import (
+    AuthFailed,
+    ConfigError,
+    ReadOnlyReplica,
+    RunbookError,
+    ServerLoading,
+    ServerOutOfMemory,
+    TargetUnavailable,
+)
+from redis_runbook.redaction import redact_url
+
+
+@dataclass(frozen=True)
+class ReplyContext:
+    """What a hint needs to know about the connection an error reply came from."""
+
+    redis_cli: str
+    username: str | None
+
+
+class DatabaseOutOfRange(ResponseError):
+    """SELECT refused the URL's db (the server has fewer databases)."""
+
+    def __init__(self, db: int, reply: str, context: ReplyContext) -> None:
+        super().__init__(reply)
+        self.db = db
+        self.runbook_context = context
 
 
 @dataclass(frozen=True)
@@ -36,6 +71,8 @@ class Handshake:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     db: int = 0
+    # How hints spell redis-cli for this target (never with the password).
+    redis_cli: str = "redis-cli"
 
     def commands(self) -> list[tuple[str | int, ...]]:
         """The handshake commands, in the order they are pipelined."""
@@ -81,8 +118,11 @@ class _HandshakeMixin:
         for command in commands:
             try:
                 conn.read_response(disconnect_on_error=False)
-            except (AuthenticationError, NoPermissionError, ResponseError) as exc:
+            except (AuthenticationError, BusyLoadingError, ResponseError) as exc:
+                # A server still LOADING refuses some optional commands: it still answers.
                 required = command[0] in ("AUTH", "SELECT")
+                if command[0] == "SELECT" and type(exc) is ResponseError:
+                    exc = DatabaseOutOfRange(self._handshake.db, str(exc), self._context())
                 if fatal is None and (required or isinstance(exc, AuthenticationError)):
                     fatal = exc
         # Also a Redis round trip: a server stalled by a busy script or a slow
@@ -91,6 +131,18 @@ class _HandshakeMixin:
         if fatal is not None:
             raise fatal
         conn._sock.settimeout(conn.socket_timeout)
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        """redis-py's read_response; an error reply carries how hints spell redis-cli
+        for this target and the ACL user (never the password)."""
+        try:
+            return super().read_response(*args, **kwargs)  # type: ignore[misc]
+        except redis.RedisError as exc:
+            exc.runbook_context = self._context()  # type: ignore[attr-defined]
+            raise
+
+    def _context(self) -> ReplyContext:
+        return ReplyContext(self._handshake.redis_cli, self._handshake.username)
 
 
 class RunbookConnection(_HandshakeMixin, Connection):
@@ -114,14 +166,41 @@ class RunbookUnixConnection(_HandshakeMixin, UnixDomainSocketConnection):
 
 
 def display_url(url: str) -> str:
-    """The URL with any password replaced by `***`, safe to print and journal."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The URL with any password replaced by `***`, safe to print and journal
+    (also for a URL that does not parse)."""
+    return redact_url(url)
+
+
+def redis_cli_prefix(target: TargetConfig, node: tuple[str, int] | None = None) -> str:
+    """`redis-cli` with the options that reach this target (`-h/-p` or `-s`, `-n`,
+    `--user`, `--askpass` when a password is configured, `--tls` and its files), for
+    hints to print. Never the password itself. `node` aims at one given host:port."""
+    url = target.parsed_url
+    args = ["redis-cli"]
+    if url.socket is not None:
+        args += ["-s", url.socket]
+    else:
+        host, port = node or (url.host or "127.0.0.1", url.port or 6379)
+        args += ["-h", host, "-p", str(port)]
+    if url.db:
+        args += ["-n", str(url.db)]
+    user = url.username or target.username
+    if user:
+        args += ["--user", user]
+    if url.has_password or target.password_env or target.password_file or target.password_command:
+        args.append("--askpass")  # redis-cli >= 7 prompts; or export REDISCLI_AUTH
+    if url.scheme == "rediss":
+        args.append("--tls")
+        for option, path in (
+            ("--cacert", target.tls_ca),
+            ("--cert", target.tls_cert),
+            ("--key", target.tls_key),
+        ):
+            if path is not None:
+                args += [option, str(path)]
+        if not target.tls_verify:
+            args.append("--insecure")
+    return shlex.join(args)
 
 
 def target_display(target: TargetConfig) -> str:
@@ -153,7 +232,8 @@ def client_kwargs(
         client_name=target.client_name,
         username=username,
         password=password,
-        db=int(url_kwargs.pop("db", 0) or 0),
+        db=target.db,
+        redis_cli=redis_cli_prefix(target, node),
     )
     kwargs: dict[str, Any] = {
         "socket_connect_timeout": target.connect_timeout,
@@ -227,15 +307,45 @@ def connect(client: redis.Redis, where: str) -> float | None:
     return getattr(connection, "handshake_ms", None)
 
 
+_NOPERM_COMMAND = re.compile(r"run the '([^']+)' command")
+
+
+def _no_permission_hint(text: str, context: ReplyContext | None) -> str:
+    """Which ACL permission is missing (when the reply names the command) and how to
+    look at the user's rights."""
+    cli = context.redis_cli if context else "redis-cli"
+    user = (context.username if context else None) or "default"
+    missing = _NOPERM_COMMAND.search(text)
+    grant = f"+{missing.group(1).lower().replace(' ', '|')}" if missing else "the missing rights"
+    return (
+        f"the ACL user {user} lacks {grant}: see its rights with `{cli} ACL GETUSER {user}` "
+        f"and grant with ACL SETUSER {user} {grant} (docs/configuration.md lists what "
+        "redis-runbook needs)"
+    )
+
+
 def classify(exc: BaseException, where: str) -> RunbookError:
-    """Map a redis-py/socket/TLS error to a one-line RunbookError naming `where`."""
+    """Map a redis-py/socket/TLS error to a one-line RunbookError naming `where`.
+    Error replies are told apart by redis-py's exception class, not by their text."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if isinstance(exc, AuthenticationError) or "WRONGPASS" in text or "NOAUTH" in text:
+    context: ReplyContext | None = getattr(exc, "runbook_context", None)
+    cli = context.redis_cli if context else "redis-cli"
+    if isinstance(exc, AuthenticationError | AuthorizationError):
         return AuthFailed(f"{where}: authentication failed: {text}")
-    if isinstance(exc, NoPermissionError) or text.startswith("NOPERM"):
-        return AuthFailed(
-            f"{where}: permission denied: {text}",
-            "grant the ACL user the commands redis-runbook needs (see docs/configuration.md)",
+    if isinstance(exc, NoPermissionError):
+        return AuthFailed(f"{where}: permission denied: {text}", _no_permission_hint(text, context))
+    if isinstance(exc, BusyLoadingError):
+        return ServerLoading(f"{where}: Redis is loading its dataset: {text}")
+    if isinstance(exc, ReadOnlyError):
+        return ReadOnlyReplica(f"{where}: the target is a read-only replica: {text}")
+    if isinstance(exc, OutOfMemoryError):
+        return ServerOutOfMemory(f"{where}: out of memory (maxmemory reached): OOM {text}")
+    if isinstance(exc, DatabaseOutOfRange):
+        cli = cli.replace(f" -n {exc.db}", "")  # that SELECT is what fails
+        return ConfigError(
+            f"{where}: db {exc.db} of [target] url is out of range for this server: {text}",
+            f"`{cli} CONFIG GET databases` says how many databases it has; "
+            "use a lower /DB in [target] url",
         )
     cause: BaseException | None = exc
     while cause is not None:
