@@ -22,6 +22,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from redis_runbook.config_backup import BackupConfig
 from redis_runbook.config_errors import describe_validation_error
@@ -29,13 +30,13 @@ from redis_runbook.config_monitoring import AlertsConfig, ExporterConfig, Monito
 from redis_runbook.config_reconstruct import ReconstructConfig
 from redis_runbook.config_reconstruct import Source as Source
 from redis_runbook.errors import ConfigError
-from redis_runbook.target_url import URL_SCHEMES as URL_SCHEMES
-from redis_runbook.target_url import TargetUrl, parse_target_url
+from redis_runbook.globs import common_key, prefix_glob
 from redis_runbook.units import parse_size
 
 ENV_PREFIX = "REDIS_RUNBOOK_"
 ENV_CONFIG = "REDIS_RUNBOOK_CONFIG"
 DEFAULT_PATHS = (Path("redis-runbook.toml"), Path("/etc/redis-runbook/redis-runbook.toml"))
+URL_SCHEMES = ("redis", "rediss", "unix")
 
 
 class Section(BaseModel):
@@ -106,7 +107,9 @@ class TargetConfig(Section):
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, url: str) -> str:
-        parse_target_url(url)  # scheme, host, port, db, socket path; the password hidden
+        scheme = urlsplit(url).scheme
+        if scheme not in URL_SCHEMES:
+            raise ValueError(f"expected a redis://, rediss:// or unix:// URL, got {url!r}")
         return url
 
     @field_validator("client_name")
@@ -159,16 +162,6 @@ class TargetConfig(Section):
     def scheme(self) -> str:
         """URL scheme: redis, rediss or unix."""
         return urlsplit(self.url).scheme
-
-    @property
-    def parsed_url(self) -> TargetUrl:
-        """The URL's parts (host, port or socket, db, user)."""
-        return parse_target_url(self.url)
-
-    @property
-    def db(self) -> int:
-        """The database number (the URL's /N or ?db=N; 0 when absent)."""
-        return self.parsed_url.db
 
 
 class ServiceConfig(Section):
@@ -341,6 +334,49 @@ class Config(Section):
         if duplicates:
             raise ValueError(f"category names must be unique, got duplicates {duplicates}")
         return categories
+
+    @model_validator(mode="after")
+    def _rebuildable_reaches_nothing_critical(self) -> Config:
+        """A rebuildable category may be purged: its pattern must not be able to
+        match a key of a non-rebuildable category or under a BullMQ prefix,
+        whatever the order of the list (issue 11: `*` listed first took bull:*)."""
+        problems = [
+            InitErrorDetails(
+                type=PydanticCustomError("category_overlap", "{text}", {"text": text}),
+                loc=("categories", index, "pattern"),
+                input=category.pattern,
+            )
+            for index, category in enumerate(self.categories)
+            if category.rebuildable
+            for text in _overlaps_of(category, self.categories, self.bullmq.prefixes)
+        ]
+        if problems:
+            raise ValidationError.from_exception_data("Config", problems)
+        return self
+
+
+def _overlaps_of(category: Category, categories: list[Category], prefixes: list[str]) -> list[str]:
+    """What the rebuildable `category`'s pattern can reach that it must not."""
+    protected = [
+        (f"non-rebuildable category {c.name!r}", c.pattern) for c in categories if not c.rebuildable
+    ]
+    protected += [
+        (f"[bullmq] prefix {p!r}", prefix_glob(p))
+        for p in prefixes
+        if prefix_glob(p) not in {pattern for _, pattern in protected}
+    ]
+    texts = []
+    for what, pattern in protected:
+        key = common_key(category.pattern, pattern)
+        if key is not None:
+            example = key.decode("utf-8", "backslashreplace")
+            texts.append(
+                f"rebuildable category {category.name!r} (pattern {category.pattern!r}) can "
+                f"match keys of {what} (pattern {pattern!r}), e.g. {example!r}: a purge of "
+                f"{category.name!r} would delete them; narrow the pattern so the two cannot "
+                f"match a common key, or set rebuildable = false"
+            )
+    return texts
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Any
 import redis
 
 from redis_runbook.config import Category
+from redis_runbook.globs import glob_regex
 
 OTHER = "other"
 OWN_PREFIX = b"redis-runbook:"  # the tool's own keys (its lock) are not user data
@@ -27,53 +28,6 @@ DEFAULT_SAMPLE = 500
 
 Progress = Callable[[int, int | None], None]
 """Progress callback: (done, total or None when unknown)."""
-
-
-def _byte(value: int) -> bytes:
-    return b"\\x%02x" % value
-
-
-def glob_regex(pattern: str) -> bytes:
-    """A Redis glob pattern (the MATCH / KEYS syntax, stringmatchlen) as the source
-    of an equivalent bytes regular expression (use it with fullmatch)."""
-    src = pattern.encode("utf-8", "surrogateescape")
-    out: list[bytes] = []
-    i, n = 0, len(src)
-    while i < n:
-        char = src[i]
-        if char == ord("*"):
-            out.append(b".*")
-        elif char == ord("?"):
-            out.append(b".")
-        elif char == ord("\\"):
-            if i + 1 < n:  # a trailing backslash matches itself
-                i += 1
-            out.append(_byte(src[i]))
-        elif char == ord("["):
-            i += 1
-            negate = i < n and src[i] == ord("^")
-            if negate:
-                i += 1
-            items: list[bytes] = []
-            while i < n and src[i] != ord("]"):  # an unclosed class runs to the end
-                if src[i] == ord("\\") and i + 1 < n:
-                    i += 1
-                    items.append(_byte(src[i]))
-                elif i + 2 < n and src[i + 1] == ord("-"):
-                    low, high = sorted((src[i], src[i + 2]))
-                    items.append(_byte(low) + b"-" + _byte(high))
-                    i += 2
-                else:
-                    items.append(_byte(src[i]))
-                i += 1
-            if items:
-                out.append(b"[" + (b"^" if negate else b"") + b"".join(items) + b"]")
-            else:
-                out.append(b"." if negate else b"(?!)")  # [^] matches any byte, [] none
-        else:
-            out.append(_byte(char))
-        i += 1
-    return b"".join(out)
 
 
 @functools.lru_cache(maxsize=256)

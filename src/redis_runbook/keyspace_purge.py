@@ -11,7 +11,13 @@ other clients between our commands (one SCAN of 1000 slots, UNLINKs of at most
 A key is deleted only when all of these hold: the server's MATCH returned it,
 it matches the category's pattern by Redis' glob rules here too, no earlier
 category in config order claims it (the first match wins, as in `keys stats`),
-and it does not start with the tool's own prefix `redis-runbook:`.
+and it is not protected: no non-rebuildable category's pattern matches it
+(whatever the order: config validation refuses such overlaps, this holds even for
+a list built in code), it is not under a `[bullmq] prefixes` entry (even when the
+categories forget to declare BullMQ), and it does not start with the tool's own
+prefix `redis-runbook:`. A non-rebuildable category named explicitly may take the
+keys under a BullMQ prefix only when its whole pattern lies under that prefix (it
+is BullMQ data itself).
 """
 
 from __future__ import annotations
@@ -26,9 +32,11 @@ import redis
 
 from redis_runbook.config import Category
 from redis_runbook.errors import Refused, UnknownName
+from redis_runbook.globs import compile_any, prefix_glob, under_prefix
 from redis_runbook.keyspace import OWN_PREFIX, SCAN_COUNT, Classifier, Progress
 
 DEFAULT_BATCH = 500
+DEFAULT_BULLMQ_PREFIXES = ("bull",)
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,7 @@ class PurgeResult:
     matched: int
     skipped: int
     seconds: float
+    protected: int = 0
 
     def describe(self) -> str:
         """One sentence for the operator."""
@@ -49,12 +58,42 @@ class PurgeResult:
             f"deleted {self.deleted} {self.category} keys ({self.pattern}) in "
             f"{self.seconds:.1f} s ({rate:,.0f} keys/s)"
         )
-        if self.skipped:
+        if self.protected:
             text += (
-                f"; kept {self.skipped} matching keys that belong to an earlier category "
-                "or to redis-runbook"
+                f"; kept {self.protected} matching keys that a non-rebuildable category, a "
+                "BullMQ prefix or redis-runbook itself protects"
+            )
+        if self.skipped > self.protected:
+            text += (
+                f"; kept {self.skipped - self.protected} matching keys that belong to an "
+                "earlier category"
             )
         return text
+
+
+class Protection:
+    """The keys a purge of `target` must never delete, compiled once: keys of any
+    other non-rebuildable category, keys under a BullMQ prefix (unless `target` is
+    a non-rebuildable category lying wholly under that prefix), the tool's own."""
+
+    def __init__(
+        self, target: Category, categories: Sequence[Category], bullmq_prefixes: Sequence[str]
+    ) -> None:
+        self.patterns = [
+            c.pattern for c in categories if not c.rebuildable and c.name != target.name
+        ]
+        self.patterns += [
+            prefix_glob(p)
+            for p in bullmq_prefixes
+            if target.rebuildable or not under_prefix(target.pattern, p)
+        ]
+        self._regex = compile_any(self.patterns)
+
+    def __call__(self, key: bytes) -> bool:
+        """True when `key` must be kept."""
+        if key.startswith(OWN_PREFIX):
+            return True
+        return self._regex is not None and self._regex.fullmatch(key) is not None
 
 
 def select_categories(
@@ -135,13 +174,15 @@ def purge(
     on_progress: Progress | None = None,
     expected: int | None = None,
     allow_not_rebuildable: bool = False,
+    bullmq_prefixes: Sequence[str] = DEFAULT_BULLMQ_PREFIXES,
 ) -> PurgeResult:
     """Delete every key of `category` with SCAN MATCH + pipelined UNLINK.
 
     `categories` is the full config list (for first-match-wins ownership; the
     category alone when empty). `client` must return bytes (decode=False).
     `expected` is only a progress total. Refuses a category that is not
-    rebuildable unless `allow_not_rebuildable`.
+    rebuildable unless `allow_not_rebuildable`. Keys that `Protection` names (other
+    non-rebuildable categories, `bullmq_prefixes`, the tool's own) are kept.
 
     On one connection, the next SCAN is sent as soon as the previous one answers,
     before its keys are checked, and the UNLINKs follow it: Redis works on the
@@ -155,8 +196,9 @@ def purge(
         raise ValueError(f"batch must be at least 1, got {batch}")
     owners = list(categories) if any(c.name == category.name for c in categories) else [category]
     classify = Classifier(owners)
+    protect = Protection(category, categories, bullmq_prefixes)
     started = time.monotonic()
-    matched = skipped = 0
+    matched = skipped = protected = 0
     pool = client.connection_pool
     connection = pool.get_connection()
     wire = _Wire(connection)
@@ -168,9 +210,14 @@ def purge(
             cursor = int(cursor)
             if cursor != 0:
                 wire.send("scan", scan[0], cursor, *scan[1:])
-            doomed = [
-                k for k in keys if not k.startswith(OWN_PREFIX) and classify(k) == category.name
-            ]
+            doomed = []
+            for key in keys:
+                if classify(key) != category.name:
+                    continue  # an earlier category's key (first match wins)
+                if protect(key):
+                    protected += 1
+                else:
+                    doomed.append(key)
             matched += len(keys)
             skipped += len(keys) - len(doomed)
             wire.unlink(doomed, batch)
@@ -197,4 +244,5 @@ def purge(
         matched=matched,
         skipped=skipped,
         seconds=time.monotonic() - started,
+        protected=protected,
     )

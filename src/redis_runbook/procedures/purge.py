@@ -93,6 +93,7 @@ def purge_step(
                     on_progress=labelled(progress, f"purge {category.name}"),
                     expected=expected(),
                     allow_not_rebuildable=True,
+                    bullmq_prefixes=ctx.config.bullmq.prefixes,
                 )
         finally:
             client.close()
