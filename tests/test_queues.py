@@ -129,6 +129,36 @@ def test_status_counts_every_state(tmp_path: Path, redis_server: RedisServer) ->
     assert "queues recover-stale" in human.stdout  # the caption names the next step
 
 
+def test_status_never_truncates_names_and_warns_about_colons(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    legacy, modern = "enrich:batch-prospects-europe", "enrich-batch-prospects-europe"
+    fill(redis_server, legacy, jobs=2)
+    fill(redis_server, modern, jobs=3)
+    env = config_env(tmp_path, redis_server)
+    human = run_cli("queues", "status", env=env)
+    assert human.returncode == 0, human.stderr
+    assert "…" not in human.stdout
+    rows = [line for line in human.stdout.splitlines() if "enrich" in line]
+    assert any(legacy in row for row in rows), human.stdout
+    assert any(modern in row for row in rows), human.stdout
+    warning = " ".join(human.stdout.split())
+    assert f"queue {legacy} has ':' in its name" in warning
+    assert "BullMQ v5 workers cannot use it" in warning
+    assert f"queue {modern} has" not in warning
+    document = json.loads(run_cli("--json", "queues", "status", env=env).stdout)
+    assert {q["queue"] for q in document["queues"]} == {legacy, modern}
+    assert any(legacy in w and "v5" in w for w in document["warnings"])
+    # A name too long for any table row: one line per queue, the name still whole.
+    huge = "tenant-" + "x" * 150
+    fill(redis_server, huge, jobs=1)
+    lines = run_cli("queues", "status", env=env)
+    assert lines.returncode == 0, lines.stderr
+    assert "…" not in lines.stdout
+    assert any(line.startswith(f"{huge}: waiting 1,") for line in lines.stdout.splitlines())
+    assert any(line.startswith(f"{legacy}: waiting 2,") for line in lines.stdout.splitlines())
+
+
 def test_status_is_read_only_on_a_replica(tmp_path: Path, redis_factory: RedisFactory) -> None:
     master = redis_factory()
     fill(master, "work", jobs=10, dead=2)

@@ -9,7 +9,10 @@ from typing import Annotated
 
 import redis
 import typer
+from rich import box
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from redis_runbook.bullmq.counts import QueueCounts, queue_counts
 from redis_runbook.bullmq.discovery import Discovery, discover, select
@@ -78,22 +81,29 @@ def _age(ms: int | None) -> str:
     return format_duration(max(0.0, time.time() - ms / 1000)) + " ago" if ms else "-"
 
 
-def status_table(counts: list[QueueCounts], target: str) -> Table:
-    """One row per queue and a total row."""
-    table = Table(title=f"BullMQ queues: {target}", title_justify="left")
-    columns = ("queue", "waiting", "prioritized", "active", "locked", "stale", "immortal",
-               "orphan", "delayed", "overdue", "children", "completed", "failed", "paused",
-               "workers", "last event")  # fmt: skip
-    for name in columns:
-        table.add_column(name, justify="left" if name in ("queue", "last event") else "right")
-    for c in counts:
-        table.add_row(
-            c.queue.display, str(c.waiting), str(c.prioritized), str(c.active.total),
-            str(c.active.locked), str(c.active.stale), str(c.active.immortal),
-            str(c.active.orphan), str(c.delayed), str(c.overdue), str(c.waiting_children),
-            str(c.completed), str(c.failed), "yes" if c.paused else "",
-            "n/a" if c.workers is None else str(c.workers), _age(c.last_event_ms),
-        )  # fmt: skip
+# (header, two-line header for the table): short enough that a whole row of counts
+# plus a long queue name fits a 160-column log line.
+STATUS_COLUMNS = (
+    ("waiting", "waiting"), ("prioritized", "prior-\nitized"), ("active", "active"),
+    ("locked", "locked"), ("stale", "stale"), ("immortal", "immor-\ntal"),
+    ("orphan", "orphan"), ("delayed", "delayed"), ("overdue", "over-\ndue"),
+    ("children", "chil-\ndren"), ("completed", "com-\npleted"), ("failed", "failed"),
+    ("paused", "paused"), ("workers", "work-\ners"), ("last event", "last\nevent"),
+)  # fmt: skip
+
+
+def _status_rows(counts: list[QueueCounts]) -> list[tuple[str, list[str]]]:
+    """(queue name, one value per STATUS_COLUMNS entry) per queue, then the total."""
+    rows = [
+        (c.queue.display, [
+            str(c.waiting), str(c.prioritized), str(c.active.total), str(c.active.locked),
+            str(c.active.stale), str(c.active.immortal), str(c.active.orphan), str(c.delayed),
+            str(c.overdue), str(c.waiting_children), str(c.completed), str(c.failed),
+            "yes" if c.paused else "", "n/a" if c.workers is None else str(c.workers),
+            _age(c.last_event_ms),
+        ])
+        for c in counts
+    ]  # fmt: skip
 
     def total(attr: str) -> str:
         return str(sum(int(getattr(c, attr)) for c in counts))
@@ -101,20 +111,69 @@ def status_table(counts: list[QueueCounts], target: str) -> Table:
     def total_active(attr: str) -> str:
         return str(sum(int(getattr(c.active, attr)) for c in counts))
 
-    table.add_section()
-    table.add_row(
-        f"total ({len(counts)})", total("waiting"), total("prioritized"), total_active("total"),
-        total_active("locked"), total_active("stale"), total_active("immortal"),
-        total_active("orphan"), total("delayed"), total("overdue"), total("waiting_children"),
-        total("completed"), total("failed"), "", "", "",
-    )  # fmt: skip
+    rows.append((f"total ({len(counts)})", [
+        total("waiting"), total("prioritized"), total_active("total"), total_active("locked"),
+        total_active("stale"), total_active("immortal"), total_active("orphan"),
+        total("delayed"), total("overdue"), total("waiting_children"), total("completed"),
+        total("failed"), "", "", "",
+    ]))  # fmt: skip
+    return rows
+
+
+def _stale_caption(counts: list[QueueCounts]) -> str | None:
     stale = sum(c.active.stale for c in counts)
-    if stale:
-        table.caption = (
-            f"{stale} active job(s) have lost their lock: redis-runbook queues recover-stale"
-        )
+    if not stale:
+        return None
+    return f"{stale} active job(s) have lost their lock: redis-runbook queues recover-stale"
+
+
+def status_table(counts: list[QueueCounts], target: str) -> Table:
+    """One row per queue and a total row. Nothing in it is cut short: the queue
+    column is as wide as the longest name (`enrich-…` and `enrich:…` would look alike)
+    and the counts never wrap; `print_status` falls back to lines when it is too wide."""
+    table = Table(
+        title=f"BullMQ queues: {target}",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("queue", no_wrap=True)
+    for name, header in STATUS_COLUMNS:
+        table.add_column(header, justify="left" if name == "last event" else "right", no_wrap=True)
+    rows = _status_rows(counts)
+    for label, values in rows[:-1]:
+        table.add_row(Text(label), *values)
+    table.add_section()
+    table.add_row(rows[-1][0], *rows[-1][1])
+    caption = _stale_caption(counts)
+    if caption:
+        table.caption = caption
         table.caption_justify = "left"
     return table
+
+
+def status_lines(counts: list[QueueCounts], target: str) -> list[str]:
+    """The same figures as `status_table`, one line per queue, for a console too
+    narrow for the table: every name whole, every count named."""
+    lines = [f"BullMQ queues: {target}"]
+    for label, values in _status_rows(counts):
+        pairs = [f"{name} {value}" for (name, _), value in zip(STATUS_COLUMNS, values, strict=True)]
+        lines.append(f"{label}: " + ", ".join(p for p in pairs if not p.endswith(" ")))
+    caption = _stale_caption(counts)
+    return [*lines, caption] if caption else lines
+
+
+def print_status(counts: list[QueueCounts], target: str) -> None:
+    """The table when it fits the console without cutting anything, else lines."""
+    table = status_table(counts, target)
+    wanted = Measurement.get(out, out.options.update_width(10_000), table).maximum
+    if wanted <= out.width:
+        out.print(table)
+        return
+    for line in status_lines(counts, target):
+        out.print(line, markup=False, soft_wrap=True)
 
 
 @app.command("status")
@@ -135,10 +194,25 @@ def status(
                 "target": where,
                 "queues": [c.to_json() for c in counts],
                 "without_meta": [q.name for q in found.without_meta],
+                "warnings": legacy_name_warnings(found),
             }
         )
         return
-    out.print(status_table(counts, where))
+    print_status(counts, where)
+    for warning in legacy_name_warnings(found):
+        out.print(f"WARNING: {warning}", markup=False, soft_wrap=True)
+
+
+def legacy_name_warnings(found: Discovery) -> list[str]:
+    """A warning for each queue whose name BullMQ v5 cannot use (a legacy name with
+    `:` that discovery still reads): its jobs wait for workers that cannot exist."""
+    return [
+        f"queue {q.display} has ':' in its name: BullMQ v5 workers cannot use it "
+        f'("Queue name cannot contain :"); v5 producers and workers need a name '
+        f"without ':', e.g. {q.name.replace(':', '-')!r}"
+        for q in found.queues
+        if ":" in q.name
+    ]
 
 
 @app.command("recover-stale")
