@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from redis_runbook.checks import Status, run_health
 from redis_runbook.config import Band, Config
 from redis_runbook.diagnose import Diagnosis, diagnose
 from redis_runbook.diagnose_evidence import parse_oom_kills
@@ -349,3 +350,25 @@ def test_cli_exit_codes_and_output(redis_factory: RedisFactory, tmp_path: Path) 
         "advice",
     }
     assert (scenario["code"], scenario["name"], scenario["cause"]) == ("A", "down", "crashed")
+
+
+def test_oom_is_judged_by_whether_writes_fail_now(redis_factory: RedisFactory) -> None:
+    """Issue 11 item 8: after the fix (maxmemory raised, a write succeeds) the OOM
+    replies counted since the start are history, not scenario B."""
+    server = redis_factory({"maxmemory": "4mb"})
+    config = config_of(server)
+    inject("oom", server)
+    before = diagnose(config)
+    assert ("B", "oom-rejections") in [(s.code, s.cause) for s in before.scenarios]
+    with plain_client(server) as client:
+        client.config_set("maxmemory", "64mb")
+        assert client.set("written-after-the-fix", "1")
+        assert int(client.info("errorstats")["errorstat_OOM"]["count"]) > 0
+    after = diagnose(config)
+    assert [s for s in after.scenarios if s.code == "B"] == [], describe(after)
+    assert after.exit_code == 0, describe(after)
+    assert any("refused with OOM since the start" in n for n in after.notes), after.notes
+    oom = next(c for c in run_health(config).checks if c.name == "oom_rejections")
+    assert oom.status is Status.OK, oom
+    assert oom.metric is not None
+    assert oom.metric > 0

@@ -173,6 +173,12 @@ def _notes(ev: Evidence) -> list[str]:
         notes.append(f"server log not read: {ev.logs.error}")
     for match in ev.logs.find("aof-truncated-repaired", "slow-disk", "aof-rewrite-error"):
         notes.append(f"log: {match.meaning}: {match.message}")
+    oom = next((c for c in ev.checks if c.name == "oom_rejections"), None)
+    if oom is not None and oom.status is Status.OK and oom.metric and not ev.oom_growth:
+        notes.append(
+            f"{oom.metric:.0f} write(s) were refused with OOM since the start; none are now "
+            f"({oom.summary.partition(': ')[2]})"
+        )
     role = next((c for c in ev.checks if c.name == "role"), None)
     if role is not None and role.status is Status.CRITICAL:
         notes.append(f"replication: {role.summary}")

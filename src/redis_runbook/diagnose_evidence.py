@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+import redis
+
 from redis_runbook.checks import CheckResult, evaluate
 from redis_runbook.config import Config
 from redis_runbook.diagnose_patterns import (
@@ -33,9 +35,11 @@ from redis_runbook.persistence.files import OfflineEvidence, data_layout, offlin
 from redis_runbook.persistence.layout import (
     DataLayout,
 )
+from redis_runbook.redisinfo import error_counts, parse_info
 from redis_runbook.service import RunState, Service, ServiceState, make_service
 from redis_runbook.service.process import ProcessService, proc_state, tail_lines
 from redis_runbook.snapshot import Snapshot, take_snapshot
+from redis_runbook.target import make_client
 
 T = TypeVar("T")
 
@@ -130,6 +134,9 @@ class Evidence:
     disk: DiskEvidence
     layout: DataLayout
     stale_pid: int | None = None
+    #: OOM replies counted between the snapshot and a second look at errorstats
+    #: at the end of collecting (None when not read): writes refused right now.
+    oom_growth: int | None = None
     cpu: CpuSample | None = None
     offline: OfflineEvidence | None = None
     notes: list[str] = field(default_factory=list)
@@ -304,6 +311,18 @@ def _stale_pid(service: Service | None) -> int | None:
         return None
 
 
+def _oom_growth(config: Config, env: Mapping[str, str] | None, snapshot: Snapshot) -> int | None:
+    """errorstat_OOM now minus what the snapshot saw (a read-only INFO errorstats)."""
+    client = make_client(config.target, env)
+    try:
+        now = error_counts(parse_info(str(client.execute_command("INFO", "errorstats"))))
+    except (RunbookError, redis.RedisError):
+        return None
+    finally:
+        client.close()
+    return now.get("OOM", 0) - error_counts(snapshot.info).get("OOM", 0)
+
+
 def collect(
     config: Config,
     env: Mapping[str, str] | None = None,
@@ -350,6 +369,8 @@ def collect(
         stale_pid=_stale_pid(service),
         notes=notes,
     )
+    if snapshot.reachable:
+        evidence.oom_growth = _oom_growth(config, env, snapshot)
     if not snapshot.reachable and state.state is RunState.RUNNING and state.pid:
         evidence.cpu = sample_cpu(state.pid, cpu_since)
     if evidence.down and service is not None and tool_timeout > 0:

@@ -117,13 +117,17 @@ def oom_scenarios(ev: Evidence) -> list[Scenario]:
     critical = bad_check(ev, "memory", Status.CRITICAL)
     policy = find_check(ev, "maxmemory_policy")
     context = [f"{c.name}: {c.summary}" for c in (memory, policy) if c is not None]
-    if rejected is not None:
+    growth = ev.oom_growth or 0
+    if rejected is not None or growth > 0:
+        lines = [f"oom_rejections: {rejected.summary}"] if rejected is not None else []
+        if growth > 0:
+            lines.append(f"errorstats: {growth} more write(s) refused with OOM while diagnosing")
         found.append(
             Scenario(
                 "B",
                 "oom-rejections",
                 "writes are refused with OOM: maxmemory is reached",
-                (f"oom_rejections: {rejected.summary}", *context),
+                (*lines, *context),
                 CMD_OOM,
                 "free rebuildable keys (cache:*, ratelimit:*) or raise maxmemory",
             )

@@ -13,7 +13,7 @@ from redis_runbook.checks.base import (
     check,
     unknown,
 )
-from redis_runbook.redisinfo import error_counts
+from redis_runbook.redisinfo import error_counts, number
 from redis_runbook.units import format_bytes, format_duration
 
 
@@ -90,12 +90,49 @@ def evicted_keys(ctx: Context) -> CheckResult:
     )
 
 
+#: Less room than this below maxmemory counts as "at the limit": the next write of a
+#: job payload or two is refused (Redis compares before each write, so used memory
+#: stops just short of, or just past, the limit).
+AT_LIMIT_ROOM_BYTES = 64 * 1024
+AT_LIMIT_ROOM_PCT = 1.0
+
+
+def at_limit(info: dict[str, str]) -> bool | None:
+    """True when used memory (less what eviction does not count: replication and
+    AOF buffers) has reached maxmemory or is within 1 % / 64 KiB of it: writes are
+    refused now under noeviction. None when INFO lacks the figures; False without
+    a maxmemory."""
+    used = number(info, "used_memory")
+    limit = number(info, "maxmemory")
+    if used is None or limit is None:
+        return None
+    if limit == 0:
+        return False
+    counted = used - (number(info, "mem_not_counted_for_evict") or 0)
+    return limit - counted < max(AT_LIMIT_ROOM_BYTES, limit * AT_LIMIT_ROOM_PCT / 100)
+
+
 @check("oom_rejections")
 def oom_rejections(ctx: Context) -> CheckResult:
-    """Commands refused with `-OOM command not allowed` since the start (errorstats)."""
+    """Commands refused with `-OOM command not allowed` since the start (errorstats),
+    judged by whether writes would be refused now: at maxmemory the count is banded;
+    below it (maxmemory raised, keys freed) past refusals are reported, OK."""
     if not ctx.snapshot.info:
         return unknown("oom_rejections", ctx, "INFO errorstats")
     count = float(error_counts(ctx.snapshot.info).get("OOM", 0))
+    full = at_limit(ctx.snapshot.info)
+    if count and full is False:
+        used = format_bytes(ctx.num("used_memory") or 0)
+        limit = ctx.num("maxmemory") or 0
+        of = f" of {format_bytes(limit)} maxmemory" if limit else " (no maxmemory)"
+        return CheckResult(
+            "oom_rejections",
+            Status.OK,
+            f"{count:.0f}",
+            band_text(ctx.config.thresholds.oom_rejections) + " at maxmemory",
+            f"{count:.0f} write(s) refused with OOM since start, none now: {used} used{of}",
+            metric=count,
+        )
     return banded(
         "oom_rejections",
         count,
