@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from redis_runbook.lab.server import RedisServer
-from tests.conftest import HEALTH_JSON_KEYS, RedisFactory
+from redis_runbook.lab.topology import start_topology
+from tests.conftest import HEALTH_JSON_KEYS, RedisFactory, info, plain_client, wait_until
 from tests.helpers import run_cli
 
 PASSWORD = "correct-horse-battery-staple-7"
@@ -232,3 +233,97 @@ def test_help_lists_every_command_group() -> None:
     subcommands = run_cli("queues", "--help").stdout
     assert "reconstruct" in subcommands
     assert "recover-stale" in subcommands
+
+
+# --- issue 11 item 24: messages an operator reads at 3 a.m. ---------------------------------
+
+
+def test_hints_keep_their_square_brackets(tmp_path: Path, secured: RedisServer) -> None:
+    config = write_config(tmp_path, secured)
+    secured.kill()
+    result = run_cli("--config", str(config), "health")
+    assert result.returncode == 2
+    text = " ".join(result.stdout.split())
+    assert "[target] url in: redis-runbook config show" in text, result.stdout
+
+
+def test_byte_thresholds_read_as_sizes(tmp_path: Path) -> None:
+    topology = start_topology(tmp_path / "topology", replicas=1, sentinels=1)
+    try:
+        sentinel = topology.sentinel_config()
+        config = tmp_path / "c.toml"
+        config.write_text(
+            f'[target]\nurl = "{topology.target().url}"\n'
+            f'[target.sentinel]\nservice = "{sentinel.service}"\n'
+            f"addresses = {json.dumps(sentinel.addresses)}\n" + RELAXED_LATENCY
+        )
+        document = json.loads(run_cli("--config", str(config), "--json", "health").stdout)
+        (lag,) = [c for c in document["checks"] if c["name"] == "replica_lag"]
+        assert lag["threshold"].endswith("; warn > 1 MiB, crit > 64 MiB"), lag
+        human = run_cli("--config", str(config), "health")
+        assert "crit > 64 MiB" in human.stdout
+        assert "e+0" not in human.stdout
+    finally:
+        topology.stop()
+
+
+def test_every_config_problem_is_listed_once(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("[thresholds.memory_pct]\nwarning = 95\n[target]\nconnect_timeout = -1\n")
+    result = run_cli("--config", str(config), "config", "validate")
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2, result.stderr
+    assert "more)" not in result.stderr
+    assert any("memory_pct" in line for line in errors)
+    assert any("connect_timeout" in line for line in errors)
+    assert result.stderr.splitlines()[-1] == "HINT: redis-runbook config validate"
+
+
+def test_a_failing_password_command_hint_shows_the_failure(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[target]\nurl = "redis://127.0.0.1:1/0"\n'
+        'password_command = ["sh", "-c", "echo vault is sealed >&2; exit 7"]\n'
+    )
+    for command in (["health"], ["keys", "stats"], ["clients", "list"]):
+        result = run_cli("--config", str(config), *command)
+        output = " ".join((result.stdout + result.stderr).split())
+        assert "exited with status 7" in output, (command, output)
+        assert "HINT: redis-runbook config validate" not in output, command
+        assert "sh -c 'echo vault is sealed >&2; exit 7' >/dev/null" in output, (command, output)
+    validate = run_cli("--config", str(config), "config", "validate")
+    assert validate.returncode == 0  # the file itself is valid; the hint must not send here
+
+
+def test_failover_names_the_replicas_not_none(tmp_path: Path, redis_factory: RedisFactory) -> None:
+    lone = redis_factory()
+    config = write_config(tmp_path, lone)
+    result = run_cli("--config", str(config), "--dry-run", "failover")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "None" not in result.stderr
+    assert "no replica is connected" in result.stderr
+    replica = redis_factory(settings={"replicaof": f"127.0.0.1 {lone.port}"})
+    wait_until(lambda: info(plain_client(lone), "replication")["connected_slaves"] == 1, "link")
+    result = run_cli("--config", str(config), "--dry-run", "failover")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "None" not in result.stderr
+    assert f"HINT: redis-runbook failover --to 127.0.0.1:{replica.port}" in result.stderr
+
+
+def test_an_acl_limited_user_gets_each_hint_once(
+    tmp_path: Path, redis_factory: RedisFactory
+) -> None:
+    password_file = tmp_path / "pw"
+    password_file.write_text("acl-pw-2\n")
+    server = redis_factory(settings={"user": "limited on >acl-pw-2 ~* +ping +client|setname"})
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f'[target]\nurl = "{server.target().url}"\nusername = "limited"\n'
+        f'password_file = "{password_file}"\n' + RELAXED_LATENCY
+    )
+    result = run_cli("--config", str(path), "health")
+    hints = [line for line in result.stdout.splitlines() if line.startswith("HINT")]
+    texts = [line.split("): ", 1)[1] for line in hints]
+    assert hints, result.stdout
+    assert len(texts) == len(set(texts)), result.stdout

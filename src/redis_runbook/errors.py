@@ -44,6 +44,9 @@ class ConfigError(RunbookError):
 class SecretError(ConfigError):
     """A secret source (env var, file, command) could not produce a value."""
 
+    # Not `config validate`: it checks the file, not the secret store, and says OK.
+    default_hint = "check the secret source the error names (redis-runbook config show)"
+
 
 class TargetUnavailable(RunbookError):
     """Redis could not be reached (refused, timeout, TLS failure)."""

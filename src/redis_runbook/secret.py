@@ -4,6 +4,7 @@ or a command's stdout. Values are never logged, printed or put on a command line
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -41,6 +42,7 @@ def from_file(path: Path, key: str) -> str:
 def from_command(argv: Sequence[str], key: str) -> str:
     """The first line a command prints on stdout. Its stderr is not echoed: it may
     carry material from the secret store."""
+    by_hand = f"run it by hand to see why: {shlex.join(argv)} >/dev/null"
     try:
         done = subprocess.run(
             list(argv),
@@ -51,16 +53,18 @@ def from_command(argv: Sequence[str], key: str) -> str:
             stdin=subprocess.DEVNULL,
         )
     except FileNotFoundError:
-        raise SecretError(f"{key}: command not found: {argv[0]}") from None
+        raise SecretError(
+            f"{key}: command not found: {argv[0]}", f"install {argv[0]} or fix {key}"
+        ) from None
     except subprocess.TimeoutExpired:
         raise SecretError(
-            f"{key}: {argv[0]} did not finish within {COMMAND_TIMEOUT_S:g} s"
+            f"{key}: {argv[0]} did not finish within {COMMAND_TIMEOUT_S:g} s", by_hand
         ) from None
     if done.returncode != 0:
-        raise SecretError(f"{key}: {argv[0]} exited with status {done.returncode}")
+        raise SecretError(f"{key}: {argv[0]} exited with status {done.returncode}", by_hand)
     value = done.stdout.splitlines()[0] if done.stdout else ""
     if not value:
-        raise SecretError(f"{key}: {argv[0]} printed nothing on stdout")
+        raise SecretError(f"{key}: {argv[0]} printed nothing on stdout", by_hand)
     return value
 
 

@@ -35,6 +35,13 @@ def format_bytes(count: float) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def format_size(count: float) -> str:
+    """A configured size (a threshold, a limit) as an operator writes it: `64 MiB`,
+    `1.5 GiB`, `100 B` — binary units, no needless `.0`."""
+    number, unit = format_bytes(count).split(" ")
+    return f"{number.removesuffix('.0')} {unit}"
+
+
 def format_duration(seconds: float) -> str:
     """Compact duration: 850 ms, 42 s, 3 m 05 s, 26 h 10 m, 3 d 4 h."""
     if seconds < 1:

@@ -9,6 +9,7 @@ from enum import IntEnum
 from redis_runbook.config import Band, Config
 from redis_runbook.redisinfo import number
 from redis_runbook.snapshot import Snapshot
+from redis_runbook.units import format_size
 
 
 class Status(IntEnum):
@@ -85,7 +86,10 @@ def band_status(value: float, band: Band) -> Status:
 
 
 def band_text(band: Band, unit: str = "") -> str:
-    """`warn > 70%, crit > 85%` style threshold text."""
+    """`warn > 70%, crit > 85%` style threshold text; bytes (unit ` B`) as sizes:
+    `warn > 1 MiB, crit > 64 MiB`, not `6.71089e+07 B`."""
+    if unit.strip() == "B":
+        return f"warn > {format_size(band.warning)}, crit > {format_size(band.critical)}"
     return f"warn > {band.warning:g}{unit}, crit > {band.critical:g}{unit}"
 
 

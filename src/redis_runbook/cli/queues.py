@@ -12,14 +12,13 @@ import typer
 from rich import box
 from rich.measure import Measurement
 from rich.table import Table
-from rich.text import Text
 
 from redis_runbook.bullmq.counts import QueueCounts, queue_counts
 from redis_runbook.bullmq.discovery import Discovery, discover, select
 from redis_runbook.bullmq.stale import BATCH
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.procedure import UnderstoodOption, run_plan
-from redis_runbook.cli.render import out, print_json
+from redis_runbook.cli.render import out, plain, print_json
 from redis_runbook.config import Config
 from redis_runbook.errors import UnknownName
 from redis_runbook.procedures.context import ProcedureContext
@@ -132,7 +131,7 @@ def status_table(counts: list[QueueCounts], target: str) -> Table:
     column is as wide as the longest name (`enrich-…` and `enrich:…` would look alike)
     and the counts never wrap; `print_status` falls back to lines when it is too wide."""
     table = Table(
-        title=f"BullMQ queues: {target}",
+        title=plain(f"BullMQ queues: {target}"),
         title_justify="left",
         box=box.SIMPLE_HEAD,
         show_edge=False,
@@ -144,9 +143,9 @@ def status_table(counts: list[QueueCounts], target: str) -> Table:
         table.add_column(header, justify="left" if name == "last event" else "right", no_wrap=True)
     rows = _status_rows(counts)
     for label, values in rows[:-1]:
-        table.add_row(Text(label), *values)
+        table.add_row(plain(label), *values)
     table.add_section()
-    table.add_row(rows[-1][0], *rows[-1][1])
+    table.add_row(plain(rows[-1][0]), *rows[-1][1])
     caption = _stale_caption(counts)
     if caption:
         table.caption = caption

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from redis_runbook.checks import HealthReport, Status
+from redis_runbook.checks import CheckResult, HealthReport, Status
 from redis_runbook.errors import RunbookError
 
 out = Console(highlight=False, soft_wrap=False)
@@ -35,11 +35,32 @@ def print_json(document: Any, compact: bool = False) -> None:
 
 
 def print_error(error: RunbookError) -> None:
-    """`error: <message>` and `HINT: <next command>` on stderr."""
-    err.print(Text("error: ", style="bold red") + Text(error.message))
-    for problem in getattr(error, "problems", [])[1:]:
-        err.print(Text("error: ", style="bold red") + Text(problem))
+    """`error: <message>` and `HINT: <next command>` on stderr; several problems (a
+    config with more than one mistake) are each one `error:` line. Every text is
+    plain: `[target]` in a hint is a config section, not Rich markup."""
+    problems = getattr(error, "problems", None) or []
+    for line in problems if len(problems) > 1 else [error.message]:
+        err.print(Text("error: ", style="bold red") + Text(line))
     err.print(Text("HINT: ", style="bold") + Text(error.hint))
+
+
+def plain(text: str) -> Text:
+    """`text` as it is (Rich would read `[target]` or `[bold]` in a str as markup)."""
+    return Text(text)
+
+
+def grouped_hints(checks: list[CheckResult]) -> list[str]:
+    """`HINT (check, ...): hint` once per distinct hint of the checks that are not OK
+    (an ACL-limited user gets the same hint from a dozen checks: it is said once)."""
+    names: dict[str, list[str]] = {}
+    for check in checks:
+        if check.hint and check.status is not Status.OK:
+            names.setdefault(check.hint, []).append(check.name)
+    lines = []
+    for hint, who in names.items():
+        shown = ", ".join(who[:3]) + (f" and {len(who) - 3} more" if len(who) > 3 else "")
+        lines.append(f"HINT ({shown}): {hint}")
+    return lines
 
 
 def status_text(status: Status) -> Text:
@@ -52,7 +73,7 @@ def health_table(report: HealthReport) -> Table:
     snapshot = report.snapshot
     version = report.server.get("redis_version")
     title = f"Redis health: {snapshot.target}" + (f" (Redis {version})" if version else "")
-    table = Table(title=title, title_justify="left", expand=False)
+    table = Table(title=plain(title), title_justify="left", expand=False)
     table.add_column("status", no_wrap=True)
     table.add_column("check", no_wrap=True)
     table.add_column("value", no_wrap=True, justify="right")
@@ -60,11 +81,14 @@ def health_table(report: HealthReport) -> Table:
     table.add_column("summary")
     for check in report.checks:
         table.add_row(
-            status_text(check.status), check.name, check.value, check.threshold, check.summary
+            status_text(check.status),
+            plain(check.name),
+            plain(check.value),
+            plain(check.threshold),
+            plain(check.summary),
         )
-    hints = [c for c in report.checks if c.hint and c.status is not Status.OK]
     caption = [f"overall {report.status.name} in {report.elapsed_ms:.0f} ms"]
-    caption += [f"HINT ({c.name}): {c.hint}" for c in hints]
-    table.caption = "\n".join(caption)
+    caption += grouped_hints(report.checks)
+    table.caption = plain("\n".join(caption))
     table.caption_justify = "left"
     return table

@@ -10,7 +10,7 @@ from rich.table import Table
 from redis_runbook.bullmq.verify import CANARY_JOB, QueueVerdict, verify
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.queues import QueueOption, queue_session
-from redis_runbook.cli.render import out, print_json
+from redis_runbook.cli.render import out, plain, print_json
 
 app = typer.Typer(help="Are workers consuming? (seed §5.4)", no_args_is_help=True)
 
@@ -21,16 +21,16 @@ EXIT_BY_VERDICT = {
 
 def verdict_table(verdicts: list[QueueVerdict], target: str) -> Table:
     """One row per queue."""
-    table = Table(title=f"BullMQ workers: {target}", title_justify="left")
+    table = Table(title=plain(f"BullMQ workers: {target}"), title_justify="left")
     for name in ("queue", "verdict", "workers", "canary", "evidence"):
-        table.add_column(name)
+        table.add_column(name, no_wrap=name == "queue")
     for v in verdicts:
         table.add_row(
-            v.queue.display,
+            plain(v.queue.display),
             v.verdict,
             "n/a" if v.workers is None else str(v.workers),
             "-" if v.canary_ms is None else f"{v.canary_ms:.0f} ms",
-            "; ".join(v.evidence),
+            plain("; ".join(v.evidence)),
         )
     return table
 

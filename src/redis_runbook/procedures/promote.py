@@ -25,6 +25,7 @@ from redis_runbook.errors import Refused, RunbookError
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
 from redis_runbook.procedures.failover import QueueWitness, Switchover
+from redis_runbook.procedures.write_pause import disconnect_clients
 from redis_runbook.redisinfo import parse_pairs
 from redis_runbook.sentinel import split_address
 from redis_runbook.topology import NodeView, node_command, node_view
@@ -126,7 +127,7 @@ class Promotion:
         host, port = split_address(self.new)
         try:
             node_command(self.config, self.old, "REPLICAOF", host, port)
-            node_command(self.config, self.old, "CLIENT", "KILL", "TYPE", "normal")
+            disconnect_clients(self.config, self.old)  # Sentinel's links, if any, stay
         except (redis.RedisError, RunbookError):
             return (
                 f"{self.old} does not answer: when it comes back, fence it before clients "
@@ -145,11 +146,19 @@ def plan_promote(ctx: ProcedureContext, to: str | None, force: bool = False) -> 
     witness = QueueWitness()
     if master.role == "master":
         replicas = _replicas_of_master(master)
+        if not replicas:
+            raise Refused(
+                f"the master {old} answers and no replica is connected to it: "
+                "there is nothing to fail over to",
+                f"attach a replica first (redis-cli -h HOST -p PORT REPLICAOF "
+                f"{old.replace(':', ' ')}), then redis-runbook failover --to HOST:PORT",
+            )
         if to is None or to not in replicas:
+            given = "no --to given" if to is None else f"{to} is not one of them"
             raise Refused(
                 f"the master {old} answers: --to must name one of its replicas "
-                f"({', '.join(replicas) or 'none connected'}), got {to}",
-                "redis-runbook failover --to HOST:PORT",
+                f"({', '.join(replicas)}); {given}",
+                f"redis-runbook failover --to {replicas[0]}",
             )
         step = Promotion(config, old, to, [r for r in replicas if r != to])
         switch = Switchover(config, old, FAILOVER_TIMEOUT_MS / 1000, new=to)
