@@ -31,12 +31,13 @@ from redis_runbook.config_reconstruct import ReconstructConfig
 from redis_runbook.config_reconstruct import Source as Source
 from redis_runbook.errors import ConfigError
 from redis_runbook.globs import common_key, prefix_glob
+from redis_runbook.target_url import URL_SCHEMES as URL_SCHEMES
+from redis_runbook.target_url import TargetUrl, parse_target_url
 from redis_runbook.units import parse_size
 
 ENV_PREFIX = "REDIS_RUNBOOK_"
 ENV_CONFIG = "REDIS_RUNBOOK_CONFIG"
 DEFAULT_PATHS = (Path("redis-runbook.toml"), Path("/etc/redis-runbook/redis-runbook.toml"))
-URL_SCHEMES = ("redis", "rediss", "unix")
 
 
 class Section(BaseModel):
@@ -107,9 +108,7 @@ class TargetConfig(Section):
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, url: str) -> str:
-        scheme = urlsplit(url).scheme
-        if scheme not in URL_SCHEMES:
-            raise ValueError(f"expected a redis://, rediss:// or unix:// URL, got {url!r}")
+        parse_target_url(url)  # scheme, host, port, db, socket path; the password hidden
         return url
 
     @field_validator("client_name")
@@ -162,6 +161,16 @@ class TargetConfig(Section):
     def scheme(self) -> str:
         """URL scheme: redis, rediss or unix."""
         return urlsplit(self.url).scheme
+
+    @property
+    def parsed_url(self) -> TargetUrl:
+        """The URL's parts (host, port or socket, db, user)."""
+        return parse_target_url(self.url)
+
+    @property
+    def db(self) -> int:
+        """The database number (the URL's /N or ?db=N; 0 when absent)."""
+        return self.parsed_url.db
 
 
 class ServiceConfig(Section):
