@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from redis_runbook.cli.progress import walk_progress
 from redis_runbook.config import Category, Config
 from redis_runbook.errors import Refused, UnknownName
 from redis_runbook.keyspace import (
@@ -317,3 +318,53 @@ def test_purge_cli_refuses_critical_categories(tmp_path: Path, redis_factory: Re
     assert before - all_keys(client) == {f"session:{i}".encode() for i in range(50)} | {
         b"session:cache:4"
     }
+
+
+def test_walks_report_progress_on_stderr_without_a_terminal(
+    tmp_path: Path, redis_factory: RedisFactory
+) -> None:
+    server = redis_factory()
+    client = raw(server)
+    populate(client, cache=2500)
+    env = cli_env(tmp_path, server)
+    done = env.run("--yes", "keys", "purge", "--category", "cache")  # stdout is a pipe
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("progress: ")]
+    labels = {line.split(": ")[1] for line in lines}
+    assert {"count keys", "purge cache", "count keys again"} <= labels, done.stderr
+    # The first report of a walk is printed at once, its end when it ends.
+    assert any(line.startswith("progress: purge cache: 2,501 of 2,501") for line in lines), lines
+    assert not any(line.startswith("progress: ") for line in done.stdout.splitlines())
+    stats = env.run("keys", "stats")
+    assert any(line.startswith("progress: scan: ") for line in stats.stderr.splitlines())
+    quiet = env.run("--json", "keys", "stats")  # --json: one document, no chatter
+    assert "progress: " not in quiet.stderr
+
+
+def test_progress_lines_every_interval(capsys: pytest.CaptureFixture[str]) -> None:
+    with walk_progress(True, interval=0.0) as report:
+        assert report is not None
+        for done in range(0, 5001, 1000):
+            report("walk", done, 5000)
+        report("open", 7, None)
+    every = capsys.readouterr().err.splitlines()
+    assert every[:6] == [
+        f"progress: walk: {done:,} of 5,000 ({done // 50} %), {every[i].rsplit(', ', 1)[1]}"
+        for i, done in enumerate(range(0, 5001, 1000))
+    ]
+    assert every[6].startswith("progress: open: 7 so far, ")
+    assert len(every) == 7
+    with walk_progress(True, interval=3600.0) as report:
+        assert report is not None
+        for done in range(0, 5001, 1000):
+            report("walk", done, 5000)
+        report("open", 7, None)
+        report("open", 9, None)
+    sparse = [line.rsplit(", ", 1)[0] for line in capsys.readouterr().err.splitlines()]
+    # The first line at once, the end of each walk, nothing in between.
+    assert sparse == [
+        "progress: walk: 0 of 5,000 (0 %)",
+        "progress: walk: 5,000 of 5,000 (100 %)",
+        "progress: open: 7 so far",
+        "progress: open: 9 so far",
+    ]

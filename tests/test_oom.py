@@ -104,13 +104,56 @@ def test_recover_oom_fails_when_purging_is_not_enough(
 ) -> None:
     server = redis_factory(settings={"maxmemory": "16mb"})
     client = plain_client(server, decode_responses=False)
-    fill_until_oom(client, "session:")
+    for i in range(400):
+        client.set(f"cache:{i}", b"c")
+    fill_until_oom(client, "app:")  # uncategorised keys hold the memory
     env = cli_env(tmp_path, server)
-    result = env.run("--yes", "recover", "oom")
-    assert result.returncode == 1
-    assert "writes are still refused" in result.stderr
-    assert "CONFIG SET maxmemory" in result.stderr
-    assert count(client, "session:*") > 0
+
+    # Said before anything is purged, in the dry run and without it: what the
+    # purge would free against what must be freed, and what would help instead.
+    for args in (("--dry-run", "recover", "oom"), ("--yes", "recover", "oom")):
+        refused = env.run(*args)
+        assert refused.returncode == 3, (args, refused.stdout, refused.stderr)
+        text = " ".join(refused.stderr.split())
+        assert "purging cannot help" in text
+        assert "ratelimit, cache hold" in text
+        assert "400 keys" in text
+        assert re.search(r"must free at least [\d.]+ [KM]iB", text), text
+        assert re.search(r"CONFIG SET maxmemory \d+mb", text), text
+        assert re.search(r"other \(no category\): [\d,]+ keys ≈ [\d.]+ MiB", text), text
+        assert "--purge-anyway" in text
+    assert count(client, "cache:*") == 400
+    assert env.journal() == []
+
+    anyway = env.run("--yes", "recover", "oom", "--purge-anyway")
+    assert anyway.returncode == 1
+    assert "writes are still refused" in anyway.stderr
+    assert "CONFIG SET maxmemory" in anyway.stderr
+    assert count(client, "cache:*") == 0
+    assert count(client, "app:*") > 0
+
+
+def test_purge_steps_show_the_keys_and_memory_they_will_delete(
+    tmp_path: Path, redis_factory: RedisFactory
+) -> None:
+    server, client = full_server(redis_factory)
+    cache_keys = count(client, "cache:*")
+    env = cli_env(tmp_path, server)
+    plan = json.loads(env.run("--dry-run", "--json", "recover", "oom").stdout)["plan"]
+    titles = [s["title"] for s in plan["steps"]]
+    assert re.search(rf"purge cache \(cache:\*\): {cache_keys:,} keys ≈ [\d.]+ MiB", titles[2])
+    assert "purge ratelimit (ratelimit:*): 0 keys" in titles[1]
+    assert any("cache" in n and f"{cache_keys:,} keys" in n for n in plan["notes"])
+
+    purge_plan = json.loads(
+        env.run("--dry-run", "--json", "keys", "purge", "--category", "cache").stdout
+    )["plan"]
+    assert re.search(
+        rf"purge cache \(cache:\*\): {cache_keys:,} keys ≈ [\d.]+ MiB",
+        purge_plan["steps"][1]["title"],
+    )
+    human = env.run("--dry-run", "keys", "purge", "--category", "cache")
+    assert f"{cache_keys:,} keys" in human.stdout
 
 
 def test_recover_oom_critical_category_needs_its_name_typed(

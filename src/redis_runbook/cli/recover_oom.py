@@ -40,10 +40,19 @@ def oom(
     ] = DEFAULT_SAMPLE,
     batch: BatchOption = DEFAULT_BATCH,
     max_ops_per_s: RateOption = None,
+    purge_anyway: Annotated[
+        bool,
+        typer.Option(
+            "--purge-anyway",
+            help="Purge even when the categories hold too little to get under maxmemory.",
+        ),
+    ] = False,
 ) -> None:
     """Seed §3.2 (OOM): memory by category, purge cache/ratelimit (whatever the
     config marks rebuildable) with SCAN + UNLINK, prove writes work again, print
-    the maxmemory / container limit to set."""
+    the maxmemory / container limit to set. When the categories to purge hold too
+    little to get under maxmemory, it says so and what would help, and purges
+    nothing unless --purge-anyway."""
     options = globals_of(ctx)
     pctx = ProcedureContext(options.load().config)
     with walk_progress(not options.json) as progress:
@@ -55,5 +64,6 @@ def oom(
             batch=batch,
             max_ops_per_s=max_ops_per_s,
             progress=progress,
+            purge_anyway=purge_anyway,
         )
         run_plan(ctx, pctx, plan, extra_ok=understood)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import redis
 
+from redis_runbook.config import Category
+from redis_runbook.errors import Refused
 from redis_runbook.keyspace import DEFAULT_SAMPLE, KeyspaceStats, category_stats
 from redis_runbook.keyspace_purge import DEFAULT_BATCH, select_categories
 from redis_runbook.memory import MemoryFigures, read_memory, redis_errors
@@ -26,10 +28,13 @@ from redis_runbook.procedures.purge import (
     LabelledProgress,
     category_notes,
     confirmation,
+    holders,
     labelled,
+    measure_categories,
     purge_step,
     require_answer,
 )
+from redis_runbook.target import redis_cli_prefix
 from redis_runbook.units import format_bytes
 
 MIB = 1024**2
@@ -54,7 +59,7 @@ def compose_size(size: int) -> str:
     return f"{size // GIB}G" if size % GIB == 0 else f"{math.ceil(size / MIB)}M"
 
 
-def permanent_fix(figures: MemoryFigures, warning_pct: float = 70.0) -> str:
+def permanent_fix(figures: MemoryFigures, warning_pct: float = 70.0, cli: str = "redis-cli") -> str:
     """The config lines that stop this OOM from coming back. Under memory pressure
     (at maxmemory, OOM rejections, or above the warning threshold): maxmemory 25 %
     above the larger of the limit and the peak. Always: a container limit 25 %
@@ -75,8 +80,8 @@ def permanent_fix(figures: MemoryFigures, warning_pct: float = 70.0) -> str:
         current = redis_size(figures.maxmemory) if figures.maxmemory else "0 (no limit)"
         head = (
             f"Permanent fix: raise maxmemory from {current} to {size} — redis.conf: "
-            f"`maxmemory {size}`; live: `redis-cli CONFIG SET maxmemory {size}` then "
-            "`redis-cli CONFIG REWRITE` (or edit redis.conf) so it survives a restart; "
+            f"`maxmemory {size}`; live: `{cli} CONFIG SET maxmemory {size}` then "
+            f"`{cli} CONFIG REWRITE` (or edit redis.conf) so it survives a restart; "
         )
     limit = compose_size(round_size(maxmemory * HEADROOM))
     return head + (
@@ -84,6 +89,37 @@ def permanent_fix(figures: MemoryFigures, warning_pct: float = 70.0) -> str:
         "(room above maxmemory for fork copy-on-write and buffers, or the kernel OOM-kills "
         "Redis first), then `docker compose up -d redis`; and give cache keys a TTL so "
         "they cannot fill memory again"
+    )
+
+
+def raise_now(figures: MemoryFigures, cli: str = "redis-cli") -> str:
+    """The live command that lets writes in again: maxmemory 25 % above what is
+    used. `cli` is redis-cli with the options that reach the target."""
+    size = redis_size(round_size(max(figures.maxmemory, figures.used) * HEADROOM))
+    return f"{cli} CONFIG SET maxmemory {size}"
+
+
+def purge_shortfall(
+    now: MemoryFigures, stats: KeyspaceStats, chosen: Sequence[Category]
+) -> str | None:
+    """Why purging `chosen` cannot get used_memory under maxmemory (what they hold
+    against what must be freed, and where the memory is), or None when it can (or
+    Redis is not over its limit)."""
+    if not now.maxmemory or now.used < now.maxmemory:
+        return None
+    must_free = now.used - now.maxmemory + 1
+    held = sum(stats.get(c.name).estimated_bytes for c in chosen)
+    keys = sum(stats.get(c.name).keys for c in chosen)
+    unmeasured = any(stats.get(c.name).keys and not stats.get(c.name).sampled for c in chosen)
+    if held >= must_free or unmeasured:  # --sample 0: what they hold is not known
+        return None
+    names = ", ".join(c.name for c in chosen)
+    return (
+        f"{names} hold ≈ {format_bytes(held)} ({keys:,} keys) but "
+        f"used_memory {format_bytes(now.used)} is over maxmemory "
+        f"{format_bytes(now.maxmemory)}: Redis must free at least {format_bytes(must_free)} "
+        f"to accept writes again. The memory is in: "
+        f"{holders(stats, leave_out=[c.name for c in chosen])}"
     )
 
 
@@ -143,12 +179,12 @@ class OomWitness:
             f"memory before: {before.describe()}; after: {after.describe()}; "
             f"freed {format_bytes(max(freed, 0))}"
         )
-        fix = permanent_fix(before, self.ctx.config.thresholds.memory_pct.warning)
+        cli = redis_cli_prefix(self.ctx.config.target)
+        fix = permanent_fix(before, self.ctx.config.thresholds.memory_pct.warning, cli)
         if not accepted:
             raise StepFailed(
                 f"writes are still refused ({why}); {summary}",
-                f"raise the limit now: redis-cli CONFIG SET maxmemory "
-                f"{redis_size(round_size(max(before.maxmemory, before.used) * HEADROOM))}. " + fix,
+                f"raise the limit now: {raise_now(before, cli)}. " + fix,
             )
         return f"{summary}; writes are accepted again. {fix}"
 
@@ -175,11 +211,16 @@ def plan_oom(
     batch: int = DEFAULT_BATCH,
     max_ops_per_s: float | None = None,
     progress: LabelledProgress | None = None,
+    purge_anyway: bool = False,
 ) -> Plan:
     """Build the OOM plan: measure, purge each chosen category, report. By default
     every rebuildable category is purged; a non-rebuildable one only when named in
-    `allow_critical` (the confirmation then asks to type its name). Raises
-    UnknownName / Refused / TargetUnavailable before anything is done."""
+    `allow_critical` (the confirmation then asks to type its name). Keys and memory
+    per category are measured now, so each step says what it will delete; when the
+    chosen categories hold less than must be freed to get under maxmemory, the
+    plan is Refused (purging cannot help; the hint says what would) unless
+    `purge_anyway`. Raises UnknownName / Refused / TargetUnavailable before
+    anything is done."""
     chosen = select_categories(ctx.config.categories, categories_to_purge, allow_critical)
     require_answer(ctx)
     client = ctx.client()
@@ -188,11 +229,26 @@ def plan_oom(
             now = read_memory(client)
     finally:
         client.close()
+    stats = measure_categories(ctx, sample, progress, "plan: memory by category")
+    shortfall = purge_shortfall(now, stats, chosen)
+    cli = redis_cli_prefix(ctx.config.target)
+    if shortfall and not purge_anyway:
+        raise Refused(
+            f"purging cannot help: {shortfall}",
+            f"raise maxmemory now: {raise_now(now, cli)} (then CONFIG REWRITE so it survives a "
+            "restart), or free what holds the memory (redis-runbook keys stats); to purge "
+            "anyway: redis-runbook recover oom --purge-anyway",
+        )
     witness = OomWitness(ctx, sample, progress)
     mode, word = confirmation(chosen)
     notes = [f"now: {now.describe()}" + (" (FULL: writes get OOM)" if now.full else "")]
-    notes += category_notes(chosen)
-    notes.append("step 1 measures keys and memory per category (to see them now: keys stats)")
+    if shortfall:
+        notes.append(f"PURGING CANNOT HELP: {shortfall}; what would: {raise_now(now, cli)}")
+    notes += category_notes(chosen, stats)
+    notes.append(
+        "keys and memory counted when the plan was made; step 1 measures them again "
+        "before anything is deleted"
+    )
     steps = [
         Step(
             "measure memory: used_memory vs maxmemory, keys and memory per category",
@@ -208,6 +264,7 @@ def plan_oom(
                 batch=batch,
                 max_ops_per_s=max_ops_per_s,
                 progress=progress,
+                planned=stats.get(category.name),
             )
         )
     steps.append(

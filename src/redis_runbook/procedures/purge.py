@@ -12,11 +12,22 @@ from dataclasses import dataclass
 
 from redis_runbook.config import Category
 from redis_runbook.errors import TargetUnavailable
-from redis_runbook.keyspace import KeyCounts, Progress, count_by_category, dbsize
+from redis_runbook.keyspace import (
+    DEFAULT_SAMPLE,
+    OTHER,
+    CategoryStats,
+    KeyCounts,
+    KeyspaceStats,
+    Progress,
+    category_stats,
+    count_by_category,
+    dbsize,
+)
 from redis_runbook.keyspace_purge import DEFAULT_BATCH, purge, select_categories
 from redis_runbook.memory import redis_errors
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step
+from redis_runbook.units import format_bytes
 
 LabelledProgress = Callable[[str, int, int | None], None]
 """Progress of a long walk: (label, done, total or None)."""
@@ -54,15 +65,55 @@ def confirmation(chosen: Sequence[Category]) -> tuple[Confirm, str]:
     return Confirm.YES_NO, "yes"
 
 
-def category_notes(chosen: Sequence[Category]) -> list[str]:
-    """What each purged category is, and a warning for the non-rebuildable ones."""
+def measure_categories(
+    ctx: ProcedureContext,
+    sample: int = DEFAULT_SAMPLE,
+    progress: LabelledProgress | None = None,
+    label: str = "plan: keys per category",
+) -> KeyspaceStats:
+    """Keys per category and their memory (sampled MEMORY USAGE), one SCAN walk,
+    read-only: what a plan shows before anything is deleted."""
+    client = ctx.client(decode=False)
+    try:
+        with redis_errors(ctx.where):
+            return category_stats(
+                client, ctx.config.categories, sample=sample, on_progress=labelled(progress, label)
+            )
+    finally:
+        client.close()
+
+
+def size_of(stats: CategoryStats) -> str:
+    """`500,300 keys ≈ 61.7 MiB` (the memory only when some keys were measured)."""
+    memory = f" ≈ {format_bytes(stats.estimated_bytes)}" if stats.sampled else ""
+    return f"{stats.keys:,} keys{memory}"
+
+
+def holders(stats: KeyspaceStats, leave_out: Sequence[str] = ()) -> str:
+    """The categories that hold memory, the largest first: `other (no category):
+    52,000 keys ≈ 61.7 MiB; session: ...`."""
+    ranked = sorted(
+        (s for s in stats.categories.values() if s.keys and s.name not in leave_out),
+        key=lambda s: (s.estimated_bytes, s.keys),
+        reverse=True,
+    )
+    names = {OTHER: f"{OTHER} (no category)"}
+    return "; ".join(f"{names.get(s.name, s.name)}: {size_of(s)}" for s in ranked) or "no keys"
+
+
+def category_notes(chosen: Sequence[Category], stats: KeyspaceStats | None = None) -> list[str]:
+    """What each purged category is (with its keys and memory counted when the
+    plan was made), and a warning for the non-rebuildable ones."""
     notes = []
     for c in chosen:
+        size = f" {size_of(stats.get(c.name))} now," if stats is not None else ""
         if c.rebuildable:
-            notes.append(f"purge {c.name} ({c.pattern}): rebuildable, the application refills it")
+            notes.append(
+                f"purge {c.name} ({c.pattern}):{size} rebuildable, the application refills it"
+            )
         else:
             notes.append(
-                f"purge {c.name} ({c.pattern}) DELETES DATA THAT IS NOT REBUILDABLE "
+                f"purge {c.name} ({c.pattern}):{size} DELETES DATA THAT IS NOT REBUILDABLE "
                 f"(priority {c.priority}, persistence {c.persistence})"
             )
     return notes
@@ -76,8 +127,10 @@ def purge_step(
     batch: int = DEFAULT_BATCH,
     max_ops_per_s: float | None = None,
     progress: LabelledProgress | None = None,
+    planned: CategoryStats | None = None,
 ) -> Step:
-    """The destructive step that purges one (already allowed) category."""
+    """The destructive step that purges one (already allowed) category; its title
+    gives the keys (and memory) `planned` counted when the plan was made."""
 
     def action() -> str:
         """Delete the category's keys: SCAN MATCH + pipelined UNLINK."""
@@ -99,8 +152,9 @@ def purge_step(
             client.close()
         return result.describe()
 
+    counted = f": {size_of(planned)}," if planned is not None else " keys"
     return Step(
-        f"purge {category.name} keys ({category.pattern}) with SCAN + pipelined UNLINK",
+        f"purge {category.name} ({category.pattern}){counted} with SCAN + pipelined UNLINK",
         action,
         destructive=True,
         on_failure=RESUME_HINT,
@@ -170,11 +224,14 @@ def plan_purge(
     batch: int = DEFAULT_BATCH,
     max_ops_per_s: float | None = None,
     progress: LabelledProgress | None = None,
+    sample: int = DEFAULT_SAMPLE,
 ) -> Plan:
-    """Build the purge plan. Raises UnknownName / Refused / TargetUnavailable
-    before anything is done."""
+    """Build the purge plan: the keys (and sampled memory) of each category are
+    counted now, so the plan says what each step will delete. Raises UnknownName /
+    Refused / TargetUnavailable before anything is done."""
     chosen = select_categories(ctx.config.categories, names, allow_critical)
     require_answer(ctx)
+    stats = measure_categories(ctx, sample, progress)
     witness = CountWitness(ctx, progress)
     mode, word = confirmation(chosen)
     steps = [Step("count keys per category (one SCAN walk)", witness.record)]
@@ -187,6 +244,7 @@ def plan_purge(
                 batch=batch,
                 max_ops_per_s=max_ops_per_s,
                 progress=progress,
+                planned=stats.get(category.name),
             )
         )
     purged = [c.name for c in chosen]
@@ -197,5 +255,5 @@ def plan_purge(
         steps=steps,
         confirm=mode,
         confirm_word=word,
-        notes=category_notes(chosen),
+        notes=category_notes(chosen, stats),
     )
