@@ -6,14 +6,16 @@ Sentinels cannot reach quorum, or when no replica is fit to be promoted (link up
 replica-priority > 0, offset within `replica_lag_bytes.critical` of the master's).
 Then: record the BullMQ queue counts, ask one Sentinel to fail over, wait for a new
 master (polling every Sentinel and confirming with ROLE), prove it takes writes with
-a key of our own, wait for the old master to follow it, and compare the queues."""
+a key of our own, wait for the old master to follow it, compare the queues, and wait
+until the replicas (the old master among them) are linked to the new master and the
+Sentinels say so (procedures/replica_links.py)."""
 
 from __future__ import annotations
 
 import contextlib
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +28,8 @@ from redis_runbook.errors import Refused, RunbookError
 from redis_runbook.memory import info_fields
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Runner, Step, StepFailed
+from redis_runbook.procedures.replica_links import LINK_TIMEOUT_S, wait_linked
+from redis_runbook.procedures.write_pause import WritePause, disconnect_clients
 from redis_runbook.redisinfo import parse_pairs
 from redis_runbook.sentinel import ask_sentinels, split_address
 from redis_runbook.target import make_client
@@ -165,10 +169,13 @@ class Switchover:
     `SENTINEL FAILOVER` alone leaves the old master writable until Sentinel turns it
     into a replica on a later INFO round (up to 10 s): writes it acknowledges in that
     window are lost when it resyncs. So writes are paused on the old master first
-    (`CLIENT PAUSE WRITE`, which expires by itself should we die), a replica is let
-    catch up, and once the new master is up the old one is made its replica, its
-    clients disconnected and only then unpaused: the paused writes fail with READONLY
-    instead of being acknowledged and dropped."""
+    (`CLIENT PAUSE WRITE` in 2 s leases renewed from a background thread, so that a
+    tool that dies frees writes within 2 s), a replica is let catch up, and once the
+    new master is up the old one is made its replica, its clients disconnected
+    (Sentinel's links kept) and only then unpaused: the paused writes fail with
+    READONLY instead of being acknowledged and dropped. Any failure of a step while
+    writes are paused lifts the pause (after fencing the old master when a new one
+    was already confirmed)."""
 
     config: Config
     old: str
@@ -176,19 +183,40 @@ class Switchover:
     env: Mapping[str, str] | None = None
     new: str = ""
     started: float = 0.0
-    paused: bool = False
+    replicas: list[str] = field(default_factory=list)  # linked before the switch
+    unlinked_before: list[str] = field(default_factory=list)
+    pause: WritePause | None = None
+    old_answers: bool = True
+
+    @property
+    def paused(self) -> bool:
+        """Writes are held on the old master."""
+        return self.pause is not None
 
     def _on_old(self, *command: Any) -> Any:
         return node_command(self.config, self.old, *command, env=self.env)
 
+    def guarded(self, action: Callable[[], str]) -> Callable[[], str]:
+        """`action`, lifting the pause should it raise anything (Ctrl-C included)."""
+
+        def run() -> str:
+            try:
+                return action()
+            except BaseException:
+                self.resume()
+                raise
+
+        return run
+
     def pause_and_sync(self) -> str:
         """Pause writes on the old master; wait until a replica has all of them."""
-        expires_ms = int((self.timeout_s + SYNC_TIMEOUT_S + FOLLOW_TIMEOUT_S) * 1000)
+        max_s = self.timeout_s + SYNC_TIMEOUT_S + FOLLOW_TIMEOUT_S
+        pause = WritePause(self.config, self.old, max_s, self.env)
         try:
-            self._on_old("CLIENT", "PAUSE", expires_ms, "WRITE")
+            pause.start()
         except (redis.RedisError, RunbookError):
             return f"{self.old} does not answer: no writes to pause"
-        self.paused = True
+        self.pause = pause
         deadline = time.monotonic() + SYNC_TIMEOUT_S
         while True:
             info = info_fields(self._on_old("INFO", "replication"))
@@ -199,7 +227,10 @@ class Switchover:
                 if k.startswith("slave") and k[5:].isdigit()
             ]
             if acked and max(acked) >= offset:
-                return f"writes paused on {self.old}; a replica has all of them (offset {offset})"
+                return (
+                    f"writes paused on {self.old} (renewed 2 s leases); a replica has all "
+                    f"of them (offset {offset})"
+                )
             if time.monotonic() > deadline:
                 self.resume()
                 raise StepFailed(
@@ -209,11 +240,16 @@ class Switchover:
             time.sleep(POLL_S)
 
     def resume(self) -> None:
-        """Lift the pause (after a failure: the old master stays master)."""
-        if self.paused:
+        """Lift the pause. When a new master was confirmed, the old one is made its
+        replica first: it must not take writes that the new master never sees."""
+        if self.pause is None:
+            return
+        if self.new:
+            host, port = split_address(self.new)
             with contextlib.suppress(redis.RedisError, RunbookError):
-                self._on_old("CLIENT", "UNPAUSE")
-            self.paused = False
+                self._on_old("REPLICAOF", host, port)
+        self.pause.stop(unpause=True)
+        self.pause = None
 
     def request(self) -> str:
         """SENTINEL FAILOVER on the first Sentinel that answers."""
@@ -268,28 +304,53 @@ class Switchover:
 
     def hand_over(self) -> str:
         """Make the old master a replica of the new one (what Sentinel would do on its
-        next round), disconnect its clients, lift the pause, wait for its ROLE."""
+        next round), disconnect its clients but Sentinel's, lift the pause, wait for
+        its ROLE."""
         host, port = split_address(self.new)
-        if self.paused:
+        notes = ""
+        if self.pause is not None:
+            pause = self.pause
             try:
                 self._on_old("REPLICAOF", host, port)
-                self._on_old("CLIENT", "KILL", "TYPE", "normal")
+                pause.stop(unpause=False)  # it refuses writes now (READONLY)
+                killed, kept = disconnect_clients(self.config, self.old, self.env)
+                notes = f"; {killed} client(s) disconnected, {kept} Sentinel link(s) kept"
             except (redis.RedisError, RunbookError):
                 pass  # it died meanwhile: Sentinel reconfigures it when it returns
+            if pause.lapsed_s > 0 or pause.expired:
+                notes += (
+                    f"; WARNING the write pause on {self.old} may have lapsed "
+                    f"(renewal late by {pause.lapsed_s:.1f} s): writes it acknowledged "
+                    f"then may be missing on {self.new}"
+                )
             self.resume()
         deadline = time.monotonic() + FOLLOW_TIMEOUT_S
         while True:
             role = _role(self.config, self.old, self.env)
             if role is None:
+                self.old_answers = False
                 return f"{self.old} does not answer: Sentinel reconfigures it when it returns"
             if role[0] == "slave" and str(role[1]) == host and int(role[2]) == port:
-                return f"{self.old} is now a replica of {self.new} ({role[3]}); writes resumed"
+                state = f"{self.old} is now a replica of {self.new} ({role[3]})"
+                return f"{state}{notes}; writes resumed"
             if time.monotonic() > deadline:
                 raise StepFailed(
                     f"{self.old} still says {role[0]} after {FOLLOW_TIMEOUT_S:g} s",
                     "redis-runbook health (split_brain); Sentinel retries the reconfiguration",
                 )
             time.sleep(POLL_S * 4)
+
+    def wait_replicas(self) -> str:
+        """Until the replicas (the old master among them, when it answers) replicate
+        from the new master and the Sentinels see it (replica_links.py)."""
+        expected = [r for r in self.replicas if r != self.new]
+        if self.old_answers:
+            expected.append(self.old)
+        text = wait_linked(self.config, self.new, expected, self.env)
+        left_out = [r for r in self.unlinked_before if r != self.new]
+        if left_out:
+            text += f"; not counted (not replicating before the switch): {', '.join(left_out)}"
+        return text
 
 
 def plan_sentinel_failover(ctx: ProcedureContext, env: Mapping[str, str] | None = None) -> Plan:
@@ -305,6 +366,13 @@ def plan_sentinel_failover(ctx: ProcedureContext, env: Mapping[str, str] | None 
     master = topology.master or {}
     timeout_s = int(master.get("failover-timeout", 180_000)) / 1000
     switch = Switchover(config, topology.master_address or "", timeout_s, env)
+    for replica in topology.replicas:
+        flags = replica.get("flags", "")
+        linked = replica.get("master-link-status") == "ok" and not (
+            "down" in flags or "disconnected" in flags
+        )
+        address = f"{replica.get('ip')}:{replica.get('port')}"
+        (switch.replicas if linked else switch.unlinked_before).append(address)
     witness = QueueWitness()
     old = split_address(switch.old)
     fit = promotable(topology, config.thresholds.replica_lag_bytes.critical)
@@ -316,41 +384,49 @@ def plan_sentinel_failover(ctx: ProcedureContext, env: Mapping[str, str] | None 
         notes=[
             f"master {switch.old}; replicas fit to promote: {', '.join(fit)} "
             "(Sentinel picks by priority, then offset)",
-            "writes pause on the master (about a second) so that none it acknowledges is lost; "
-            "its clients are disconnected and reconnect through Sentinel",
+            "writes pause on the master (about a second, in 2 s leases the tool renews: "
+            "should it die, writes resume within 2 s) so that none it acknowledges is lost; "
+            "its clients are disconnected (not Sentinel's) and reconnect through Sentinel",
+            f"the last step waits up to {LINK_TIMEOUT_S:g} s for the replicas to follow "
+            "the new master",
         ],
         steps=[
             Step("record BullMQ queue counts", lambda: witness.record(config, old)),
             Step(
                 "pause writes on the master until a replica has them all",
-                switch.pause_and_sync,
+                switch.guarded(switch.pause_and_sync),
                 on_failure="redis-runbook health",
             ),
             Step(
                 "ask Sentinel to fail over",
-                switch.request,
+                switch.guarded(switch.request),
                 destructive=True,
                 on_failure="redis-runbook health",
             ),
             Step(
                 "wait for the new master",
-                switch.wait_new_master,
+                switch.guarded(switch.wait_new_master),
                 on_failure="redis-runbook diagnose",
             ),
             Step(
                 "verify the new master takes writes",
-                switch.probe_write,
+                switch.guarded(switch.probe_write),
                 on_failure="redis-runbook diagnose",
             ),
             Step(
                 "make the old master follow it, resume writes",
-                switch.hand_over,
+                switch.guarded(switch.hand_over),
                 on_failure="redis-runbook health",
             ),
             Step(
                 "compare BullMQ queue counts",
                 lambda: witness.compare(config, split_address(switch.new)),
                 on_failure="redis-runbook queues status",
+            ),
+            Step(
+                "wait for the replicas to follow the new master",
+                switch.wait_replicas,
+                on_failure="redis-runbook health",
             ),
         ],
     )
