@@ -4,14 +4,36 @@ Generations are kept: an existing aside name gets a `-2`, `-3`... suffix."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from redis_runbook.errors import Refused, RunbookError
+from redis_runbook.inflight import Leftover
 
 ROOM_MARGIN = 1.10  # copy only when 110 % of the size is free
+
+# Told of every aside move or copy while a plan runs, so that an interrupted plan can
+# say where the data is (the runner installs one; see inflight.py).
+_observers: list[Callable[[Leftover], None]] = []
+
+
+@contextlib.contextmanager
+def observed(callback: Callable[[Leftover], None]) -> Iterator[None]:
+    """Call `callback` with a Leftover for every move or copy aside in this block."""
+    _observers.append(callback)
+    try:
+        yield
+    finally:
+        _observers.remove(callback)
+
+
+def _left(leftover: Leftover) -> None:
+    for callback in list(_observers):
+        callback(leftover)
 
 
 def stamp() -> str:
@@ -54,6 +76,14 @@ def move_aside(path: Path, reason: str) -> Path:
         path.rename(target)
     except OSError as exc:
         raise RunbookError(f"cannot move {path} aside to {target}: {exc.strerror}") from None
+    _left(
+        Leftover(
+            str(target),
+            f"{path}, moved aside",
+            "to put it back: stop Redis; move "
+            f"{path} out of the way if it exists; mv {target} {path}",
+        )
+    )
     return target
 
 
@@ -75,6 +105,9 @@ def copy_aside(path: Path, reason: str) -> Path:
             shutil.copy2(path, target)
     except OSError as exc:
         raise RunbookError(f"cannot copy {path} to {target}: {exc.strerror}") from None
+    undo = f"cp -a {target}/. {path}/" if path.is_dir() else f"cp -p {target} {path}"
+    undo = f"to put it back: stop Redis; {undo}"
+    _left(Leftover(str(target), f"a copy of {path} taken before changing it", undo))
     return target
 
 

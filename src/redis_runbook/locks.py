@@ -47,28 +47,49 @@ def _describe(holder: dict[str, Any]) -> str:
     )
 
 
+def _lock_path(lock_dir: Path, target: str) -> Path:
+    name = hashlib.sha256(target.encode()).hexdigest()[:16]
+    return lock_dir / f"{name}.lock"
+
+
+def _busy(handle: IO[str], target: str) -> Refused:
+    handle.seek(0)
+    try:
+        holder = json.loads(handle.read() or "{}")
+    except json.JSONDecodeError:
+        holder = {}
+    return Refused(
+        f"another redis-runbook procedure is running on {target}: {_describe(holder)}",
+        f"wait for it to finish (ps -p {holder.get('pid', '?')}); "
+        "redis-runbook journal shows what it did",
+    )
+
+
+def refuse_if_locked(lock_dir: Path, target: str) -> None:
+    """Refused, naming the holder, when a procedure holds the file lock of `target`
+    now: checked before planning, so that a procedure which has Redis down says
+    so instead of the next command reporting Redis unreachable."""
+    path = _lock_path(lock_dir, target)
+    if not path.exists():
+        return
+    with path.open("r", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _busy(handle, target) from None
+
+
 @contextlib.contextmanager
 def file_lock(lock_dir: Path, target: str, procedure: str) -> Iterator[None]:
     """Hold `<lock_dir>/<hash of target>.lock` for the duration; Refused when another
     process holds it, naming that process."""
     lock_dir.mkdir(parents=True, exist_ok=True)
-    name = hashlib.sha256(target.encode()).hexdigest()[:16]
-    path = lock_dir / f"{name}.lock"
-    handle: IO[str] = path.open("a+", encoding="utf-8")
+    handle: IO[str] = _lock_path(lock_dir, target).open("a+", encoding="utf-8")
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            try:
-                holder = json.loads(handle.read() or "{}")
-            except json.JSONDecodeError:
-                holder = {}
-            raise Refused(
-                f"another redis-runbook procedure is running on {target}: {_describe(holder)}",
-                f"wait for it to finish (ps -p {holder.get('pid', '?')}); "
-                "redis-runbook journal shows what it did",
-            ) from None
+            raise _busy(handle, target) from None
         handle.seek(0)
         handle.truncate()
         handle.write(json.dumps(holder_info(procedure)))
@@ -108,11 +129,28 @@ def _acquire(client: redis.Redis, value: str, ttl_s: int) -> bool:
     holder = _holder(current)
     if _abandoned(holder) and client.eval(_TAKE_OVER, 1, REDIS_LOCK_KEY, current, value, ttl_s):
         return True
+    left: Any = client.ttl(REDIS_LOCK_KEY)
+    expiry = f"expires on its own in {left} s" if int(left) >= 0 else "has no expiry"
     raise Refused(
         f"another redis-runbook procedure holds {REDIS_LOCK_KEY}: {_describe(holder)}",
         f"wait for it, or if it died: check the journal, then redis-cli DEL {REDIS_LOCK_KEY} "
-        f"(expires on its own in {ttl_s} s)",
+        f"({expiry})",
     )
+
+
+def clear_foreign_lock(client: redis.Redis) -> str | None:
+    """Delete a REDIS_LOCK_KEY that came back with restored data (an RDB carries the
+    lock of the procedure that was running when it was written, e.g. `backup create`
+    during its BGSAVE); returns who held it, or None when there was none. Only for
+    a server that has just loaded data nobody else can have locked yet."""
+    current: Any = client.get(REDIS_LOCK_KEY)
+    if current is None:
+        return None
+    holder = _holder(current)
+    if holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+        return None  # our own
+    client.eval(_RELEASE, 1, REDIS_LOCK_KEY, current)
+    return _describe(holder)
 
 
 @contextlib.contextmanager

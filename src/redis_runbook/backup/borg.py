@@ -35,6 +35,7 @@ from redis_runbook.backup.base import (
     parse_time,
     unknown_archive,
 )
+from redis_runbook.children import die_with_parent
 from redis_runbook.config_backup import BackupConfig
 from redis_runbook.errors import RunbookError
 
@@ -138,6 +139,7 @@ class BorgBackend(Backend):
                 stdin=subprocess.DEVNULL,
                 timeout=timeout,
                 check=False,
+                preexec_fn=die_with_parent(),  # an orphaned borg would hold the repo lock
             )
         except FileNotFoundError:
             raise BackupUnavailable(

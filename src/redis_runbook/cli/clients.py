@@ -55,7 +55,7 @@ def list_cmd(
 ) -> None:
     """CLIENT LIST, parsed: id, addr, name, age, idle, flags, cmd, db, omem. Read-only."""
     options = globals_of(ctx)
-    pctx = ProcedureContext(options.load().config)
+    pctx = ProcedureContext(options.load().config, read_only=True)
     clients = list_clients(pctx, blocked=blocked, idle_over=idle_over)
     if json_output or options.json:
         print_json(

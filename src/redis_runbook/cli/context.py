@@ -7,7 +7,9 @@ from pathlib import Path
 
 import typer
 
+from redis_runbook.cli.render import err
 from redis_runbook.config import LoadedConfig, load_config
+from redis_runbook.inflight import take_interrupted
 
 
 @dataclass
@@ -21,8 +23,20 @@ class Globals:
     verbose: bool = False
 
     def load(self) -> LoadedConfig:
-        """The validated configuration (raises ConfigError)."""
-        return load_config(self.config_path)
+        """The validated configuration (raises ConfigError). A procedure on this
+        state dir that was killed before it ended is reported here, once."""
+        loaded = load_config(self.config_path)
+        report_interrupted(loaded.config.runbook.state_dir)
+        return loaded
+
+
+def report_interrupted(state_dir: Path) -> None:
+    """Warn on stderr about every plan whose process died before it ended."""
+    for record in take_interrupted(state_dir):
+        lines = record.describe()
+        err.print(f"WARNING: {lines[0]}", style="bold yellow", markup=False)
+        for line in lines[1:]:
+            err.print(f"  {line}", markup=False)
 
 
 def globals_of(ctx: typer.Context) -> Globals:

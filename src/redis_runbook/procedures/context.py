@@ -8,6 +8,7 @@ import redis
 
 from redis_runbook.config import Config
 from redis_runbook.journal import Journal
+from redis_runbook.locks import refuse_if_locked
 from redis_runbook.procedures.engine import Runner
 from redis_runbook.redisinfo import keyspace, parse_info
 from redis_runbook.service import Service, make_service
@@ -19,10 +20,15 @@ class ProcedureContext:
     """A target, how to control it, and where to journal and lock."""
 
     config: Config
+    # A read-only report (clients list) may run beside a procedure; anything that
+    # plans a change is refused at once while another procedure holds the target.
+    read_only: bool = False
     service: Service = field(init=False)
 
     def __post_init__(self) -> None:
         self.service = make_service(self.config)
+        if not self.read_only:
+            refuse_if_locked(self.config.runbook.state_dir / "locks", self.where)
 
     @property
     def where(self) -> str:
@@ -57,4 +63,5 @@ class ProcedureContext:
             lock_dir=state / "locks",
             lock_client=self.answering,
             lock_ttl_s=self.config.runbook.lock_ttl_seconds,
+            state_dir=state,
         )

@@ -19,10 +19,14 @@ from pathlib import Path
 
 import redis
 
+from redis_runbook import fsops
 from redis_runbook.errors import EXIT_FAILED, Refused, RunbookError
+from redis_runbook.inflight import InFlight, Leftover
 from redis_runbook.journal import Journal
 from redis_runbook.locks import file_lock, redis_lock
 from redis_runbook.target import classify
+
+DATA_LOSS_FLAG = "--i-understand-data-loss"
 
 
 class StepFailed(RunbookError):
@@ -59,6 +63,11 @@ class Plan:
     confirm: Confirm = Confirm.YES_NO
     confirm_word: str = "yes"
     notes: list[str] = field(default_factory=list)
+    # What the plan already has on disk before its first step (e.g. restore's
+    # staging dir); steps add their aside moves and copies as they run.
+    leftovers: list[Leftover] = field(default_factory=list)
+    # The command that finishes the procedure when it is interrupted.
+    resume: str = ""
 
     @property
     def destructive(self) -> bool:
@@ -104,7 +113,8 @@ def confirm(
         if plan.confirm is Confirm.TYPED and not extra_ok:
             raise Refused(
                 f"{plan.procedure} replaces data: --yes alone is not enough",
-                "add the extra flag the command names, or run it interactively",
+                f"add {DATA_LOSS_FLAG} after reading the plan (redis-runbook --dry-run ... "
+                f"{plan.procedure}), or run it interactively and type {plan.confirm_word}",
             )
         return
     if not interactive:
@@ -130,6 +140,8 @@ class Runner:
     lock_client: Callable[[], redis.Redis | None] = lambda: None
     lock_ttl_s: int = 3600
     on_step: Callable[[StepResult], None] = lambda _result: None
+    # Where the in-flight record of a running plan lives (None: not kept).
+    state_dir: Path | None = None
 
     @contextlib.contextmanager
     def _locked(self, plan: Plan) -> Iterator[None]:
@@ -143,39 +155,73 @@ class Runner:
                     client.close()
 
     def execute(self, plan: Plan) -> list[StepResult]:
-        """Run every step; raise ProcedureFailed at the first one that fails."""
+        """Run every step; raise ProcedureFailed at the first one that fails. Any
+        exception inside a step is a step failure: journaled, with what was done
+        and what is left on disk (an interrupted run is reported by the next
+        command from the in-flight record)."""
         record = self._recorder(plan)
         results: list[StepResult] = []
         with self._locked(plan):
-            record("plan", "started", f"{len(plan.steps)} steps", {"notes": plan.notes})
-            for index, step in enumerate(plan.steps, 1):
-                started = time.monotonic()
-                try:
-                    message = step.action()
-                    if step.check is not None:
-                        step.check()
-                except (RunbookError, redis.RedisError) as exc:
-                    if isinstance(exc, redis.RedisError):
-                        exc = classify(exc, plan.target)
-                    result = StepResult(
-                        index, step.title, False, exc.message, time.monotonic() - started
-                    )
+            flight = self._begin(plan)
+            with fsops.observed(flight.left if flight else plan.leftovers.append):
+                record("plan", "started", f"{len(plan.steps)} steps", {"notes": plan.notes})
+                for index, step in enumerate(plan.steps, 1):
+                    if flight is not None:
+                        flight.at(index)
+                    result = self._run_step(plan, index, step, results, flight)
                     results.append(result)
                     self.on_step(result)
-                    record(step.title, "failed", exc.message)
-                    done = ", ".join(r.title for r in results if r.ok) or "nothing"
-                    raise ProcedureFailed(
-                        f"{plan.procedure}: step {index} ({step.title}) failed: {exc.message}. "
-                        f"Done before it: {done}.",
-                        step.on_failure or exc.hint,
-                        results,
-                    ) from None
-                result = StepResult(index, step.title, True, message, time.monotonic() - started)
-                results.append(result)
-                self.on_step(result)
-                record(step.title, "done", message, {"seconds": round(result.seconds, 3)})
-            record("plan", "finished", f"{len(results)} steps done")
+                    record(
+                        step.title, "done", result.message, {"seconds": round(result.seconds, 3)}
+                    )
+                record("plan", "finished", f"{len(results)} steps done")
+            if flight is not None:
+                flight.end()
         return results
+
+    def _begin(self, plan: Plan) -> InFlight | None:
+        if self.state_dir is None:
+            return None
+        return InFlight.begin(
+            self.state_dir,
+            procedure=plan.procedure,
+            target=plan.target,
+            steps=[step.title for step in plan.steps],
+            resume=plan.resume,
+            leftovers=plan.leftovers,
+        )
+
+    def _run_step(
+        self,
+        plan: Plan,
+        index: int,
+        step: Step,
+        results: list[StepResult],
+        flight: InFlight | None,
+    ) -> StepResult:
+        started = time.monotonic()
+        try:
+            message = step.action()
+            if step.check is not None:
+                step.check()
+        except BaseException as exc:  # every failure is a step failure (DESIGN rule 5)
+            error = _as_error(exc, plan.target)
+            result = StepResult(index, step.title, False, error.message, time.monotonic() - started)
+            results.append(result)
+            self.on_step(result)
+            self._recorder(plan)(step.title, "failed", error.message)
+            done = ", ".join(r.title for r in results if r.ok) or "nothing"
+            left = flight.remaining() if flight is not None else plan.leftovers
+            where = "".join(f" Left on disk: {item.path} ({item.what})." for item in left)
+            if flight is not None:
+                flight.end()
+            raise ProcedureFailed(
+                f"{plan.procedure}: step {index} ({step.title}) failed: {error.message}. "
+                f"Done before it: {done}.{where}",
+                step.on_failure or error.hint,
+                results,
+            ) from None
+        return StepResult(index, step.title, True, message, time.monotonic() - started)
 
     def _recorder(self, plan: Plan) -> Callable[..., None]:
         def record(
@@ -191,3 +237,19 @@ class Runner:
             )
 
         return record
+
+
+def _as_error(exc: BaseException, target: str) -> RunbookError:
+    """The RunbookError that describes why a step stopped."""
+    if isinstance(exc, RunbookError):
+        return exc
+    if isinstance(exc, redis.RedisError):
+        return classify(exc, target)
+    if isinstance(exc, KeyboardInterrupt):
+        return RunbookError("interrupted by the operator (Ctrl-C)", "redis-runbook diagnose")
+    if isinstance(exc, OSError):
+        name = f" {exc.filename}" if exc.filename else ""
+        return RunbookError(
+            f"{type(exc).__name__}{name}: {exc.strerror or exc}", "redis-runbook diagnose"
+        )
+    return RunbookError(f"{type(exc).__name__}: {exc}", "redis-runbook journal --tail 20")

@@ -26,6 +26,8 @@ from redis_runbook.backup.create import count_keys
 from redis_runbook.backup.verify import compare_counts
 from redis_runbook.errors import Refused
 from redis_runbook.fsops import move_aside, stamp
+from redis_runbook.inflight import Leftover, alive, process_start
+from redis_runbook.locks import REDIS_LOCK_KEY, clear_foreign_lock
 from redis_runbook.persistence.aof_check import parse_check_aof
 from redis_runbook.persistence.files import data_layout
 from redis_runbook.persistence.layout import DataLayout
@@ -44,6 +46,8 @@ from redis_runbook.service.base import run_command
 from redis_runbook.waiting import wait_ready
 
 PROVENANCE = ".redis-runbook-restore.json"
+STAGING_PREFIX = ".redis-runbook-restore."
+STAGING_OWNER = "owner.json"
 READY_TIMEOUT_S = 600.0
 TOOL_TIMEOUT_S = 600.0
 
@@ -62,8 +66,10 @@ class Staged:
 def _stage(ctx: ProcedureContext, backend: Backend, archive: Archive, layout: DataLayout) -> Staged:
     """Extract, check and lay out the archive next to the data dir (read-only for
     everything live). Refused, with the staging dir removed, when anything fails."""
-    root = layout.data_dir.parent / f".redis-runbook-restore.{stamp()}"
+    root = layout.data_dir.parent / f"{STAGING_PREFIX}{stamp()}"
     root.mkdir()
+    owner = {"pid": os.getpid(), "process_start": process_start(os.getpid())}
+    (root / STAGING_OWNER).write_text(json.dumps(owner))
     try:
         return _stage_into(ctx, backend, archive, layout, root)
     except BaseException:
@@ -116,6 +122,27 @@ def _stage_into(
     return staged
 
 
+def remove_stale_staging(parent: Path) -> list[str]:
+    """Remove the staging dirs next to the data dir that an interrupted restore left
+    (its process is gone; they hold only our extraction of an archive, which the
+    repository still has); returns a note for each one removed or left."""
+    notes = []
+    for path in sorted(parent.glob(f"{STAGING_PREFIX}*")):
+        if not path.is_dir():
+            continue
+        try:
+            owner = json.loads((path / STAGING_OWNER).read_text())
+            pid, started = int(owner["pid"]), owner.get("process_start")
+        except (OSError, ValueError, KeyError, TypeError):
+            notes.append(f"{path} was left by an earlier restore; remove it: rm -rf {path}")
+            continue
+        if alive(pid, started):
+            continue  # another restore is staging right now (the lock refuses it)
+        shutil.rmtree(path, ignore_errors=True)
+        notes.append(f"removed {path}: the staging dir of a restore (pid {pid}) that was killed")
+    return notes
+
+
 def _relocated(layout: DataLayout, data_dir: Path) -> DataLayout:
     return DataLayout(**{**layout.__dict__, "data_dir": data_dir})
 
@@ -140,6 +167,7 @@ def plan_restore(
     if not layout.data_dir.is_dir():
         raise Refused(f"data dir {layout.data_dir} does not exist", "check [service] data_dir")
     archive = backend.find(name)
+    notes += remove_stale_staging(layout.data_dir.parent)
     state = service.state()
     if state.state is RunState.RUNNING and not force:
         raise Refused(
@@ -167,7 +195,16 @@ def plan_restore(
 
     def start() -> str:
         service.start()
-        return f"answering with its data loaded after {wait_ready(target, READY_TIMEOUT_S):.1f} s"
+        waited = wait_ready(target, READY_TIMEOUT_S)
+        message = f"answering with its data loaded after {waited:.1f} s"
+        client = ctx.client()
+        try:
+            holder = clear_foreign_lock(client)
+        finally:
+            client.close()
+        if holder is not None:
+            message += f"; removed the archive's own {REDIS_LOCK_KEY} (held by {holder})"
+        return message
 
     def verify() -> str:
         restored = count_keys(target, ctx.config.categories)
@@ -199,6 +236,15 @@ def plan_restore(
         confirm=Confirm.TYPED,
         confirm_word=archive.name,
         notes=notes,
+        leftovers=[
+            Leftover(
+                str(staged.root),
+                f"the restore's own extraction of {archive.name}",
+                f"safe to remove: rm -rf {staged.root}",
+            )
+        ],
+        resume="redis-runbook diagnose; then put the data back as said above, or run "
+        f"redis-runbook recover restore --archive {archive.name} --force again",
         steps=[
             Step("stop Redis" + (" (SHUTDOWN SAVE)" if save else " without saving"), stop),
             Step(f"move {layout.data_dir} aside and swap the archive in", swap, destructive=True),
