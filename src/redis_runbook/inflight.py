@@ -145,8 +145,10 @@ class InFlight:
                 lines.append(f"  {item.advice}")
         if not remaining:
             lines.append("nothing it created is left on disk")
-        if self.resume:
-            lines.append(f"to finish it: {self.resume}")
+        resume = self.resume or (
+            f"redis-runbook diagnose; then, if it is still needed: redis-runbook {self.procedure}"
+        )
+        lines.append(f"to finish it: {resume}")
         return lines
 
 
