@@ -78,3 +78,23 @@ def test_secret_sources(tmp_path: Path) -> None:
         secret.from_file(tmp_path / "empty", "k")
     with pytest.raises(SecretError, match="command not found"):
         secret.from_command(["/nonexistent/vault"], "k")
+
+
+def test_redaction_of_any_url_in_any_text(tmp_path: Path) -> None:
+    from redis_runbook.journal import Journal, redact
+    from redis_runbook.redaction import redact_url
+
+    text = (
+        "got 'http://u:CANARY1@127.0.0.1:1/0' and rediss://:CANARY2@h/0, "
+        "postgresql://runbook:CANARY3@db:5432/x; redis://u:CANARY@4@h:6379/0 "
+        "and redis://h:6379/0 and unix:///run/redis.sock?db=1"
+    )
+    shown = redact(text)
+    assert "CANARY" not in shown
+    assert "http://u:***@127.0.0.1:1/0" in shown
+    assert "redis://h:6379/0 and unix:///run/redis.sock?db=1" in shown
+    assert redact_url("redis://u:CANARY/5@h:1/0") == "redis://u:***@h:1/0"
+    assert redact_url("redis://u@h:1/0") == "redis://u@h:1/0"  # a user name is no secret
+    journal = Journal.in_dir(tmp_path)
+    journal.record(target="ftp://u:CANARY6@h", procedure="p", step="s", outcome="ok", message=text)
+    assert "CANARY" not in journal.path.read_text()
