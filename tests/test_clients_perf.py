@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shlex
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 import redis
 
 from redis_runbook.config import Config
+from redis_runbook.lab.faults import FaultOptions, inject
 from redis_runbook.lab.faults_live import BUSY_SCRIPT
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.memory import MemoryFigures
@@ -220,3 +223,68 @@ def test_fragmentation_advice() -> None:
     assert "activedefrag already on" in already
     swapped = fragmentation_advice(memory(0.5, 1024 * MIB, 512 * MIB), "no", config)
     assert "swapped out" in swapped
+
+
+def hint_of(result: subprocess.CompletedProcess[str]) -> str:
+    """The HINT: line the CLI printed."""
+    hints = [line for line in result.stderr.splitlines() if line.startswith("HINT: ")]
+    assert hints, result.stderr
+    return hints[-1].removeprefix("HINT: ")
+
+
+def test_on_a_busy_server_perf_and_clients_name_script_kill_and_it_works(
+    tmp_path: Path, redis_factory: RedisFactory
+) -> None:
+    """Issue 11 item 10: during `lab break slow-script` (BUSY) `perf report` and
+    `clients list` say Redis is busy and hint SCRIPT KILL with the target's -h/-p,
+    not --help; running that hint ends the script and both commands work again."""
+    server = redis_factory({"busy-reply-threshold": "100"})
+    env = cli_env(tmp_path, server)
+    inject("slow-script", server, FaultOptions(seconds=60))
+    with plain_client(server) as client:
+        wait_until(lambda: busy(client), "BUSY replies")
+    for command in (("perf", "report"), ("clients", "list")):
+        result = env.run(*command)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "busy" in result.stderr
+        assert "Traceback" not in result.stderr
+        hint = hint_of(result)
+        assert hint.startswith(f"redis-cli -h 127.0.0.1 -p {server.port} SCRIPT KILL"), hint
+    kill = subprocess.run(
+        shlex.split(hint.split("   ")[0]), capture_output=True, text=True, timeout=30, check=False
+    )
+    assert kill.stdout.strip() == "OK", kill.stdout + kill.stderr
+    assert env.run("perf", "report").returncode == 0
+    assert env.run("clients", "list").returncode == 0
+
+
+def busy(client: redis.Redis) -> bool:
+    try:
+        client.ping()
+    except redis.ResponseError as exc:
+        return str(exc).startswith("BUSY")
+    return False
+
+
+def test_on_a_paused_server_perf_and_clients_say_paused_and_the_hint_works(
+    tmp_path: Path, redis_factory: RedisFactory
+) -> None:
+    """`lab break pause` (CLIENT PAUSE ALL): `perf report` and `clients list` do not
+    time out with 'is redis-server running?': they say clients are paused and how
+    to see the pause end (`health` works on a paused server: it reports it)."""
+    server = redis_factory()
+    env = cli_env(tmp_path, server)
+    injected = inject("pause", server, FaultOptions(seconds=20))
+    try:
+        for command in (("perf", "report"), ("clients", "list")):
+            result = env.run(*command)
+            assert result.returncode == 1, result.stdout + result.stderr
+            assert "clients are paused" in result.stderr
+            hint = hint_of(result)
+            assert "redis-runbook health --watch 2" in hint, hint
+        health = env.run("health")
+        assert health.returncode == 2
+        assert "Traceback" not in health.stderr
+    finally:
+        injected.release()
+    assert env.run("perf", "report").returncode == 0

@@ -1,12 +1,14 @@
 """`diagnose` against every fault of `lab break`, injected for real on a real
-redis-server: the right scenario, cause and file, within the connect timeout plus a
-few seconds; a healthy server gets no scenario; diagnose changes nothing."""
+redis-server: the right scenario, cause and file, and a next command that works in
+that state; a healthy server gets no scenario; diagnose changes nothing."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +27,6 @@ from tests.conftest import RedisFactory, plain_client, process_config, wait_unti
 from tests.helpers import run_cli
 
 CONNECT_TIMEOUT = 1.0
-BOUND_S = CONNECT_TIMEOUT + 5
 # A loaded test machine may stall one PING past the 10 ms default: "slow" only means slow here.
 RELAXED = {"latency_ms": Band(warning=200, critical=400)}
 
@@ -63,8 +64,10 @@ CASES = [
     Case("rdb-truncate", "D", "rdb-truncated", down_cause="corrupt-files"),
     Case("rdb-newer", "D", "rdb-too-new", down_cause="corrupt-files"),
     Case("oom", "B", "oom-rejections", settings={"maxmemory": "4mb"}),
-    Case("slow-script", "C", "busy-script", options=FaultOptions(seconds=2.5)),
-    Case("pause", "C", "paused", options=FaultOptions(seconds=2.5)),
+    # Long enough for a loaded machine to diagnose before the fault ends (release()
+    # kills the script; the pause is waited out).
+    Case("slow-script", "C", "busy-script", options=FaultOptions(seconds=30)),
+    Case("pause", "C", "paused", options=FaultOptions(seconds=8)),
     Case(
         "blocked-clients",
         "C",
@@ -81,14 +84,6 @@ def test_every_fault_has_a_case() -> None:
         assert FAULTS[case.fault].expect == f"{case.code} {case.cause}"
 
 
-def timed_diagnose(config: Config) -> Diagnosis:
-    started = time.monotonic()
-    diagnosis = diagnose(config)
-    elapsed = time.monotonic() - started
-    assert elapsed < BOUND_S, f"diagnose took {elapsed:.1f} s"
-    return diagnosis
-
-
 def describe(diagnosis: Diagnosis) -> str:
     return json.dumps([(s.code, s.cause, s.files, s.evidence) for s in diagnosis.scenarios])
 
@@ -99,16 +94,16 @@ def test_fault_is_diagnosed(redis_factory: RedisFactory, case: Case) -> None:
         pytest.skip("mounting a tmpfs needs root (CI runs ./run test as root)")
     server = redis_factory(case.settings)
     config = config_of(server, **case.thresholds)
-    assert timed_diagnose(config).scenarios == []
+    assert diagnose(config).scenarios == []
     injected = inject(case.fault, server, case.options)
     try:
-        diagnosis = timed_diagnose(config)
+        diagnosis = diagnose(config)
     finally:
         injected.release()
     found = [s for s in diagnosis.scenarios if s.code == case.code]
     assert [s.cause for s in found][:1] == [case.cause], describe(diagnosis)
     scenario = found[0]
-    assert scenario.next_command.startswith("redis-runbook ")
+    assert scenario.next_command.startswith(("redis-runbook ", "redis-cli ")), scenario
     assert scenario.evidence
     assert diagnosis.exit_code == (1 if case.code == "C" else 2)
     if injected.files and case.fault != "config-error":
@@ -124,7 +119,7 @@ def test_file_fault_commands(redis_factory: RedisFactory) -> None:
     server = redis_factory()
     config = config_of(server)
     inject("aof-garbage-last", server)
-    diagnosis = timed_diagnose(config)
+    diagnosis = diagnose(config)
     corrupt = next(s for s in diagnosis.scenarios if s.code == "D")
     assert corrupt.next_command == "redis-runbook recover aof"
     assert any(
@@ -139,9 +134,9 @@ def test_file_fault_commands(redis_factory: RedisFactory) -> None:
 def test_slow_script_seen_through_busy_replies(redis_factory: RedisFactory) -> None:
     server = redis_factory({"busy-reply-threshold": "100"})
     config = config_of(server)
-    injected = inject("slow-script", server, FaultOptions(seconds=1.5))
+    injected = inject("slow-script", server, FaultOptions(seconds=30))  # release() kills it
     try:
-        diagnosis = timed_diagnose(config)
+        diagnosis = diagnose(config)
     finally:
         injected.release()
     assert [(s.code, s.cause) for s in diagnosis.scenarios] == [("C", "busy-script")]
@@ -149,11 +144,13 @@ def test_slow_script_seen_through_busy_replies(redis_factory: RedisFactory) -> N
 
 
 def test_a_short_pause_is_slow(redis_factory: RedisFactory) -> None:
+    """A pause shorter than the connect timeout: the handshake waits it out, then
+    PING answers: slow, not down."""
     server = redis_factory()
-    config = config_of(server)
-    injected = inject("pause", server, FaultOptions(seconds=0.8))
+    config = process_config(server, connect_timeout=20.0, latency_ms=RELAXED["latency_ms"])
+    injected = inject("pause", server, FaultOptions(seconds=3))
     try:
-        diagnosis = timed_diagnose(config)
+        diagnosis = diagnose(config)
     finally:
         injected.release()
     assert [(s.code, s.cause) for s in diagnosis.scenarios] == [("C", "slow")]
@@ -168,9 +165,9 @@ def test_stale_config_error_is_ignored_after_a_good_start(redis_factory: RedisFa
     del server.settings["maxmemory-polcy"]
     server.conf_path.write_text(injected.backups[0].read_text())
     server.start()
-    assert timed_diagnose(config).scenarios == []
+    assert diagnose(config).scenarios == []
     server.kill()
-    diagnosis = timed_diagnose(config)
+    diagnosis = diagnose(config)
     assert [(s.code, s.cause) for s in diagnosis.scenarios] == [("A", "crashed")]
 
 
@@ -178,7 +175,7 @@ def test_healthy_server_with_data(redis_factory: RedisFactory) -> None:
     server = redis_factory()
     with plain_client(server) as client:
         client.mset({f"k{i}": i for i in range(100)})
-    diagnosis = timed_diagnose(config_of(server))
+    diagnosis = diagnose(config_of(server))
     assert diagnosis.scenarios == []
     assert (diagnosis.status.name, diagnosis.exit_code) == ("OK", 0)
     document = json.loads(json.dumps(diagnosis.to_json()))
@@ -250,14 +247,14 @@ def with_data(redis_factory: RedisFactory) -> RedisServer:
 def test_diagnose_changes_nothing_on_a_live_server(with_data: RedisServer) -> None:
     before = (tree(with_data.workdir), keyspace(with_data))
     for _ in range(3):
-        timed_diagnose(config_of(with_data))
+        diagnose(config_of(with_data))
     assert (tree(with_data.workdir), keyspace(with_data)) == before
 
 
 def test_diagnose_changes_nothing_on_a_down_server(with_data: RedisServer) -> None:
     inject("aof-garbage-last", with_data)
     before = tree(with_data.workdir)
-    diagnosis = timed_diagnose(config_of(with_data))
+    diagnosis = diagnose(config_of(with_data))
     assert diagnosis.evidence.offline is not None  # the offline checks did run
     assert tree(with_data.workdir) == before
 
@@ -372,3 +369,38 @@ def test_oom_is_judged_by_whether_writes_fail_now(redis_factory: RedisFactory) -
     assert oom.status is Status.OK, oom
     assert oom.metric is not None
     assert oom.metric > 0
+
+
+def test_a_busy_script_starved_of_cpu_is_still_busy(redis_factory: RedisFactory) -> None:
+    """Issue 11 "tests that hold under load": a busy script on a loaded host gets a
+    small CPU share; what Redis says (nothing at all, not even to an unknown
+    command) still tells a script from a pause. The server shares one CPU with four
+    busy loops here."""
+    server = redis_factory()
+    config = config_of(server)
+    pid = server.pid()
+    assert pid is not None
+    cpu = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(pid, {cpu})
+    burn = f"import os\nos.sched_setaffinity(0, {{{cpu}}})\nwhile True: pass"
+    burners = [subprocess.Popen([sys.executable, "-c", burn]) for _ in range(4)]
+    try:
+        injected = inject("slow-script", server, FaultOptions(seconds=30))
+        try:
+            diagnosis = diagnose(config)
+        finally:
+            for burner in burners:
+                burner.kill()
+            with plain_client(server, socket_timeout=40) as client:
+                client.execute_command("SCRIPT", "KILL")
+            injected.release()
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    assert [(s.code, s.cause) for s in diagnosis.scenarios] == [("C", "busy-script")], describe(
+        diagnosis
+    )
+    scenario = diagnosis.scenarios[0]
+    assert scenario.next_command == f"redis-cli -h 127.0.0.1 -p {server.port} SCRIPT KILL"
+    assert any("not even the refusal of an unknown command" in e for e in scenario.evidence)

@@ -161,6 +161,7 @@ def evidence_json(ev: Evidence) -> dict[str, Any]:
         "cpu": {"pid": ev.cpu.pid, "state": ev.cpu.state, "percent": ev.cpu.percent}
         if ev.cpu
         else None,
+        "stall": {"kind": ev.stall.kind, "evidence": ev.stall.evidence} if ev.stall else None,
         "offline": offline,
     }
 

@@ -30,7 +30,7 @@ from redis_runbook.diagnose_patterns import (
     match_lines,
     since_last_start,
 )
-from redis_runbook.errors import RunbookError
+from redis_runbook.errors import RunbookError, TargetUnavailable
 from redis_runbook.persistence.files import OfflineEvidence, data_layout, offline_checks
 from redis_runbook.persistence.layout import (
     DataLayout,
@@ -39,6 +39,7 @@ from redis_runbook.redisinfo import error_counts, parse_info
 from redis_runbook.service import RunState, Service, ServiceState, make_service
 from redis_runbook.service.process import ProcessService, proc_state, tail_lines
 from redis_runbook.snapshot import Snapshot, take_snapshot
+from redis_runbook.stall import StallProbe, probe_stall
 from redis_runbook.target import make_client
 
 T = TypeVar("T")
@@ -46,7 +47,6 @@ T = TypeVar("T")
 LOG_TAIL = 200
 DISK_FULL_BYTES = 1024 * 1024
 CPU_SAMPLE_S = 0.3
-BUSY_CPU_PERCENT = 50.0
 KERNEL_TIMEOUT_S = 3.0
 _KILLED = re.compile(r"Killed process (?P<pid>\d+) \((?P<name>[^)]*)\)")
 _KERNEL_TS = re.compile(r"^\[\s*(?P<ts>\d+\.\d+)\]")
@@ -138,6 +138,7 @@ class Evidence:
     #: at the end of collecting (None when not read): writes refused right now.
     oom_growth: int | None = None
     cpu: CpuSample | None = None
+    stall: StallProbe | None = None
     offline: OfflineEvidence | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -373,6 +374,12 @@ def collect(
         evidence.oom_growth = _oom_growth(config, env, snapshot)
     if not snapshot.reachable and state.state is RunState.RUNNING and state.pid:
         evidence.cpu = sample_cpu(state.pid, cpu_since)
+    if (
+        isinstance(snapshot.error, TargetUnavailable)
+        and "no answer in time" in snapshot.error.message
+        and state.state is not RunState.HUNG
+    ):
+        evidence.stall = probe_stall(target, env)
     if evidence.down and service is not None and tool_timeout > 0:
         evidence.offline = offline_checks(service, layout, tool_timeout, config.categories)
     return evidence

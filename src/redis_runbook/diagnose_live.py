@@ -5,7 +5,7 @@ when the server answers nothing, a CPU sample of its process."""
 from __future__ import annotations
 
 from redis_runbook.checks import Status
-from redis_runbook.diagnose_evidence import BUSY_CPU_PERCENT, Evidence
+from redis_runbook.diagnose_evidence import Evidence
 from redis_runbook.diagnose_rules import (
     CMD_BLOCKED,
     CMD_CLIENTS,
@@ -19,11 +19,16 @@ from redis_runbook.diagnose_rules import (
 )
 from redis_runbook.errors import TargetUnavailable
 from redis_runbook.redisinfo import number
+from redis_runbook.stall import pause_hint
+from redis_runbook.target import redis_cli_prefix
 
 SCRIPT_ADVICE = (
-    "SCRIPT KILL ends a script that has not written yet; one that wrote can only be "
-    "stopped with SHUTDOWN NOSAVE (writes since the last save are lost)"
+    "SCRIPT KILL ends a script that has not written yet (FUNCTION KILL a function); one "
+    "that wrote can only be stopped with SHUTDOWN NOSAVE (writes since the last save are "
+    "lost); a long command (not a script) ends on its own: SCRIPT KILL then says NOTBUSY"
 )
+#: Works on a paused or stalled server: it reports within the timeout, every 2 s.
+CMD_WATCH = f"{CMD_HEALTH} --watch 2"
 
 
 def _reply(ev: Evidence) -> str:
@@ -70,41 +75,47 @@ def writes_refused(ev: Evidence) -> Scenario | None:
 
 def unresponsive(ev: Evidence) -> Scenario | None:
     """The process runs and accepts TCP but answers nothing within the connect
-    timeout: a busy script/command (CPU-bound) or a pause (idle) — seed: slow/timeout."""
+    timeout (seed: slow/timeout). What holds it is what Redis says to the stall
+    probe (stall.py): nothing at all, or BUSY — a script or long command holds the
+    event loop; an unknown command refused but PING held — CLIENT PAUSE. Not the
+    CPU share, which a loaded host makes meaningless."""
     error = ev.snapshot.error
     if not isinstance(error, TargetUnavailable) or "no answer in time" not in error.message:
         return None
     timeout = ev.config.target.connect_timeout
     lines = [f"connection: {error.message}", f"service: {ev.state.state.value} ({ev.state.detail})"]
+    probe = ev.stall
+    if probe is not None:
+        lines.append(probe.evidence)
     cpu = ev.cpu
-    if cpu is None:
-        return Scenario(
-            "C",
-            "unresponsive",
-            f"Redis runs but answers nothing within {timeout:g} s",
-            tuple(lines),
-            CMD_PERF,
-            SCRIPT_ADVICE,
-        )
-    lines.append(f"pid {cpu.pid}: state {cpu.state or '?'}, {cpu.percent:.0f} % CPU")
-    if cpu.percent >= BUSY_CPU_PERCENT:
+    if cpu is not None:
+        lines.append(f"pid {cpu.pid}: state {cpu.state or '?'}, {cpu.percent:.0f} % CPU")
+    cli = probe.redis_cli if probe is not None else redis_cli_prefix(ev.config.target)
+    if probe is not None and probe.kind in ("busy", "held"):
         return Scenario(
             "C",
             "busy-script",
             "Redis is busy: a script or a long command holds the event loop",
             tuple(lines),
-            CMD_PERF,
+            f"{cli} SCRIPT KILL",
             SCRIPT_ADVICE,
+        )
+    if probe is not None and probe.kind == "paused":
+        return Scenario(
+            "C",
+            "paused",
+            "clients are paused (CLIENT PAUSE): Redis holds every command for now",
+            tuple(lines),
+            CMD_WATCH,
+            pause_hint(cli),
         )
     return Scenario(
         "C",
-        "paused",
-        f"Redis is idle but answers nothing within {timeout:g} s: clients are "
-        "paused (CLIENT PAUSE) or the event loop waits on something",
+        "unresponsive",
+        f"Redis runs but answers nothing within {timeout:g} s",
         tuple(lines),
-        CMD_PERF,
-        "CLIENT UNPAUSE lifts a pause (from a connection that is not paused: "
-        "a replica link or redis-cli on the server); a pause ends on its own",
+        CMD_WATCH,
+        f"{SCRIPT_ADVICE}; {pause_hint(cli)}",
     )
 
 
@@ -174,7 +185,7 @@ def degraded_scenarios(ev: Evidence) -> list[Scenario]:
                 "busy-script",
                 "a script runs past busy-reply-threshold",
                 (f"PING: {reply}",),
-                CMD_PERF,
+                f"{redis_cli_prefix(ev.config.target)} SCRIPT KILL",
                 SCRIPT_ADVICE,
             )
         )
@@ -199,8 +210,8 @@ def degraded_scenarios(ev: Evidence) -> list[Scenario]:
                 "paused",
                 "clients are paused (CLIENT PAUSE)",
                 (f"INFO: paused {paused}",),
-                CMD_PERF,
-                "CLIENT UNPAUSE",
+                f"{redis_cli_prefix(ev.config.target)} CLIENT UNPAUSE",
+                "CLIENT UNPAUSE lifts it (this server answers, so the pause is not PAUSE ALL)",
             )
         )
     slow = bad_check(ev, "ping_latency", Status.CRITICAL)

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis_runbook.config import Config
-from redis_runbook.memory import MemoryFigures, info_fields, read_memory, redis_errors
+from redis_runbook.memory import MemoryFigures, info_fields, read_memory
 from redis_runbook.procedures.clients import WORKER_WAITS
 from redis_runbook.redisinfo import parse_client_list
 from redis_runbook.snapshot import LatencyEvent
+from redis_runbook.stall import stall_errors
 from redis_runbook.target import make_client, target_display
 from redis_runbook.units import format_bytes
 
@@ -233,12 +234,14 @@ def _advice(report: PerfReport, config: Config) -> list[str]:
 
 def perf_report(config: Config) -> PerfReport:
     """Read everything in one pipeline. Raises TargetUnavailable / AuthFailed when
-    the server cannot be reached; a refused command only empties its part."""
+    the server cannot be reached, ServerBusy / ServerPaused (hinting SCRIPT KILL or
+    how to see the pause end) when a script holds it or clients are paused; a
+    refused command only empties its part."""
     where = target_display(config.target)
     report = PerfReport(target=where)
     client = make_client(config.target, decode=False)
     try:
-        with redis_errors(where):
+        with stall_errors(config.target, "perf report"):
             pipe = client.pipeline(transaction=False)
             for _name, command in QUERIES:
                 pipe.execute_command(*command)

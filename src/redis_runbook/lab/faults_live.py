@@ -151,7 +151,7 @@ def oom(server: RedisServer) -> Injected:
 def slow_script(server: RedisServer, seconds: float = 30.0) -> Injected:
     """A Lua busy loop of `seconds`: the event loop is held (read-only: SCRIPT KILL
     works once busy-reply-threshold has passed). The script keeps running after this
-    returns; `release()` waits for it to end."""
+    returns; `release()` kills it with SCRIPT KILL and waits until Redis answers."""
     _need_running(server, "slow-script")
     target = server.target()
     conn = make_client(target.model_copy(update={"command_timeout": seconds + 10}))
@@ -177,11 +177,20 @@ def slow_script(server: RedisServer, seconds: float = 30.0) -> Injected:
     connection.disconnect()  # the script runs on; the server no longer needs us
     conn.close()
 
-    def wait_end() -> None:
+    def end() -> None:
+        """SCRIPT KILL (the loop writes nothing; Redis takes it once the script has run
+        past busy-reply-threshold), then wait until Redis answers."""
+        killer = make_client(target.model_copy(update={"command_timeout": seconds + 10}))
+        try:
+            killer.execute_command("SCRIPT", "KILL")
+        except redis.RedisError:
+            pass  # NOTBUSY: it has ended already
+        finally:
+            killer.close()
         _poll(lambda: _answers(server), "the script to end", seconds + 10)
 
     summary = f"a Lua busy loop of {seconds:g} s holds the event loop"
-    return Injected("slow-script", summary, undo=wait_end)
+    return Injected("slow-script", summary, undo=end)
 
 
 def _answers(server: RedisServer) -> bool:

@@ -18,6 +18,7 @@ from redis_runbook.memory import redis_errors
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step
 from redis_runbook.redisinfo import parse_client_list
+from redis_runbook.stall import stall_errors
 from redis_runbook.units import format_bytes, format_duration
 
 # Blocking commands BullMQ workers use to wait for jobs (v5: BZPOPMIN on the
@@ -110,7 +111,7 @@ def list_clients(
     `idle_over` seconds, in CLIENT LIST order (oldest connection first)."""
     client = ctx.client()
     try:
-        with redis_errors(ctx.where):
+        with stall_errors(ctx.config.target, "clients list"):
             clients, _own = read_clients(client)
     finally:
         client.close()
@@ -127,7 +128,7 @@ SHOWN_IDS = 5  # an unknown id names a few of the connected ones, not all of the
 def _victim(ctx: ProcedureContext, client_id: int) -> ClientInfo:
     client = ctx.client()
     try:
-        with redis_errors(ctx.where):
+        with stall_errors(ctx.config.target, "clients kill"):
             clients, own_id = read_clients(client)
     finally:
         client.close()
