@@ -61,6 +61,40 @@ def test_health_is_ok_right_after_a_switchover(topology: Topology, tmp_path: Pat
         assert address in last["message"]
 
 
+@pytest.mark.parametrize("old_master_follows", [True, False], ids=["one-linked", "none-linked"])
+def test_replicas_that_cannot_follow_are_named(
+    topology: Topology, tmp_path: Path, old_master_follows: bool
+) -> None:
+    """Item 20, at the deadline: a replica whose link to the new master cannot come up
+    (it authenticates as a user the new master does not have) is named with the reason
+    as a warning; only when no replica at all is linked does the step fail."""
+    old = topology.master_port()
+    for server in topology.servers:
+        if server.port != old or not old_master_follows:
+            client = plain_client(server)
+            client.config_set("masteruser", "nobody")  # used from the next link on
+            client.config_set("masterauth", secrets.token_hex(8))
+    done = cli(sentinel_toml(topology, tmp_path), "--yes", "--json", "failover")
+    new = topology.master_port()
+    assert new != old
+    (stuck,) = [s.port for s in topology.servers if s.port not in (old, new)]
+    if old_master_follows:
+        assert done.returncode == 0, done.stderr
+        last = json.loads(done.stdout)["results"][-1]
+        assert last["step"] == "wait for the replicas to follow the new master"
+        assert last["ok"]
+        assert f"1 of 2 replicas linked to 127.0.0.1:{new}" in last["message"]
+        assert f"127.0.0.1:{old} (lag" in last["message"]
+        assert f"WARNING not linked after 30 s: 127.0.0.1:{stuck} (link down" in last["message"]
+    else:
+        assert done.returncode == 1, done.stderr
+        said = " ".join(done.stderr.split())  # the error line may be wrapped
+        assert "step 8 (wait for the replicas to follow the new master) failed" in said
+        assert f"no replica linked to 127.0.0.1:{new} within 30 s" in said
+        assert f"127.0.0.1:{stuck} (link down" in said
+        assert f"127.0.0.1:{old} (link down" in said
+
+
 def _blocked_write(port: int) -> bool:
     """True when a SET on `port` does not complete within a second (writes paused).
     The SET stays queued and runs when the pause ends: the key is the test's own."""

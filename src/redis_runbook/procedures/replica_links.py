@@ -128,6 +128,8 @@ def wait_linked(
 ) -> str:
     """Poll until every replica in `replicas` is linked to `new` and the Sentinels
     agree; the operator's sentence. StepFailed when none is linked by the deadline."""
+    if not replicas:
+        return f"WARNING {new} has no replica to wait for (none answered and replicated before)"
     started = time.monotonic()
     deadline = started + timeout_s
     while True:
@@ -137,7 +139,7 @@ def wait_linked(
         time.sleep(POLL_S)
     took = time.monotonic() - started
     pending = ", ".join(f"{a} ({why})" for a, why in state.pending.items())
-    if replicas and not state.linked:
+    if not state.linked:
         raise StepFailed(
             f"no replica linked to {new} within {timeout_s:g} s: {pending}",
             "redis-runbook health (the replicas check); a replica in a full sync links "
