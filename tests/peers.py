@@ -4,6 +4,7 @@ every POST and can be told to fail."""
 
 from __future__ import annotations
 
+import errno
 import json
 import ssl
 import threading
@@ -18,7 +19,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from redis_runbook.lab.server import free_port
+from redis_runbook.lab.server import START_ATTEMPTS, free_port
 from tests.pki import make_ca, make_leaf
 
 
@@ -71,19 +72,26 @@ def start_smtp(directory: Path, username: str, password: str) -> SmtpPeer:
         box.logins.append((data.login.decode() if isinstance(data, LoginPassword) else "?", ok))
         return AuthResult(success=ok, handled=False)  # aiosmtpd then sends 235 or 535
 
-    port = free_port()
-    controller = Controller(
-        _Handler(box),
-        hostname="127.0.0.1",
-        port=port,
-        tls_context=context,
-        require_starttls=True,
-        authenticator=authenticate,
-        auth_required=True,
-        auth_require_tls=True,
-    )
-    controller.start()
-    return SmtpPeer(port, ca[0], box, controller)
+    for attempt in range(1, START_ATTEMPTS + 1):
+        port = free_port()  # aiosmtpd binds it later: another port if it was taken meanwhile
+        controller = Controller(
+            _Handler(box),
+            hostname="127.0.0.1",
+            port=port,
+            tls_context=context,
+            require_starttls=True,
+            authenticator=authenticate,
+            auth_required=True,
+            auth_require_tls=True,
+        )
+        try:
+            controller.start()
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or attempt == START_ATTEMPTS:
+                raise
+            continue
+        return SmtpPeer(port, ca[0], box, controller)
+    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -136,7 +144,7 @@ def start_webhook() -> WebhookPeer:
         def log_message(self, format: str, *args: Any) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # bound here: no port race
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return WebhookPeer(server.server_address[1], inbox, server)
 

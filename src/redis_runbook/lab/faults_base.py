@@ -14,9 +14,9 @@ from pathlib import Path
 import redis
 
 from redis_runbook.errors import EXIT_USAGE, LabError
-from redis_runbook.lab.server import RedisServer
+from redis_runbook.lab.server import IN_USE, PORT_WAIT_S, RedisServer
 from redis_runbook.persistence.layout import DataLayout, layout_from_settings, read_redis_conf
-from redis_runbook.service.process import pid_alive, spawn_redis
+from redis_runbook.service.process import pid_alive, spawn_redis, tail_lines
 from redis_runbook.target import make_client
 
 BACKUP_DIR = "fault-backups"
@@ -116,7 +116,19 @@ def save(server: RedisServer) -> None:
 def attempt_start(server: RedisServer, timeout: float = START_TIMEOUT_S) -> str:
     """Start redis-server on its current redis.conf (not regenerated) and wait until it
     exits or answers. Returns `exited` (the expected outcome for a fault) or
-    `running`."""
+    `running`. A start that fails only because something holds the port for a moment
+    is tried again (up to PORT_WAIT_S): the fault's own failure must be the one logged."""
+    port_deadline = time.monotonic() + PORT_WAIT_S
+    while True:
+        outcome = _attempt_start(server, timeout)
+        if outcome == "running" or IN_USE not in "".join(tail_lines(server.log_path, 3)):
+            return outcome
+        if time.monotonic() > port_deadline:
+            return outcome
+        time.sleep(0.1)
+
+
+def _attempt_start(server: RedisServer, timeout: float) -> str:
     process = spawn_redis(server.executable, server.conf_path, server.stderr_path)
     server.process = process
     deadline = time.monotonic() + timeout

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -44,13 +46,51 @@ PRODUCTION_LIKE: dict[str, str] = {
 START_ATTEMPTS = 3
 
 
+#: Ports the lab never hands out: Redis, Sentinel, PostgreSQL, the exporter.
+RESERVED_PORTS = frozenset({6379, 26379, 5432, 9121})
+#: Below the ephemeral range, above the well-known and most registered service ports.
+PORT_FLOOR = 10000
+#: How long a start waits for a fixed port that something holds.
+PORT_WAIT_S = 10.0
+IN_USE = "Address already in use"
+_random = random.SystemRandom()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def port_free(port: int) -> bool:
+    """True when nothing holds `port` on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (never 6379)."""
+    """A TCP port on 127.0.0.1 that nothing listens on right now, chosen at random
+    below the kernel's ephemeral range: outgoing connections (and `bind(0)`) take
+    their ports from that range, so no client can take a stopped server's port
+    before it restarts. Never 6379 (nor the other RESERVED_PORTS)."""
+    low, _high = _ephemeral_range()
+    if low - PORT_FLOOR < 1000:  # an unusual range: fall back on the kernel's pick
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = int(sock.getsockname()[1])
+            if port not in RESERVED_PORTS:
+                return port
     while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port != 6379:
+        port = _random.randrange(PORT_FLOOR, low)
+        if port not in RESERVED_PORTS and port_free(port):
             return port
 
 
@@ -151,10 +191,15 @@ class RedisServer:
 
     def start(self, timeout: float = 15.0) -> None:
         """Start the server and wait until it answers PING with the dataset loaded.
-        Picks a free port when none was given; retries if that port was taken."""
+        Picks a free port when none was given, and another one if that port was
+        taken meanwhile; a given port (a restart: configs point at it) that is held
+        is waited for, up to PORT_WAIT_S."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         fixed_port = self.port is not None
-        for attempt in range(START_ATTEMPTS):
+        attempt = 0
+        port_deadline = time.monotonic() + PORT_WAIT_S
+        while True:
+            attempt += 1
             if not fixed_port:
                 self.port = free_port()
             self.write_conf()
@@ -163,9 +208,15 @@ class RedisServer:
                 self.wait_ready(timeout)
                 return
             except LabError:
-                in_use = "Address already in use" in self._tail(self.log_path, 5)
-                if fixed_port or not in_use or attempt == START_ATTEMPTS - 1:
+                in_use = IN_USE in self._tail(self.log_path, 5)
+                if not in_use:
                     raise
+                if fixed_port and time.monotonic() > port_deadline:
+                    raise
+                if not fixed_port and attempt >= START_ATTEMPTS:
+                    raise
+                if fixed_port:
+                    time.sleep(0.1)
 
     def wait_ready(self, timeout: float) -> None:
         """Poll until PING answers and INFO says loading:0, or raise LabError with

@@ -21,8 +21,8 @@ import redis
 
 from redis_runbook.config import SentinelConfig, TargetConfig
 from redis_runbook.errors import LabError
-from redis_runbook.lab.server import RedisServer, free_port
-from redis_runbook.service.process import read_pid, spawn_redis, wait_exit
+from redis_runbook.lab.server import IN_USE, START_ATTEMPTS, RedisServer, free_port
+from redis_runbook.service.process import read_pid, spawn_redis, tail_lines, wait_exit
 
 SERVICE = "mymaster"
 QUORUM = 2
@@ -39,6 +39,7 @@ class SentinelProcess:
     workdir: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    master_port: int = 0
 
     @property
     def conf_path(self) -> Path:
@@ -57,6 +58,7 @@ class SentinelProcess:
 
     def write_conf(self, master_port: int) -> None:
         """The monitoring directives for the lab's master."""
+        self.master_port = master_port
         self.workdir.mkdir(parents=True, exist_ok=True)
         lines = [
             f"port {self.port}",
@@ -72,8 +74,23 @@ class SentinelProcess:
         ]
         self.conf_path.write_text("\n".join(lines) + "\n")
 
-    def start(self, timeout: float = 15.0) -> None:
-        """Start and wait until it answers PING."""
+    def start(self, timeout: float = 15.0, retry_port: bool = False) -> None:
+        """Start and wait until it answers PING. With `retry_port` (a new topology:
+        nothing points at the port yet), a port taken meanwhile is replaced by
+        another free one and the conf rewritten."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                self._start(timeout)
+                return
+            except LabError:
+                log = self.workdir / "sentinel.log"
+                in_use = log.is_file() and IN_USE in "".join(tail_lines(log, 3))
+                if not (retry_port and in_use) or attempt == START_ATTEMPTS:
+                    raise
+                self.port = free_port()
+                self.write_conf(self.master_port)
+
+    def _start(self, timeout: float) -> None:
         self.process = spawn_redis("redis-sentinel", self.conf_path, self.workdir / "stderr.log")
         deadline = time.monotonic() + timeout
         while True:
@@ -222,7 +239,7 @@ def start_topology(directory: Path, replicas: int = 2, sentinels: int = 3) -> To
             sentinel = SentinelProcess(directory / f"sentinel-{n}")
             topology.sentinels.append(sentinel)
             sentinel.write_conf(master.port or 0)
-            sentinel.start()
+            sentinel.start(retry_port=True)
         topology.wait_settled()
     except BaseException:
         topology.stop()
