@@ -148,9 +148,7 @@ def test_a_dead_redis_is_redis_up_0_not_an_error(redis_server: RedisServer) -> N
     config = Config(target=redis_server.target())
     assert value(parse(scrape_text(config, env={})), "redis_up") == 1
     redis_server.kill(signal.SIGKILL)
-    started = time.monotonic()
-    samples = parse(scrape_text(config, env={}))
-    assert time.monotonic() - started < config.target.connect_timeout + 1
+    samples = parse(scrape_text(config, env={}))  # a scrape, not an exception
     assert value(samples, "redis_up") == 0
     assert not names(samples) & {"bullmq_up", "redis_memory_used_bytes"}
     assert value(samples, "redis_runbook_check_status", check="connection") == 2
