@@ -74,6 +74,8 @@ class KeyCounts:
 
     by_category: dict[str, int] = field(default_factory=dict)
     scanned: int = 0
+    # Keys with a TTL per category (counted only when asked: one PTTL per key).
+    volatile_by_category: dict[str, int] = field(default_factory=dict)
 
     def diff(self, later: KeyCounts) -> dict[str, int]:
         """Per category: keys in `later` minus keys here (negative = lost)."""
@@ -125,16 +127,28 @@ def count_by_category(
     client: redis.Redis,
     categories: Sequence[Category],
     on_batch: Callable[[int], None] | None = None,
+    *,
+    volatile: bool = False,
 ) -> KeyCounts:
-    """Count the keys of every category in one SCAN walk."""
+    """Count the keys of every category in one SCAN walk; with `volatile`, also the
+    keys with a TTL per category (one pipelined PTTL per batch)."""
     counts = KeyCounts(by_category={c.name: 0 for c in categories} | {OTHER: 0})
+    if volatile:
+        counts.volatile_by_category = dict.fromkeys(counts.by_category, 0)
     classify = Classifier(categories)
     for batch in scan_keys(client, on_batch=on_batch):
-        for key in batch:
-            if key.startswith(OWN_PREFIX):
-                continue
-            counts.by_category[classify(key)] += 1
-            counts.scanned += 1
+        keys = [key for key in batch if not key.startswith(OWN_PREFIX)]
+        names = [classify(key) for key in keys]
+        for name in names:
+            counts.by_category[name] += 1
+        counts.scanned += len(keys)
+        if volatile and keys:
+            pipe = client.pipeline(transaction=False)
+            for key in keys:
+                pipe.pttl(key)
+            for name, ttl in zip(names, pipe.execute(), strict=True):
+                if int(ttl) >= 0:  # -1: no TTL; -2: gone since the SCAN
+                    counts.volatile_by_category[name] += 1
     return counts
 
 

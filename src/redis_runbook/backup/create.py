@@ -89,33 +89,50 @@ def bgsave_and_wait(client: redis.Redis, timeout: float) -> str:
 
 
 def count_keys(target: TargetConfig, categories: Sequence[Category]) -> dict[str, Any]:
-    """Keys per database and category (one SCAN walk per database), and totals."""
+    """Keys per database and category, with and without a TTL (one SCAN walk per
+    database), totals, and `changes`: the writes the server took since its last save
+    or load, read after the walk. With BGSAVE just done that is how far the walk can
+    be from the snapshot (0 on a quiet server: then the counts are the RDB's)."""
     client = make_client(target)
     try:
         info = parse_info(str(client.execute_command("INFO", "keyspace")))
+        by_db, totals, volatile = _count_databases(target, categories, info)
+        persistence = parse_info(str(client.execute_command("INFO", "persistence")))
     finally:
         client.close()
+    return {
+        "total": sum(d["keys"] for d in by_db.values()),
+        "expires": sum(d["expires"] for d in by_db.values()),
+        "by_category": totals,
+        "volatile_by_category": volatile,
+        "changes": int(persistence.get("rdb_changes_since_last_save", 0)),
+        "by_db": by_db,
+    }
+
+
+def _count_databases(
+    target: TargetConfig, categories: Sequence[Category], info: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, int], dict[str, int]]:
     by_db: dict[str, Any] = {}
     totals: dict[str, int] = {}
+    volatile: dict[str, int] = {}
     for space in keyspace(info):
         db_client = make_client(target_for_db(target, space.db), decode=False)
         try:
-            counts = count_by_category(db_client, categories)
+            counts = count_by_category(db_client, categories, volatile=True)
         finally:
             db_client.close()
         by_db[str(space.db)] = {
             "keys": counts.scanned,
             "expires": space.expires,
             "by_category": counts.by_category,
+            "volatile_by_category": counts.volatile_by_category,
         }
         for name, n in counts.by_category.items():
             totals[name] = totals.get(name, 0) + n
-    return {
-        "total": sum(d["keys"] for d in by_db.values()),
-        "expires": sum(d["expires"] for d in by_db.values()),
-        "by_category": totals,
-        "by_db": by_db,
-    }
+        for name, n in counts.volatile_by_category.items():
+            volatile[name] = volatile.get(name, 0) + n
+    return by_db, totals, volatile
 
 
 def archive_files(config: Config, layout: DataLayout) -> dict[str, Path]:

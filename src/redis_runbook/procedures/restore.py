@@ -41,6 +41,7 @@ from redis_runbook.persistence.rdb import (
 from redis_runbook.procedures.aof import write_aof_from_rdb
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
+from redis_runbook.redisinfo import parse_info
 from redis_runbook.service import RunState
 from redis_runbook.service.base import run_command
 from redis_runbook.waiting import wait_ready
@@ -61,6 +62,7 @@ class Staged:
     data: Path
     checks: list[str] = field(default_factory=list)
     aside: Path | None = None
+    changes_at_start: int = 0
 
 
 def _stage(ctx: ProcedureContext, backend: Backend, archive: Archive, layout: DataLayout) -> Staged:
@@ -200,15 +202,20 @@ def plan_restore(
         client = ctx.client()
         try:
             holder = clear_foreign_lock(client)
+            persistence = parse_info(str(client.execute_command("INFO", "persistence")))
         finally:
             client.close()
+        # Writes counted from here on (workers reconnecting) are allowed for in verify.
+        staged.changes_at_start = int(persistence.get("rdb_changes_since_last_save", 0))
         if holder is not None:
             message += f"; removed the archive's own {REDIS_LOCK_KEY} (held by {holder})"
         return message
 
     def verify() -> str:
         restored = count_keys(target, ctx.config.categories)
-        check = compare_counts(recorded, restored)
+        check = compare_counts(
+            recorded, restored, int(restored.get("changes", 0)) - staged.changes_at_start
+        )
         provenance: dict[str, Any] = {
             "archive": archive.name,
             "archive_time": archive.time.isoformat(),

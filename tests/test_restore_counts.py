@@ -1,0 +1,82 @@
+"""Key counts after a restore are judged per category (issue 11, item 15): keys
+without a TTL must all come back, whatever the size of the other categories. Before,
+one tolerance for the whole keyspace (the keys with a TTL plus 1 %) let a whole
+small category go missing on a large server."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from redis_runbook.backup.verify import compare_counts
+from tests.conftest import Lab
+from tests.helpers import run_cli
+from tests.test_backup import create
+from tests.test_restore import directory_env
+
+
+def claim_more_keys(repo: Path, archive: str, category: str, more: int) -> None:
+    """Make the archive's metadata say `more` keys of `category` than its RDB holds
+    (the SHA256SUMS line updated too): what a backup that lost them looks like."""
+    folder = repo / archive
+    metadata_path = folder / "metadata.json"
+    metadata = json.loads(metadata_path.read_text())
+    metadata["keys"]["by_category"][category] += more
+    metadata["keys"]["total"] += more
+    metadata_path.write_text(json.dumps(metadata))
+    sums = folder / "SHA256SUMS"
+    digest = hashlib.sha256(metadata_path.read_bytes()).hexdigest()
+    sums.write_text(
+        "".join(
+            f"{digest}  metadata.json\n" if line.endswith(" metadata.json") else line + "\n"
+            for line in sums.read_text().splitlines()
+        )
+    )
+
+
+def test_missing_durable_keys_of_one_category_fail_the_restore_and_the_drill(
+    lab_env: Lab, tmp_path: Path
+) -> None:
+    env = directory_env(lab_env, tmp_path)
+    archive = create(env)
+    metadata = json.loads((tmp_path / "archives" / archive / "metadata.json").read_text())
+    keys = metadata["keys"]
+    assert keys["changes"] == 0  # a quiet lab: the counts are exactly the RDB's
+    assert keys["volatile_by_category"]["cache"] > 20  # more TTL keys than go missing
+    durable = keys["by_category"]["bullmq"] - keys["volatile_by_category"]["bullmq"]
+    claim_more_keys(tmp_path / "archives", archive, "bullmq", 20)
+
+    drill = run_cli("backup", "verify", "--archive", archive, env=env, timeout=120)
+    assert drill.returncode == 2, drill.stdout + drill.stderr
+    assert "bullmq" in " ".join(drill.stdout.split())
+    restored = run_cli("--yes", "recover", "restore", "--archive", archive, "--force",
+                       "--i-understand-data-loss", env=env, timeout=120)  # fmt: skip
+    assert restored.returncode == 1, restored.stdout + restored.stderr
+    said = " ".join((restored.stdout + restored.stderr).split())
+    assert f"bullmq: {durable} keys without a TTL, {durable + 20} in the archive" in said
+
+
+def test_per_category_judgement() -> None:
+    """The rule itself, on the figures of the trial: 1M keys, 10,000 with a TTL."""
+    recorded = {
+        "by_category": {"cache": 990_000, "bullmq": 10_000},
+        "volatile_by_category": {"cache": 10_000, "bullmq": 0},
+        "changes": 0,
+    }
+    lost_bullmq = {
+        "by_category": {"cache": 990_000, "bullmq": 0},
+        "volatile_by_category": {"cache": 10_000, "bullmq": 0},
+    }
+    assert compare_counts(recorded, lost_bullmq).status == "failed"
+    one_lost = lost_bullmq | {"by_category": {"cache": 990_000, "bullmq": 9_999}}
+    assert compare_counts(recorded, one_lost).status == "failed"
+    assert compare_counts(recorded, one_lost, writes_since_load=1).status == "ok"
+    expired = {
+        "by_category": {"cache": 985_000, "bullmq": 10_000},
+        "volatile_by_category": {"cache": 5_000, "bullmq": 0},
+    }
+    check = compare_counts(recorded, expired)
+    assert check.status == "ok", check.detail
+    assert "5000 keys with a TTL expired since" in check.detail
+    assert compare_counts(recorded | {"changes": 3}, one_lost).status == "ok"
