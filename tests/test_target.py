@@ -58,7 +58,9 @@ def test_select_db_from_the_url(server: RedisServer) -> None:
 
 
 def test_failing_password_command_does_not_echo_its_output() -> None:
-    argv = ["sh", "-c", "echo leaked-secret-out; echo leaked-secret-err >&2; exit 3"]
+    # The hint names the command to run by hand (not a secret); what it printed, the
+    # joined marker, must not appear.
+    argv = ["sh", "-c", "echo $0$1-out; echo $0$1-err >&2; exit 3", "leaked", "-secret"]
     with pytest.raises(SecretError) as caught:
         secret.from_command(argv, "target.password_command")
     assert "exited with status 3" in caught.value.message

@@ -5,6 +5,7 @@ always answers within the connect timeout (+1 s of slack), on real servers."""
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import time
 from dataclasses import dataclass
@@ -15,9 +16,10 @@ import pytest
 
 from redis_runbook.checks import CHECK_ORDER, HealthReport, Status, run_health
 from redis_runbook.config import Band, Config, TargetConfig, Thresholds
+from redis_runbook.diagnose import diagnose
 from redis_runbook.lab.server import PRODUCTION_LIKE, RedisServer
 from redis_runbook.units import format_bytes, parse_size
-from tests.conftest import RedisFactory, config_for, named
+from tests.conftest import RedisFactory, config_for, named, process_config
 from tests.pki import make_ca, make_leaf
 
 PASSWORD = "s3cret-test-pw"
@@ -235,7 +237,12 @@ def test_tls_health_is_ok(tls_server: RedisServer) -> None:
 def test_plain_client_against_tls_port(tls_server: RedisServer) -> None:
     target = TargetConfig(url=f"redis://127.0.0.1:{tls_server.port}/0", connect_timeout=2)
     report, elapsed = health_within(Config(target=target))
-    assert_unreachable(report)
+    summary = assert_unreachable(report)
+    assert f"127.0.0.1:{tls_server.port} expects TLS" in summary
+    hint = report.checks[0].hint or ""
+    assert "rediss://" in hint
+    assert "tls_ca" in hint
+    assert "is redis-server running" not in hint
     assert elapsed < target.connect_timeout + 1
 
 
@@ -260,5 +267,40 @@ def test_tls_client_against_plain_server(redis_server: RedisServer, pki: Pki) ->
         url=f"rediss://127.0.0.1:{redis_server.port}/0", connect_timeout=2, tls_ca=pki.ca
     )
     report, elapsed = health_within(Config(target=target))
-    assert_unreachable(report)
-    assert elapsed < target.connect_timeout + 1
+    summary = assert_unreachable(report)
+    assert f"127.0.0.1:{redis_server.port} speaks plain Redis, not TLS" in summary
+    hint = report.checks[0].hint or ""
+    assert "redis://" in hint
+    assert "is redis-server running" not in hint
+    assert elapsed < target.connect_timeout + 2  # the handshake's timeout, then one probe
+
+
+@pytest.mark.parametrize("with_service", [True, False], ids=["service", "no-service"])
+def test_diagnose_names_a_tls_mismatch(
+    redis_server: RedisServer, pki: Pki, with_service: bool
+) -> None:
+    """Not C "paused" (the TLS handshake waits on a plain port that waits for a
+    newline) nor A "config-error": the server is fine, [target] is wrong."""
+    config = process_config(redis_server, connect_timeout=1) if with_service else Config()
+    target = config.target.model_copy(
+        update={"url": f"rediss://127.0.0.1:{redis_server.port}/0", "tls_ca": pki.ca}
+    )
+    diagnosis = diagnose(config.model_copy(update={"target": target}), tool_timeout=0)
+    assert diagnosis.scenarios == [], diagnosis.scenarios
+    assert diagnosis.exit_code == 3
+    assert diagnosis.unknown is not None
+    assert "speaks plain Redis, not TLS" in diagnosis.unknown
+
+
+def test_a_stopped_tls_server_is_not_called_plain(tls_server: RedisServer) -> None:
+    """A TLS handshake that times out because the server is stopped (SIGSTOP) is no
+    answer in time, not a protocol mismatch: the plain probe gets no reply either."""
+    config = Config(target=retarget(tls_server, connect_timeout=1, command_timeout=1))
+    tls_server.kill(signal.SIGSTOP)
+    try:
+        report, _ = health_within(config)
+    finally:
+        tls_server.kill(signal.SIGCONT)
+    summary = assert_unreachable(report)
+    assert "no answer in time" in summary
+    assert "plain" not in summary

@@ -17,7 +17,7 @@ from typing import Literal
 
 from redis_runbook.checks import CheckResult, Status
 from redis_runbook.diagnose_evidence import Evidence
-from redis_runbook.errors import AuthFailed, SecretError
+from redis_runbook.errors import AuthFailed, SecretError, TLSMismatch
 from redis_runbook.persistence.rdb import max_rdb_version_of, writers_of
 from redis_runbook.service import RunState
 from redis_runbook.units import format_bytes
@@ -427,8 +427,9 @@ def down_scenario(ev: Evidence, corrupt: list[Scenario]) -> Scenario:
 
 
 def unknown_reason(ev: Evidence) -> str | None:
-    """Why diagnose cannot tell (credentials refused or unreadable), else None."""
+    """Why diagnose cannot tell (credentials refused or unreadable, or [target] speaks
+    the other protocol than the port: TLS vs plain), else None."""
     error = ev.snapshot.error
-    if isinstance(error, AuthFailed | SecretError):
+    if isinstance(error, AuthFailed | SecretError | TLSMismatch):
         return error.message
     return None

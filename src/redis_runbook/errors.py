@@ -57,6 +57,16 @@ class TargetUnavailable(RunbookError):
     )
 
 
+class TLSMismatch(TargetUnavailable):
+    """The server answers, but in the other protocol: TLS where [target] speaks plain
+    Redis (redis://), or plain Redis where it speaks TLS (rediss://)."""
+
+    default_hint = (
+        "[target] url must match the port: rediss:// (with tls_ca, tls_cert/tls_key) for a "
+        "TLS port, redis:// for a plain one; check it with: redis-runbook config show"
+    )
+
+
 class AuthFailed(RunbookError):
     """Redis rejected the credentials, or the ACL user lacks a needed permission."""
 

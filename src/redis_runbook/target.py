@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import socket
 import ssl
 import time
 from collections.abc import Mapping
@@ -42,6 +43,7 @@ from redis_runbook.errors import (
     ServerLoading,
     ServerOutOfMemory,
     TargetUnavailable,
+    TLSMismatch,
 )
 from redis_runbook.redaction import redact_url
 
@@ -145,18 +147,89 @@ class _HandshakeMixin:
         return ReplyContext(self._handshake.redis_cli, self._handshake.username)
 
 
+class ServerExpectsTLS(redis.ConnectionError):
+    """A plain (redis://) connection was dropped by a port that speaks TLS."""
+
+
+class ServerSpeaksPlain(redis.ConnectionError):
+    """A TLS (rediss://) handshake failed on a port that speaks plain RESP."""
+
+
+PROBE_TIMEOUT_S = 1.0
+
+
+def speaks_resp(host: str, port: int, timeout: float) -> bool:
+    """True when a plain-text PING gets a RESP reply (`+PONG`, `-NOAUTH ...`,
+    `-DENIED ...`): the port speaks plain Redis. No reply (a stopped or paused
+    server, a TLS port) is False."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(b"PING\r\n")
+            first = sock.recv(1)
+    except OSError:
+        return False
+    return first in (b"+", b"-")
+
+
+def speaks_tls(host: str, port: int, timeout: float) -> bool:
+    """True when a TLS ClientHello gets a TLS answer (a handshake, or an alert such as
+    'certificate required'): the port speaks TLS. Certificates are not checked: this
+    only asks which protocol the port speaks, and nothing is sent over it."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            context.wrap_socket(raw),
+        ):
+            return True
+    except ssl.SSLError as exc:
+        return "ALERT" in str(exc.reason or "")
+    except OSError:
+        return False
+
+
+def _probe_timeout(connection: Any) -> float:
+    return min(PROBE_TIMEOUT_S, connection.socket_connect_timeout or PROBE_TIMEOUT_S)
+
+
 class RunbookConnection(_HandshakeMixin, Connection):
-    """TCP connection with the pipelined handshake."""
+    """TCP connection with the pipelined handshake. A port that drops the handshake
+    is asked whether it speaks TLS, to say so instead of "cannot connect"."""
+
+    def on_connect_check_health(self, check_health: bool = True) -> None:
+        try:
+            super().on_connect_check_health(check_health)
+        except redis.ConnectionError as exc:
+            dropped = not isinstance(
+                exc, AuthenticationError | AuthorizationError | BusyLoadingError
+            )
+            if dropped and speaks_tls(self.host, self.port, _probe_timeout(self)):
+                raise ServerExpectsTLS(
+                    f"{self.host}:{self.port} expects TLS but [target] url is redis:// "
+                    f"(plain): the server dropped the connection ({exc})"
+                ) from exc
+            raise
 
 
 class RunbookSSLConnection(_HandshakeMixin, SSLConnection):
-    """TLS connection with the pipelined handshake."""
+    """TLS connection with the pipelined handshake. A failed TLS handshake asks the
+    port whether it speaks plain Redis, to say so instead of "no answer in time"."""
 
     def _wrap_socket_with_ssl(self, sock: Any) -> Any:
         # redis-py runs the TLS handshake under socket_timeout (the command timeout);
         # it is part of connecting, so it gets the connect timeout.
         sock.settimeout(self.socket_connect_timeout)
-        wrapped = super()._wrap_socket_with_ssl(sock)  # type: ignore[no-untyped-call]
+        try:
+            wrapped = super()._wrap_socket_with_ssl(sock)  # type: ignore[no-untyped-call]
+        except OSError as exc:  # SSLError, a timeout, a reset
+            if speaks_resp(self.host, self.port, _probe_timeout(self)):
+                raise ServerSpeaksPlain(
+                    f"{self.host}:{self.port} speaks plain Redis, not TLS, but [target] url "
+                    f"is rediss:// (the TLS handshake failed: {exc})"
+                ) from exc
+            raise
         wrapped.settimeout(self.socket_timeout)
         return wrapped
 
@@ -346,6 +419,18 @@ def classify(exc: BaseException, where: str) -> RunbookError:
             f"{where}: db {exc.db} of [target] url is out of range for this server: {text}",
             f"`{cli} CONFIG GET databases` says how many databases it has; "
             "use a lower /DB in [target] url",
+        )
+    if isinstance(exc, ServerExpectsTLS):
+        return TLSMismatch(
+            f"{where}: {text}",
+            "use rediss:// in [target] url, with tls_ca (and tls_cert/tls_key when the "
+            "server asks for client certificates): redis-runbook config show",
+        )
+    if isinstance(exc, ServerSpeaksPlain):
+        return TLSMismatch(
+            f"{where}: {text}",
+            "use redis:// in [target] url and drop the tls_* keys, or point it at the "
+            "server's tls-port: redis-runbook config show",
         )
     cause: BaseException | None = exc
     while cause is not None:
