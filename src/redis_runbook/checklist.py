@@ -98,7 +98,10 @@ def slowlog_patterns(config: Config) -> Item:
     128 entries, leaving out the tool's own connections."""
     title = "Review slow log for patterns"
     where = target_display(config.target)
-    client = make_client(config.target, decode=False)
+    try:
+        client = make_client(config.target, decode=False)  # a secret source may fail here
+    except RunbookError as exc:
+        return Item(title, Status.UNKNOWN, exc.message, exc.hint)
     try:
         with redis_errors(where):
             rows: Any = client.execute_command("SLOWLOG", "GET", SLOWLOG_SAMPLE)

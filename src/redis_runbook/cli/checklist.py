@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 from rich.table import Table
 from rich.text import Text
@@ -30,10 +32,10 @@ def _show(checklist: Checklist) -> None:
     out.print(f"overall: {checklist.status.name}", markup=False)
 
 
-def _run(ctx: typer.Context, period: Period) -> None:
+def _run(ctx: typer.Context, period: Period, as_json: bool) -> None:
     options = globals_of(ctx)
     checklist = run_checklist(period, options.load().config)
-    if options.json:
+    if as_json or options.json:
         print_json(checklist.to_json())
     else:
         _show(checklist)
@@ -41,8 +43,11 @@ def _run(ctx: typer.Context, period: Period) -> None:
 
 
 def _command(period: Period) -> None:
-    def command(ctx: typer.Context) -> None:
-        _run(ctx, period)
+    def command(
+        ctx: typer.Context,
+        json_output: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
+    ) -> None:
+        _run(ctx, period, json_output)
 
     command.__doc__ = {
         "daily": "Memory < 70 %, AOF writing, clients. Exit code: the worst item (0-3).",

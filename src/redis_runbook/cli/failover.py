@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from redis_runbook import secret
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.procedure import UnderstoodOption, run_plan
 from redis_runbook.cli.render import err
@@ -50,6 +51,15 @@ def failover(
     (master dead; needs --i-understand-data-loss with --yes). Type FAILOVER to confirm."""
     options = globals_of(ctx)
     config = options.load().config
+    # A secret source that fails is a configuration error (exit 2) as for every other
+    # command, not a master that "does not answer" (a refusal, exit 3).
+    target = config.target
+    secret.resolve(
+        "target",
+        env_var=target.password_env,
+        file=target.password_file,
+        command=target.password_command,
+    )
     pctx = FailoverContext(config)
     if config.target.sentinel is not None:
         if to is not None:

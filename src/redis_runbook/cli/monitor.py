@@ -39,6 +39,9 @@ def monitor(
         float | None,
         typer.Option("--interval", min=1, help="Seconds between cycles ([monitor] interval)."),
     ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="One JSON document per cycle (JSON Lines).")
+    ] = False,
 ) -> None:
     """Watch the target: health and queue checks, alerts that fire once, repeat at
     the repeat interval and resolve. `--once` exits 1 when a notification could not be
@@ -52,8 +55,10 @@ def monitor(
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
 
+    as_json = json_output or options.json
+
     def show(report: CycleReport) -> None:
-        if options.json:
+        if as_json:
             out.print(json.dumps(report.to_json()), markup=False, highlight=False, soft_wrap=True)
         else:
             out.print(_line(report), markup=False, highlight=False, soft_wrap=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Annotated
 
 import typer
@@ -11,6 +13,7 @@ from redis_runbook.bullmq.verify import CANARY_JOB, QueueVerdict, verify
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.queues import QueueOption, queue_session
 from redis_runbook.cli.render import out, plain, print_json
+from redis_runbook.errors import RunbookError, SecretError
 
 app = typer.Typer(help="Are workers consuming? (seed §5.4)", no_args_is_help=True)
 
@@ -33,6 +36,22 @@ def verdict_table(verdicts: list[QueueVerdict], target: str) -> Table:
             plain("; ".join(v.evidence)),
         )
     return table
+
+
+class CannotVerify(RunbookError):
+    """The workers could not be verified (exit 1, like a Redis that does not answer)."""
+
+    exit_code = 1
+
+
+@contextlib.contextmanager
+def _cannot_verify_without_secret() -> Iterator[None]:
+    """A secret source that fails means the workers cannot be verified (exit 1), not
+    that they are wedged or missing (exit 2 would page someone about the workers)."""
+    try:
+        yield
+    except SecretError as exc:
+        raise CannotVerify(exc.message, exc.hint) from None
 
 
 @app.command("verify")
@@ -60,7 +79,7 @@ def verify_cmd(
     workers."""
     options = globals_of(ctx)
     config = options.load().config
-    with queue_session(config, queue) as (client, found, where):
+    with _cannot_verify_without_secret(), queue_session(config, queue) as (client, found, where):
         verdicts = verify(
             client,
             config.target,
