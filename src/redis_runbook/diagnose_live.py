@@ -60,7 +60,7 @@ def writes_refused(ev: Evidence) -> Scenario | None:
             CMD_HEALTH,
             f"free space on the filesystem of {ev.disk.path} (df -h); Redis retries the AOF "
             "every second and accepts writes again by itself ('AOF write error looks solved'); "
-            "after an RDB error run `redis-cli BGSAVE`",
+            f"after an RDB error run `{redis_cli_prefix(ev.config.target)} BGSAVE`",
         )
     return Scenario(
         "A",
@@ -69,7 +69,8 @@ def writes_refused(ev: Evidence) -> Scenario | None:
         tuple(lines),
         CMD_HEALTH,
         "fix what the log lines say (permissions of the data dir, fork failures), then "
-        "`redis-cli BGSAVE`; Redis accepts writes again once a save succeeds",
+        f"`{redis_cli_prefix(ev.config.target)} BGSAVE`; Redis accepts writes again once a "
+        "save succeeds",
     )
 
 

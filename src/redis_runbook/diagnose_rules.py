@@ -20,6 +20,7 @@ from redis_runbook.diagnose_evidence import Evidence
 from redis_runbook.errors import AuthFailed, SecretError, TLSMismatch
 from redis_runbook.persistence.rdb import max_rdb_version_of, writers_of
 from redis_runbook.service import RunState
+from redis_runbook.target import redis_cli_prefix
 from redis_runbook.units import format_bytes
 
 ScenarioCode = Literal["A", "B", "C", "D"]
@@ -218,8 +219,8 @@ def _rdb_scenario(ev: Evidence, cause: str, summary: str, evidence: list[str]) -
     if ev.layout.appendonly:
         advice = (
             f"appendonly is yes: Redis loads the AOF, not {name}; the snapshot is "
-            "still a bad backup source — once Redis is up, `redis-cli BGSAVE` writes a "
-            "new one"
+            "still a bad backup source — once Redis is up, "
+            f"`{redis_cli_prefix(ev.config.target)} BGSAVE` writes a new one"
         )
         command = CMD_RESTART if ev.down else CMD_HEALTH
         return Scenario("D", cause, summary, tuple(evidence), command, advice, (name,))

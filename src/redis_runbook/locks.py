@@ -20,6 +20,7 @@ import redis
 
 from redis_runbook.errors import Refused
 from redis_runbook.service.process import pid_alive
+from redis_runbook.target import client_cli
 
 REDIS_LOCK_KEY = "redis-runbook:lock"
 _RELEASE = (
@@ -133,7 +134,8 @@ def _acquire(client: redis.Redis, value: str, ttl_s: int) -> bool:
     expiry = f"expires on its own in {left} s" if int(left) >= 0 else "has no expiry"
     raise Refused(
         f"another redis-runbook procedure holds {REDIS_LOCK_KEY}: {_describe(holder)}",
-        f"wait for it, or if it died: check the journal, then redis-cli DEL {REDIS_LOCK_KEY} "
+        f"wait for it, or if it died: check the journal, then {client_cli(client)} DEL "
+        f"{REDIS_LOCK_KEY} "
         f"({expiry})",
     )
 

@@ -17,7 +17,7 @@ from redis_runbook.procedures.clients import WORKER_WAITS
 from redis_runbook.redisinfo import parse_client_list
 from redis_runbook.snapshot import LatencyEvent
 from redis_runbook.stall import stall_errors
-from redis_runbook.target import make_client, target_display
+from redis_runbook.target import make_client, redis_cli_prefix, target_display
 from redis_runbook.units import format_bytes
 
 SLOWLOG_COUNT = 10
@@ -191,7 +191,8 @@ def fragmentation_advice(memory: MemoryFigures, activedefrag: str | None, config
     if activedefrag == "yes":
         return f"{wasted_text} with activedefrag already on: {restart}"
     return (
-        f"{wasted_text}: enable active defragmentation: redis-cli CONFIG SET activedefrag yes "
+        f"{wasted_text}: enable active defragmentation: "
+        f"{redis_cli_prefix(config.target)} CONFIG SET activedefrag yes "
         "(and `activedefrag yes` in redis.conf to keep it; it needs Redis' bundled jemalloc — "
         f"if the server refuses, {restart})"
     )

@@ -9,6 +9,7 @@ next call in this process."""
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -96,8 +97,19 @@ def ask_sentinels(
     raise TargetUnavailable(
         f"no Sentinel answered for {config.service}: " + "; ".join(failures),
         "check [target.sentinel] addresses and that redis-sentinel runs "
-        "(redis-cli -p PORT SENTINEL MASTERS)",
+        f"({sentinel_cli(config, config.addresses[0])} SENTINEL MASTERS)",
     )
+
+
+def sentinel_cli(config: SentinelConfig, address: str) -> str:
+    """`redis-cli` aimed at one Sentinel, with its own ACL user; never the password."""
+    host, port = split_address(address)
+    args = ["redis-cli", "-h", host, "-p", str(port)]
+    if config.username:
+        args += ["--user", config.username]
+    if config.password_env or config.password_file or config.password_command:
+        args.append("--askpass")
+    return shlex.join(args)
 
 
 def _role(target: TargetConfig, host: str, port: int, env: Mapping[str, str] | None) -> str:
@@ -129,7 +141,7 @@ def resolve_master(target: TargetConfig, env: Mapping[str, str] | None = None) -
         if reply is None:
             raise UnknownName(
                 f"Sentinel {address} does not monitor a master called {config.service!r}",
-                f"redis-cli -p {split_address(address)[1]} SENTINEL MASTERS "
+                f"{sentinel_cli(config, address)} SENTINEL MASTERS "
                 "(the names it knows), then fix [target.sentinel] service",
             )
         host, port = str(reply[0]), int(reply[1])

@@ -276,6 +276,12 @@ def redis_cli_prefix(target: TargetConfig, node: tuple[str, int] | None = None) 
     return shlex.join(args)
 
 
+def client_cli(client: redis.Redis) -> str:
+    """How hints spell redis-cli for the server a client of `make_client` reaches."""
+    handshake = client.connection_pool.connection_kwargs.get("handshake")
+    return handshake.redis_cli if isinstance(handshake, Handshake) else "redis-cli"
+
+
 def target_display(target: TargetConfig) -> str:
     """How messages name the target: its redacted URL, or the Sentinel service."""
     if target.sentinel is not None:

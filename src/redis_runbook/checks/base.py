@@ -9,6 +9,7 @@ from enum import IntEnum
 from redis_runbook.config import Band, Config
 from redis_runbook.redisinfo import number
 from redis_runbook.snapshot import Snapshot
+from redis_runbook.target import redis_cli_prefix
 from redis_runbook.units import format_size
 
 
@@ -60,6 +61,11 @@ class Context:
     def num(self, name: str, default: float | None = None) -> float | None:
         """A numeric INFO field, or `default`."""
         return number(self.snapshot.info, name, default)
+
+    @property
+    def cli(self) -> str:
+        """`redis-cli` aimed at the target, for hints (never with the password)."""
+        return redis_cli_prefix(self.config.target)
 
 
 CheckFn = Callable[[Context], CheckResult]

@@ -21,7 +21,7 @@ def connected_clients(ctx: Context) -> CheckResult:
         ctx.config.thresholds.connected_clients,
         shown=f"{count:.0f}",
         summary=f"{count:.0f} client(s) connected{of_max}",
-        hint="look for connection leaks by name and address: redis-cli CLIENT LIST",
+        hint=f"look for connection leaks by name and address: {ctx.cli} CLIENT LIST",
     )
 
 
@@ -46,7 +46,7 @@ def blocked_clients(ctx: Context) -> CheckResult:
         ctx.config.thresholds.blocked_clients,
         shown=f"{count:.0f}",
         summary=f"{count:.0f} client(s) blocked" + (f" ({commands})" if commands else ""),
-        hint="redis-cli CLIENT LIST | grep 'flags=b'; workers block on bzpopmin by design, "
+        hint=f"{ctx.cli} CLIENT LIST | grep 'flags=b'; workers block on bzpopmin by design, "
         "anything else is suspect",
     )
 
@@ -63,5 +63,5 @@ def rejected_connections(ctx: Context) -> CheckResult:
         ctx.config.thresholds.rejected_connections,
         shown=f"{count:.0f}",
         summary=f"{count:.0f} connection(s) rejected at maxclients since start",
-        hint="raise maxclients or find the client that leaks connections: redis-cli CLIENT LIST",
+        hint=f"raise maxclients or find the client that leaks connections: {ctx.cli} CLIENT LIST",
     )

@@ -34,7 +34,7 @@ def memory(ctx: Context) -> CheckResult:
             threshold="maxmemory set",
             summary=f"{format_bytes(used)} used and no maxmemory: Redis grows until the "
             f"kernel OOM-kills it (expected maxmemory {expected})",
-            hint=f"redis-cli CONFIG SET maxmemory {expected}; then set it in redis.conf",
+            hint=f"{ctx.cli} CONFIG SET maxmemory {expected}; then set it in redis.conf",
             metric=used,
         )
     percent = used / limit * 100
@@ -45,7 +45,7 @@ def memory(ctx: Context) -> CheckResult:
         shown=f"{percent:.1f} %",
         unit=" %",
         summary=f"{format_bytes(used)} of {format_bytes(limit)} maxmemory",
-        hint="find what grew: redis-cli --memkeys; rebuildable cache:* and ratelimit:* "
+        hint=f"find what grew: {ctx.cli} --memkeys; rebuildable cache:* and ratelimit:* "
         "keys can be purged (seed §3.2)",
     )
 
@@ -67,7 +67,7 @@ def maxmemory_policy(ctx: Context) -> CheckResult:
         value=policy,
         threshold="noeviction",
         summary=f"policy {policy} lets Redis evict keys: BullMQ locks and jobs can vanish",
-        hint="redis-cli CONFIG SET maxmemory-policy noeviction; then set it in redis.conf",
+        hint=f"{ctx.cli} CONFIG SET maxmemory-policy noeviction; then set it in redis.conf",
     )
 
 
@@ -164,7 +164,7 @@ def fragmentation(ctx: Context) -> CheckResult:
         status = band_status(ratio, t.fragmentation_ratio)
         if status is not Status.OK:
             hint = (
-                "redis-cli MEMORY DOCTOR; CONFIG SET activedefrag yes, or restart in a "
+                f"{ctx.cli} MEMORY DOCTOR; CONFIG SET activedefrag yes, or restart in a "
                 "maintenance window (seed §3.3)"
             )
     elif ratio < 1 and used - rss > t.fragmentation_min_bytes:

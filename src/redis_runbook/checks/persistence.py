@@ -46,7 +46,7 @@ def aof(ctx: Context) -> CheckResult:
             summary="AOF is off: a crash loses every write since the last RDB snapshot"
             if expect.appendonly
             else "AOF off, as configured",
-            hint="redis-cli CONFIG SET appendonly yes; then set it in redis.conf"
+            hint=f"{ctx.cli} CONFIG SET appendonly yes; then set it in redis.conf"
             if expect.appendonly
             else None,
         )
@@ -141,5 +141,5 @@ def rdb_age(ctx: Context) -> CheckResult:
         shown=f"{hours:.1f} h",
         unit=" h",
         summary=f"last RDB save {format_duration(hours * 3600)} ago ({schedule} schedule)",
-        hint="the scheduled snapshot did not run: redis-cli BGSAVE and check the cron/backup job",
+        hint=f"the scheduled snapshot did not run: {ctx.cli} BGSAVE and check the cron/backup job",
     )

@@ -39,8 +39,8 @@ def ping_latency(ctx: Context) -> CheckResult:
         shown=f"{ms:.2f} ms",
         unit=" ms",
         summary=summary,
-        hint="look for slow commands and busy scripts: redis-cli SLOWLOG GET 10; "
-        "redis-cli --latency",
+        hint=f"look for slow commands and busy scripts: {ctx.cli} SLOWLOG GET 10; "
+        f"{ctx.cli} --latency",
     )
 
 
@@ -125,7 +125,7 @@ def slowlog(ctx: Context) -> CheckResult:
         value=f"{length} entries",
         threshold="-",
         summary=f"{length} slow command(s) recorded",
-        hint="redis-cli SLOWLOG GET 10" if length else None,
+        hint=f"{ctx.cli} SLOWLOG GET 10" if length else None,
         metric=float(length),
     )
 
@@ -157,6 +157,6 @@ def latency_spikes(ctx: Context) -> CheckResult:
         threshold=band_text(band, " ms"),
         summary=f"{len(recent)} latency event(s) in the last 5 min, worst "
         f"{worst_event.event} {worst_event.latest_ms} ms",
-        hint="redis-cli LATENCY DOCTOR",
+        hint=f"{ctx.cli} LATENCY DOCTOR",
         metric=float(worst_event.latest_ms),
     )

@@ -28,6 +28,7 @@ from redis_runbook.procedures.failover import QueueWitness, Switchover
 from redis_runbook.procedures.write_pause import disconnect_clients
 from redis_runbook.redisinfo import parse_pairs
 from redis_runbook.sentinel import split_address
+from redis_runbook.target import redis_cli_prefix
 from redis_runbook.topology import NodeView, node_command, node_view
 
 FAILOVER_TIMEOUT_MS = 10_000
@@ -131,8 +132,8 @@ class Promotion:
         except (redis.RedisError, RunbookError):
             return (
                 f"{self.old} does not answer: when it comes back, fence it before clients "
-                f"reach it: redis-cli -h {self.old.rsplit(':', 1)[0]} -p "
-                f"{self.old.rsplit(':', 1)[1]} REPLICAOF {host} {port}"
+                f"reach it: {redis_cli_prefix(self.config.target, split_address(self.old))} "
+                f"REPLICAOF {host} {port}"
             )
         return f"{self.old} is now a replica of {self.new}; its clients were disconnected"
 
