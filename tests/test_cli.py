@@ -323,3 +323,27 @@ def test_an_acl_limited_user_gets_each_hint_once(
     texts = [line.split("): ", 1)[1] for line in hints]
     assert hints, result.stdout
     assert len(texts) == len(set(texts)), result.stdout
+
+
+def test_brackets_in_redis_data_are_printed_as_they_are(
+    tmp_path: Path, redis_factory: RedisFactory
+) -> None:
+    server = redis_factory(settings={"slowlog-log-slower-than": "0"})
+    named_client = plain_client(server, client_name="worker[1]")
+    named_client.ping()
+    named_client.set("tmp:a1", "[bold]x[/bold]")
+    config = write_config(
+        tmp_path,
+        server,
+        '[[categories]]\nname = "tmp"\npattern = "tmp:[ab]*"\npriority = "low"\n'
+        "rebuildable = true\n",
+    )
+    perf = run_cli("--config", str(config), "perf", "report")
+    assert perf.returncode == 0, perf.stderr
+    assert "[bold]x[/bold]" in perf.stdout
+    clients = run_cli("--config", str(config), "clients", "list")
+    assert clients.returncode == 0, clients.stderr
+    assert "worker[1]" in clients.stdout
+    keys = run_cli("--config", str(config), "keys", "stats")
+    assert keys.returncode == 0, keys.stderr
+    assert "tmp:[ab]*" in keys.stdout

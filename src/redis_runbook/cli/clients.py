@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.procedure import run_plan
@@ -28,7 +29,7 @@ def clients_table(clients: list[ClientInfo], target: str, filters: str) -> Table
         table.add_row(
             str(c.id),
             c.addr,
-            c.name,
+            Text(c.name),  # a client name is data, not Rich markup
             format_duration(c.age),
             format_duration(c.idle),
             c.flags,

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.procedure import UnderstoodOption, run_plan
@@ -62,8 +63,8 @@ def stats_table(stats: KeyspaceStats, memory: MemoryFigures, target: str) -> Tab
     for s in stats.categories.values():
         share = f"{s.estimated_bytes / memory.used * 100:.1f}" if memory.used else "-"
         table.add_row(
-            s.name,
-            s.pattern or "(no category)",
+            Text(s.name),
+            Text(s.pattern or "(no category)"),  # `cache:[a-z]*` is a glob, not markup
             s.priority,
             "yes" if s.rebuildable else "no",
             str(s.keys),

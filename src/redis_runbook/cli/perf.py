@@ -32,7 +32,9 @@ def _slowlog_table(report: PerfReport) -> Table:
         table.add_column(name, no_wrap=name != "command")
     for e in report.slowlog:
         client = " ".join(p for p in (e.client_addr, e.client_name) if p)
-        table.add_row(str(e.id), _when(e.time), f"{e.duration_us / 1000:.2f}", e.command, client)
+        table.add_row(  # Text: a command's arguments are data, not Rich markup
+            str(e.id), _when(e.time), f"{e.duration_us / 1000:.2f}", Text(e.command), Text(client)
+        )
     return table
 
 
