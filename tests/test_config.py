@@ -246,3 +246,15 @@ def test_bad_target_url_never_echoes_its_password(tmp_path: Path, url: str) -> N
 def test_good_target_urls_validate(tmp_path: Path, url: str, db: int) -> None:
     path = write(tmp_path, f'[target]\nurl = "{url}"\n')
     assert load_config(path, env={}).config.target.db == db
+
+
+def test_config_validate_and_commands_refuse_a_bad_port_with_exit_2(tmp_path: Path) -> None:
+    from tests.helpers import run_cli
+
+    path = write(tmp_path, '[target]\nurl = "redis://127.0.0.1:70000/0"\n')
+    for command in (("config", "validate"), ("health",), ("keys", "stats")):
+        result = run_cli("--config", str(path), *command)
+        assert result.returncode == EXIT_USAGE, (command, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert f"error: {path}: target.url: port 70000 is out of range" in result.stderr
+        assert "HINT: " in result.stderr
