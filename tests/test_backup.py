@@ -12,13 +12,16 @@ import time
 import tomllib
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 from pydantic import ValidationError
 
 from redis_runbook import tomlwrite
 from redis_runbook.backup.base import BackupCorrupt
 from redis_runbook.backup.borg import BorgBackend
+from redis_runbook.backup.directory import sha256_of
 from redis_runbook.config_backup import BackupConfig
 from tests.conftest import Lab
 from tests.helpers import run_cli
@@ -121,6 +124,7 @@ def test_borg_create_list_verify(borg_env: tuple[dict[str, str], str], lab_env: 
         "extract": "ok",
         "redis-check-rdb": "ok",
         "rdb-version": "ok",
+        "redis-check-aof": "ok",
         "load": "ok",
         "keys": "ok",
         "age": "ok",
@@ -276,3 +280,109 @@ def test_config_rejects_two_passphrase_sources(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="expected a name with"):
         BackupConfig(archive_pattern="redis")
     assert BackupConfig().archive_glob == "redis-*"
+
+
+# --- consistent archives, and a drill of what a restore loads (issue 11, item 7) ---------
+
+
+def rewrite_sums(archive: Path) -> None:
+    """Recompute SHA256SUMS after the test changed a file (bit rot the checksum
+    cannot see: the damage happened before the archive was written)."""
+    lines = []
+    for line in (archive / "SHA256SUMS").read_text().splitlines():
+        _digest, _, relative = line.partition("  ")
+        lines.append(f"{sha256_of(archive / relative)}  {relative}")
+    (archive / "SHA256SUMS").write_text("\n".join(lines) + "\n")
+
+
+def test_verify_drills_the_aof_a_restore_would_load(lab_env: Lab, tmp_path: Path) -> None:
+    """A restore loads the archive's AOF; a drill of the RDB alone would call an
+    archive good that the restore then refuses."""
+    repo = tmp_path / "backups"
+    repo.mkdir()
+    env = backup_env(lab_env, tmp_path, "directory", repo)
+    name = create(env)
+    good = run_cli("--json", "backup", "verify", "--archive", name, env=env, timeout=120)
+    assert good.returncode == 0, good.stdout + good.stderr
+    report = json.loads(good.stdout)
+    statuses = {c["name"]: c["status"] for c in report["checks"]}
+    assert statuses["redis-check-aof"] == "ok", report
+    load = next(c for c in report["checks"] if c["name"] == "load")
+    assert "AOF" in load["detail"], load  # loaded as a restore loads it: AOF on
+
+    archive = repo / name
+    [manifest] = (archive / "appendonlydir").glob("*.manifest")
+    incr = next(p for p in manifest.parent.iterdir() if p.name.endswith(".incr.aof"))
+    data = incr.read_bytes()
+    middle = data.find(b"\n*", len(data) // 2) + 1
+    incr.write_bytes(data[:middle] + b"!garbage!\r\n" + data[middle:])
+    rewrite_sums(archive)
+    bad = run_cli("--json", "backup", "verify", "--archive", name, env=env, timeout=120)
+    assert bad.returncode == 2, bad.stdout + bad.stderr
+    assert "redis-check-aof" in json.loads(bad.stdout)["reason"]
+    assert_no_leftovers(env)
+
+
+def test_create_refuses_to_archive_an_aof_that_would_not_restore(
+    lab_env: Lab, tmp_path: Path
+) -> None:
+    """Damage in the live AOF (the server does not reread it): the archive step runs
+    redis-check-aof on the archived set and fails, instead of a backup that
+    `recover restore` refuses when it is needed."""
+    status, _ = lab_env
+    repo = tmp_path / "backups"
+    repo.mkdir()
+    env = backup_env(lab_env, tmp_path, "directory", repo)
+    [incr] = (status.dir / "data" / "appendonlydir").glob("*.incr.aof")
+    with incr.open("ab") as handle:
+        handle.write(b"!garbage!\r\n")
+    assert status.port is not None
+    with redis.Redis(port=status.port) as client:
+        client.set("written-after-the-damage", "1")
+    done = run_cli("backup", "create", env=env, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    said = " ".join((done.stdout + done.stderr).split())
+    assert "redis-check-aof on the copy to archive" in said, said
+    assert "a restore would refuse this AOF" in said
+    assert "BGREWRITEAOF" in said  # the hint: rewrite the AOF from memory, then back up
+    assert list(repo.iterdir()) == []
+
+
+def test_create_waits_for_a_rewrite_and_holds_automatic_rewrites_off(
+    lab_env: Lab, tmp_path: Path
+) -> None:
+    """An AOF rewrite starts right after the BGSAVE the backup waits for (it was
+    scheduled behind it) and runs slowly: the archive is taken after it, so the
+    archived manifest is the one Redis has once the rewrite is done; the automatic
+    rewrite setting is as it was before."""
+    status, _ = lab_env
+    repo = tmp_path / "backups"
+    repo.mkdir()
+    env = backup_env(lab_env, tmp_path, "directory", repo)
+    assert status.port is not None
+    client = redis.Redis(port=status.port, decode_responses=True)
+    client.config_set("auto-aof-rewrite-percentage", "150")
+    reply: Any = client.dbsize()
+    keys = int(reply)
+    client.config_set("rdb-key-save-delay", str(int(6_000_000 / keys)))  # ~6 s per child
+    client.bgsave()
+    client.execute_command("BGREWRITEAOF")  # scheduled: a BGSAVE is running
+    assert client.info("persistence")["aof_rewrite_scheduled"] == 1
+    try:
+        done = run_cli("--json", "backup", "create", env=env, timeout=180)
+    finally:
+        client.config_set("rdb-key-save-delay", "0")
+    assert done.returncode == 0, done.stdout + done.stderr
+    persistence = client.info("persistence")
+    assert persistence["aof_rewrite_in_progress"] == 0
+    assert persistence["aof_rewrite_scheduled"] == 0
+    assert client.config_get("auto-aof-rewrite-percentage") == {
+        "auto-aof-rewrite-percentage": "150"
+    }
+    [archive] = [p for p in repo.iterdir()]
+    [archived] = (archive / "appendonlydir").glob("*.manifest")
+    live = status.dir / "data" / "appendonlydir" / archived.name
+    assert archived.read_text() == live.read_text()  # the set after the rewrite
+    assert "seq 2 type b" in archived.read_text()
+    names = {p.name for p in archived.parent.iterdir()}
+    assert names == {p.name for p in live.parent.iterdir()}

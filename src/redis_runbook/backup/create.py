@@ -1,9 +1,13 @@
 """`backup create` as a plan: BGSAVE (or join one in progress) and wait until it
 succeeded, count the keys per database and category, then archive dump.rdb, the AOF
-directory (manifest + files), redis.conf (when configured) and metadata.json."""
+directory (manifest + files: a consistent copy taken with no AOF rewrite running and
+checked with redis-check-aof, see backup.aofset), redis.conf (when configured) and
+metadata.json."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import redis
 
 from redis_runbook import __version__
+from redis_runbook.backup.aofset import stage_aof
 from redis_runbook.backup.base import Backend, BackupError
 from redis_runbook.config import Category, Config, TargetConfig
 from redis_runbook.fsops import stamp
@@ -25,7 +30,7 @@ from redis_runbook.persistence.rdb import read_rdb_header
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step
 from redis_runbook.redisinfo import keyspace, parse_info
-from redis_runbook.target import make_client
+from redis_runbook.target import make_client, redis_cli_prefix
 from redis_runbook.units import format_bytes
 
 METADATA_FORMAT = 1
@@ -71,7 +76,8 @@ def bgsave_and_wait(client: redis.Redis, timeout: float) -> str:
     while True:
         now = info_fields(client, "persistence")
         new_saves, new_lastsave = _saves(now)
-        advanced = new_saves > saves if "rdb_saves" in now else new_lastsave > lastsave
+        # rdb_saves counts a BGSAVE when it starts: a joined one is counted already.
+        advanced = joined or (new_saves > saves if "rdb_saves" in now else new_lastsave > lastsave)
         if now.get("rdb_bgsave_in_progress") == "0" and advanced:
             if now.get("rdb_last_bgsave_status") != "ok":
                 raise BackupError(
@@ -135,19 +141,16 @@ def _count_databases(
     return by_db, totals, volatile
 
 
-def archive_files(config: Config, layout: DataLayout) -> dict[str, Path]:
-    """Archive path -> host file: the RDB, every file of the AOF directory (or the old
-    single AOF), and redis.conf when `[backup] include_conf` and it is configured."""
+def archive_files(
+    config: Config, layout: DataLayout, aof_files: Mapping[str, Path]
+) -> dict[str, Path]:
+    """Archive path -> host file: the RDB, the staged copy of the AOF (`aof_files`,
+    see backup.aofset), and redis.conf when `[backup] include_conf` and it is set."""
     files: dict[str, Path] = {}
     if not layout.rdb_path.is_file():
         raise BackupError(f"no RDB at {layout.rdb_path} after BGSAVE", BGSAVE_FAILED_HINT)
     files[layout.dbfilename] = layout.rdb_path
-    if layout.aof_dir.is_dir():
-        for path in sorted(layout.aof_dir.iterdir()):
-            if path.is_file():
-                files[f"{layout.appenddirname}/{path.name}"] = path
-    elif layout.single_aof_path.is_file():
-        files[layout.appendfilename] = layout.single_aof_path
+    files.update(aof_files)
     conf = config.service.redis_conf
     if config.backup.include_conf and conf is not None and conf.is_file():
         files["redis.conf"] = conf
@@ -208,7 +211,23 @@ def plan_create(pctx: ProcedureContext, backend: Backend) -> Plan:
 
     def archive() -> str:
         """Step 3: the data files, redis.conf and metadata.json into one archive."""
-        files = archive_files(config, layout)
+        staging = Path(tempfile.mkdtemp(prefix="redis-runbook-backup-aof-"))
+        try:
+            return archive_from(staging)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def archive_from(staging: Path) -> str:
+        hint = (
+            "rewrite the AOF from memory: "
+            f"{redis_cli_prefix(config.target)} BGREWRITEAOF; then: redis-runbook backup create"
+        )
+        client = pctx.client()
+        try:
+            aof = stage_aof(client, layout, staging, config.backup.bgsave_timeout_seconds, hint)
+        finally:
+            client.close()
+        files = archive_files(config, layout, aof.files)
         header = read_rdb_header(layout.rdb_path)
         state.metadata = {
             "format": METADATA_FORMAT,
@@ -223,9 +242,11 @@ def plan_create(pctx: ProcedureContext, backend: Backend) -> Plan:
             "keys": state.keys,
         }
         made = backend.create(state.name, files, state.metadata)
+        checked = f"; redis-check-aof: {aof.check.summary}" if aof.check else "; no AOF"
         return (
             f"archive {made.name} in {backend.location}: {len(files)} files + metadata.json, "
-            f"{format_bytes(state.metadata['size'])}, RDB version {header.version}"
+            f"{format_bytes(state.metadata['size'])}, RDB version {header.version}{checked}"
+            + "".join(f"; {note}" for note in aof.notes)
         )
 
     return Plan(
@@ -237,7 +258,8 @@ def plan_create(pctx: ProcedureContext, backend: Backend) -> Plan:
             Step("BGSAVE and wait until it succeeded", save, on_failure=BGSAVE_FAILED_HINT),
             Step("Count keys per database and category (SCAN)", count),
             Step(
-                f"Archive {layout.dbfilename}, {layout.appenddirname}/, redis.conf and "
+                f"Archive {layout.dbfilename}, {layout.appenddirname}/ (copied with no AOF "
+                "rewrite running, checked with redis-check-aof), redis.conf and "
                 f"metadata.json as {state.name}",
                 archive,
             ),

@@ -1,13 +1,14 @@
 """`backup verify`: the restore drill (seed §6.4 monthly restore test). Extract an
 archive into a temporary directory, `redis-check-rdb` its RDB, refuse an RDB newer
-than the installed redis-server, load it into a throwaway redis-server (loopback,
-free port, AOF off), compare the keys per category with the archive's metadata and
+than the installed redis-server, `redis-check-aof` the archive's AOF when it has
+one, load into a throwaway redis-server (loopback, free port) exactly what `recover
+restore` would load — the AOF (with its RDB base) when the archive has one, else the
+RDB — compare the keys per category with the archive's metadata and
 judge its age against the RPO. The live server is never touched; the throwaway
 server is stopped and every temporary file removed, whatever happens."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import shutil
 import tempfile
@@ -22,7 +23,7 @@ from redis_runbook.backup.base import Archive, Backend, BackupCorrupt
 from redis_runbook.backup.create import count_keys
 from redis_runbook.config import Category
 from redis_runbook.errors import RunbookError
-from redis_runbook.lab.server import RedisServer
+from redis_runbook.persistence.aof_check import parse_check_aof
 from redis_runbook.persistence.rdb import (
     max_rdb_version_of,
     parse_check_rdb,
@@ -30,6 +31,7 @@ from redis_runbook.persistence.rdb import (
     writers_of,
 )
 from redis_runbook.service.base import run_command
+from redis_runbook.throwaway import ThrowawayServer
 
 DrillStatus = Literal["ok", "warning", "failed"]
 EXIT_CODES: dict[DrillStatus, int] = {"ok": 0, "warning": 1, "failed": 2}
@@ -37,6 +39,7 @@ EXIT_CODES: dict[DrillStatus, int] = {"ok": 0, "warning": 1, "failed": 2}
 #: with a TTL expire before the drill loads them: tolerate that many plus 1 %.
 COUNT_TOLERANCE_PCT = 1.0
 DRILL_SETTINGS = {"appendonly": "no", "save": "", "maxmemory": "0"}
+MANIFEST_SUFFIX = ".manifest"
 
 
 @dataclass(frozen=True)
@@ -248,25 +251,51 @@ def _drill(
         )
         return
     report.add("rdb-version", "ok", f"RDB {header.version} loads on Redis {report.server_version}")
-    _load(report, workdir, rdb, categories, timeout)
+    manifests = sorted(staging.glob(f"*/*{MANIFEST_SUFFIX}"))
+    if manifests:  # `recover restore` loads this AOF: drill it, not the RDB alone
+        done = run_command(["redis-check-aof", str(manifests[0])], timeout=timeout)
+        aof_check = parse_check_aof(done.stdout + done.stderr, done.returncode)
+        if not aof_check.valid:
+            report.add(
+                "redis-check-aof", "failed", f"a restore would refuse it: {aof_check.summary}"
+            )
+            return
+        report.add("redis-check-aof", "ok", aof_check.summary)
+    _load(report, workdir, rdb, manifests[0] if manifests else None, categories, timeout)
 
 
 def _load(
-    report: DrillReport, workdir: Path, rdb: Path, categories: Sequence[Category], timeout: float
+    report: DrillReport,
+    workdir: Path,
+    rdb: Path,
+    manifest: Path | None,
+    categories: Sequence[Category],
+    timeout: float,
 ) -> None:
-    server = RedisServer(workdir / "server", settings=DRILL_SETTINGS)
-    server.data_dir.mkdir(parents=True)
-    shutil.move(rdb, server.data_dir / "dump.rdb")
-    try:
-        server.start(timeout=timeout)
-        report.restored = count_keys(server.target(), categories)
-        report.add("load", "ok", f"loaded into a throwaway redis-server on port {server.port}")
-    except (RunbookError, redis.RedisError) as exc:
-        report.add("load", "failed", getattr(exc, "message", str(exc)))
-        return
-    finally:
-        with contextlib.suppress(RunbookError):
-            server.stop(save=False)
-        if server.process is not None and server.process.poll() is None:
-            server.kill()
+    """Load what a restore loads into a throwaway server: with an AOF, the AOF dir
+    and the RDB with `appendonly yes` (Redis then loads the AOF), else the RDB."""
+    settings = dict(DRILL_SETTINGS)
+    server = ThrowawayServer(workdir / "server", settings)
+    shutil.move(rdb, server.data_dir / rdb.name)
+    settings["dbfilename"] = rdb.name
+    what = f"{rdb.name} (AOF off: the archive has no AOF)"
+    if manifest is not None:
+        shutil.move(manifest.parent, server.data_dir / manifest.parent.name)
+        settings.update(
+            appendonly="yes",
+            appenddirname=manifest.parent.name,
+            appendfilename=manifest.name.removesuffix(MANIFEST_SUFFIX),
+        )
+        what = f"the AOF ({manifest.parent.name}/, AOF on) as a restore loads it"
+    server.settings.update(settings)
+    with server:
+        try:
+            server.start(timeout)
+            report.restored = count_keys(server.target(), categories)
+        except (RunbookError, redis.RedisError) as exc:
+            report.add("load", "failed", getattr(exc, "message", str(exc)))
+            return
+        report.add(
+            "load", "ok", f"loaded {what} into a throwaway redis-server on port {server.port}"
+        )
     report.checks.append(compare_counts(report.archive.metadata.get("keys", {}), report.restored))
