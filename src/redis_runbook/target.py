@@ -395,9 +395,12 @@ def _no_permission_hint(text: str, context: ReplyContext | None) -> str:
     cli = context.redis_cli if context else "redis-cli"
     user = (context.username if context else None) or "default"
     missing = _NOPERM_COMMAND.search(text)
-    grant = f"+{missing.group(1).lower().replace(' ', '|')}" if missing else "the missing rights"
+    if missing:  # NOPERM names the command
+        lacks = grant = f"+{missing.group(1).lower().replace(' ', '|')}"
+    else:  # a key or a channel was refused
+        lacks, grant = "a key (~pattern) or channel (&pattern) permission", "~<pattern>"
     return (
-        f"the ACL user {user} lacks {grant}: see its rights with `{cli} ACL GETUSER {user}` "
+        f"the ACL user {user} lacks {lacks}: see its rights with `{cli} ACL GETUSER {user}` "
         f"and grant with ACL SETUSER {user} {grant} (docs/configuration.md lists what "
         "redis-runbook needs)"
     )
