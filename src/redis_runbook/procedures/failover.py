@@ -188,11 +188,6 @@ class Switchover:
     pause: WritePause | None = None
     old_answers: bool = True
 
-    @property
-    def paused(self) -> bool:
-        """Writes are held on the old master."""
-        return self.pause is not None
-
     def _on_old(self, *command: Any) -> Any:
         return node_command(self.config, self.old, *command, env=self.env)
 
@@ -318,12 +313,17 @@ class Switchover:
             except (redis.RedisError, RunbookError):
                 pass  # it died meanwhile: Sentinel reconfigures it when it returns
             if pause.lapsed_s > 0 or pause.expired:
-                notes += (
-                    f"; WARNING the write pause on {self.old} may have lapsed "
-                    f"(renewal late by {pause.lapsed_s:.1f} s): writes it acknowledged "
-                    f"then may be missing on {self.new}"
+                why = (
+                    f"it reached its {pause.max_s:g} s bound"
+                    if pause.expired
+                    else f"a renewal came {pause.lapsed_s:.1f} s late"
                 )
-            self.resume()
+                notes += (
+                    f"; WARNING the write pause on {self.old} may have lapsed ({why}): "
+                    f"writes it acknowledged then may be missing on {self.new}"
+                )
+            pause.stop(unpause=True)
+            self.pause = None
         deadline = time.monotonic() + FOLLOW_TIMEOUT_S
         while True:
             role = _role(self.config, self.old, self.env)
