@@ -82,7 +82,10 @@ def has_postgres(directory: Path) -> bool:
 
 def kept_sections(directory: Path) -> dict[str, object]:
     """The sections of the lab's current config that another part of the lab wrote
-    (`[reconstruct]` for its PostgreSQL), to carry over when the config is rewritten."""
+    (`[reconstruct]` for its PostgreSQL), to carry over when the config is rewritten;
+    none once the PostgreSQL cluster is gone."""
+    if not has_postgres(directory):
+        return {}
     try:
         current = tomllib.loads((directory / CONFIG_NAME).read_text())
     except (OSError, tomllib.TOMLDecodeError):
