@@ -51,10 +51,11 @@ def connected_ids(server: RedisServer) -> set[int]:
 @contextlib.contextmanager
 def blpop_client(server: RedisServer, key: str) -> Iterator[int]:
     """A client blocked in BLPOP on `key` (released by an LPUSH at the end); yields its id."""
-    blocked = plain_client(server)
+    # Blocked until the LPUSH, however slow the machine (no BLPOP or socket timeout).
+    blocked = plain_client(server, socket_timeout=None)
     blocked.client_setname("blocked-worker")
     own = int(str(blocked.client_id()))
-    thread = threading.Thread(target=lambda: blocked.blpop([key], timeout=30), daemon=True)
+    thread = threading.Thread(target=lambda: blocked.blpop([key], timeout=0), daemon=True)
     thread.start()
     control = plain_client(server)
     wait_until(
