@@ -96,3 +96,53 @@ def test_a_held_lock_hints_redis_cli_on_the_targets_db(redis_factory: RedisFacto
     assert f"redis-cli -h 127.0.0.1 -p {server.port} -n 3 DEL {REDIS_LOCK_KEY}" in (
         caught.value.hint
     )
+
+
+def test_a_sentinel_targets_hints_name_the_master_it_found(
+    redis_factory: RedisFactory, tmp_path: Path
+) -> None:
+    """[target] url's host is ignored for a Sentinel target: hints name the master
+    that Sentinel gave, not the URL's address."""
+    import subprocess
+
+    import redis
+
+    from redis_runbook.config import SentinelConfig
+    from redis_runbook.lab.server import free_port
+    from tests.conftest import wait_until
+
+    master = redis_factory()
+    port = free_port()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+        f"sentinel monitor hintmaster 127.0.0.1 {master.port} 1\n"
+    )
+    log = (tmp_path / "sentinel.log").open("wb")
+    sentinel = subprocess.Popen(["redis-sentinel", str(conf)], stdout=log, stderr=log)
+    try:
+        probe = redis.Redis(port=port, socket_timeout=2, decode_responses=True)
+
+        def answers() -> bool:
+            try:
+                return bool(
+                    probe.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "x") is None
+                )
+            except redis.RedisError:
+                return False
+
+        wait_until(answers, "redis-sentinel to answer")
+        probe.close()
+        target = TargetConfig(
+            url="redis://127.0.0.1:1/0",
+            sentinel=SentinelConfig(service="hintmaster", addresses=[f"127.0.0.1:{port}"]),
+        )
+        low = Band(warning=0, critical=0)
+        report = run_health(Config(target=target, thresholds=Thresholds(latency_ms=low)))
+    finally:
+        sentinel.kill()
+        sentinel.wait()
+        log.close()
+    hints = [c.hint for c in report.checks if c.hint and "redis-cli" in c.hint]
+    assert hints, [c.summary for c in report.checks]
+    assert all(f"redis-cli -h 127.0.0.1 -p {master.port} " in hint for hint in hints), hints

@@ -227,7 +227,7 @@ def _with_topology(diagnosis: Diagnosis, config: Config, env: Mapping[str, str] 
 
     topology, checks = check_topology(config, env)
     answers = diagnosis.evidence.snapshot.reachable
-    found = topology_scenarios(topology, checks, answers)
+    found = topology_scenarios(topology, checks, answers, config)
     kept = [s for s in diagnosis.scenarios if s.code != "A"]
     diagnosis.scenarios = sorted(found + kept, key=lambda s: ORDER[s.code])
     diagnosis.notes += topology_notes(checks) if not found else []

@@ -8,8 +8,9 @@ a promotable replica), or is there a split brain."""
 from __future__ import annotations
 
 from redis_runbook.checks.base import CheckResult, Status
+from redis_runbook.config import Config
 from redis_runbook.diagnose_rules import Scenario
-from redis_runbook.topology import Topology
+from redis_runbook.topology import Topology, fence_commands
 
 
 def _lines(checks: list[CheckResult]) -> tuple[str, ...]:
@@ -17,7 +18,10 @@ def _lines(checks: list[CheckResult]) -> tuple[str, ...]:
 
 
 def topology_scenarios(
-    topology: Topology, checks: list[CheckResult], master_answers: bool
+    topology: Topology,
+    checks: list[CheckResult],
+    master_answers: bool,
+    config: Config | None = None,
 ) -> list[Scenario]:
     """Scenario A for a master that does not answer or for two masters; [] otherwise
     (topology warnings become notes, see `topology_notes`)."""
@@ -31,8 +35,12 @@ def topology_scenarios(
                 "split-brain",
                 "more than one node accepts writes as master: " + by_name["split_brain"].summary,
                 evidence,
-                "redis-cli -h OLD_MASTER REPLICAOF NEW_HOST NEW_PORT (fence every master but "
-                "the one Sentinel names), then redis-runbook health",
+                (
+                    fence_commands(topology, config)
+                    if config
+                    else "redis-cli -h OLD_MASTER REPLICAOF NEW_HOST NEW_PORT"
+                )
+                + " (fence every master but the one Sentinel names), then redis-runbook health",
             )
         )
     if master_answers:

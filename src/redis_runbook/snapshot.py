@@ -21,7 +21,7 @@ import redis
 from redis_runbook.config import TargetConfig
 from redis_runbook.errors import RunbookError
 from redis_runbook.redisinfo import parse_client_list, parse_info
-from redis_runbook.target import classify, connect, make_client, target_display
+from redis_runbook.target import classify, client_cli, connect, make_client, target_display
 
 CONFIG_PARAMS = (
     "maxmemory",
@@ -63,6 +63,8 @@ class Snapshot:
     denied: dict[str, str] = field(default_factory=dict)
     error: RunbookError | None = None
     round_trips: int = 0
+    # `redis-cli` with the options that reach the node read (for hints; no password).
+    redis_cli: str | None = None
 
     @property
     def reachable(self) -> bool:
@@ -114,6 +116,7 @@ def take_snapshot(target: TargetConfig, env: Mapping[str, str] | None = None) ->
     except RunbookError as exc:  # e.g. the password source failed
         snapshot.error = exc
         return snapshot
+    snapshot.redis_cli = client_cli(client)
     try:
         started = time.perf_counter()
         snapshot.handshake_ms = connect(client, where)

@@ -16,7 +16,7 @@ import socket
 import ssl
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import redis
@@ -312,7 +312,6 @@ def client_kwargs(
         username=username,
         password=password,
         db=target.db,
-        redis_cli=redis_cli_prefix(target, node),
     )
     kwargs: dict[str, Any] = {
         "socket_connect_timeout": target.connect_timeout,
@@ -337,6 +336,9 @@ def client_kwargs(
             from redis_runbook.sentinel import resolve_master  # imports this module
 
             kwargs["host"], kwargs["port"] = resolve_master(target, env)
+    # Hints name the node this client reaches (a Sentinel target: the master found).
+    address = (kwargs["host"], kwargs["port"]) if scheme != "unix" else None
+    kwargs["handshake"] = replace(handshake, redis_cli=redis_cli_prefix(target, address))
     if scheme == "rediss":
         kwargs.update(
             connection_class=RunbookSSLConnection,

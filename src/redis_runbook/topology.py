@@ -27,7 +27,7 @@ from redis_runbook.errors import RunbookError
 from redis_runbook.memory import info_fields
 from redis_runbook.redisinfo import parse_pairs
 from redis_runbook.sentinel import SentinelView, split_address, view_of
-from redis_runbook.target import make_client
+from redis_runbook.target import make_client, redis_cli_prefix
 
 TOPOLOGY_CHECKS = (
     "sentinels",
@@ -224,7 +224,7 @@ def _master(t: Topology) -> CheckResult:
     return _result("master", Status.OK, flags, "flags: master", f"master {where}", None)
 
 
-def _replicas(t: Topology) -> CheckResult:
+def _replicas(t: Topology, config: Config) -> CheckResult:
     known = t.replicas
     linked = [
         r
@@ -244,6 +244,10 @@ def _replicas(t: Topology) -> CheckResult:
         for r in known
         if r not in linked
     ]
+    # Ask a replica that does not replicate; else the master (it lists its replicas).
+    ask = next((r for r in known if r not in linked), None)
+    node = f"{ask.get('ip')}:{ask.get('port')}" if ask else t.master_address
+    cli = redis_cli_prefix(config.target, split_address(node)) if node else "redis-cli"
     return _result(
         "replicas",
         status,
@@ -251,8 +255,7 @@ def _replicas(t: Topology) -> CheckResult:
         "every replica linked, one promotable",
         f"{len(linked)} of {len(known)} replicas replicating, {len(promotable)} promotable"
         + (f"; not replicating: {', '.join(broken)}" if broken else ""),
-        "redis-cli -h REPLICA INFO replication (master_link_status); a priority-0 replica "
-        "is never promoted",
+        f"{cli} INFO replication (master_link_status); a priority-0 replica is never promoted",
     )
 
 
@@ -291,7 +294,22 @@ def _lag(t: Topology, config: Config) -> CheckResult:
     )
 
 
-def _split_brain(t: Topology) -> CheckResult:
+def fence_commands(t: Topology, config: Config) -> str:
+    """The REPLICAOF that fences each master Sentinel does not name, aimed at it."""
+    if t.master_address is None:
+        return "redis-cli -h OLD_MASTER REPLICAOF NEW_HOST NEW_PORT"
+    host, port = split_address(t.master_address)
+    others = [n.address for n in t.nodes if n.role == "master" and n.address != t.master_address]
+    return (
+        "; ".join(
+            f"{redis_cli_prefix(config.target, split_address(old))} REPLICAOF {host} {port}"
+            for old in others
+        )
+        or f"redis-cli -h OLD_MASTER REPLICAOF {host} {port}"
+    )
+
+
+def _split_brain(t: Topology, config: Config) -> CheckResult:
     masters = [n.address for n in t.nodes if n.role == "master"]
     status = Status.CRITICAL if len(masters) > 1 else Status.OK
     return _result(
@@ -300,7 +318,7 @@ def _split_brain(t: Topology) -> CheckResult:
         str(len(masters)),
         "exactly one node says master",
         f"nodes answering ROLE master: {', '.join(masters) or 'none'}",
-        "fence every master but Sentinel's: redis-cli -h OLD REPLICAOF NEW_HOST NEW_PORT",
+        f"fence every master but Sentinel's: {fence_commands(t, config)}",
     )
 
 
@@ -313,9 +331,9 @@ def topology_checks(t: Topology, config: Config) -> list[CheckResult]:
         _quorum(t),
         _tilt(t),
         _master(t),
-        _replicas(t),
+        _replicas(t, config),
         _lag(t, config),
-        _split_brain(t),
+        _split_brain(t, config),
     ]
 
 

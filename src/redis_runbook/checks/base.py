@@ -65,7 +65,7 @@ class Context:
     @property
     def cli(self) -> str:
         """`redis-cli` aimed at the target, for hints (never with the password)."""
-        return redis_cli_prefix(self.config.target)
+        return self.snapshot.redis_cli or redis_cli_prefix(self.config.target)
 
 
 CheckFn = Callable[[Context], CheckResult]
