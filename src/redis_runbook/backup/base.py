@@ -24,6 +24,14 @@ from typing import Any
 from redis_runbook.errors import EXIT_REFUSED, EXIT_USAGE, RunbookError, UnknownName
 
 METADATA_NAME = "metadata.json"
+#: With nothing to restore, `backup create` is the wrong advice: it would archive the
+#: current (broken or empty) data as the `latest`.
+NOTHING_TO_RESTORE_HINT = (
+    "is [backup] repository where the archives are? redis-runbook config show; "
+    "do not run backup create now (it would archive the current data as the latest); "
+    "if Redis cannot start on its data and nothing else is left: "
+    "redis-runbook recover emergency-start (the data dir is kept aside)"
+)
 
 
 class BackupError(RunbookError):
@@ -93,11 +101,12 @@ class Backend(ABC):
     def check(self, name: str) -> None:
         """Verify the archive's integrity (raises BackupCorrupt)."""
 
-    def find(self, name: str) -> Archive:
-        """The archive called `name`, or `latest` for the newest one."""
+    def find(self, name: str, empty_hint: str = "redis-runbook backup create") -> Archive:
+        """The archive called `name`, or `latest` for the newest one. UnknownName
+        when there is none (`empty_hint` when there is no archive at all)."""
         archives = self.list()
         if not archives:
-            raise UnknownName(f"no archives in {self.location}", "redis-runbook backup create")
+            raise UnknownName(f"no archives in {self.location}", empty_hint)
         if name == "latest":
             return max(archives, key=lambda a: a.time)
         for archive in archives:

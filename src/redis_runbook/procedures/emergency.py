@@ -7,21 +7,71 @@ Typed confirmation of the word EMERGENCY (or --yes with --i-understand-data-loss
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
+from redis_runbook.config import Config
 from redis_runbook.errors import Refused
-from redis_runbook.fsops import move_aside, writable_dir
+from redis_runbook.fsops import move_aside, stamp, writable_dir
+from redis_runbook.persistence.files import data_layout
+from redis_runbook.persistence.layout import DataLayout
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
 from redis_runbook.service import RunState
+from redis_runbook.target import redis_cli_prefix
 from redis_runbook.waiting import wait_ready
 
 CONFIRM_WORD = "EMERGENCY"
 READY_TIMEOUT_S = 60.0
-NEXT_STEPS = (
-    "BullMQ queues must be rebuilt from PostgreSQL: redis-runbook queues reconstruct; "
-    "the old data dir is kept aside for a restore: redis-runbook recover restore"
-)
+
+
+def stop_command(config: Config) -> str:
+    """The command that stops this Redis by hand (saving first, where it can)."""
+    service = config.service
+    if service.kind == "compose":
+        file = ["-f", str(service.compose_file)] if service.compose_file else []
+        return shlex.join(["docker", "compose", *file, "stop", service.compose_service])
+    if service.kind == "systemd":
+        return shlex.join(["systemctl", "stop", service.systemd_unit])
+    return f"{redis_cli_prefix(config.target)} SHUTDOWN SAVE"
+
+
+def aside_hints(config: Config, layout: DataLayout, aside: Path) -> list[str]:
+    """What to do with the data dir an emergency start moved aside, as commands that
+    work from here (restore reads only archives: it is no use for this dir)."""
+    data = layout.data_dir
+    moved = DataLayout(**{**layout.__dict__, "data_dir": aside})
+    looks = []
+    if moved.rdb_path.is_file():
+        looks.append(f"`{shlex.join(['redis-check-rdb', str(moved.rdb_path)])}`")
+    if moved.manifest_path.is_file():
+        looks.append(f"`{shlex.join(['redis-check-aof', str(moved.manifest_path)])}`")
+    elif moved.single_aof_path.is_file():
+        looks.append(f"`{shlex.join(['redis-check-aof', str(moved.single_aof_path)])}`")
+    has_aof = moved.manifest_path.is_file() or moved.single_aof_path.is_file()
+    procedure = "recover aof" if has_aof else "recover restart"
+    swap = (
+        f"mv {shlex.quote(str(data))} {shlex.quote(f'{data}.{stamp()}.after-emergency')} && "
+        f"mv {shlex.quote(str(aside))} {shlex.quote(str(data))}"
+    )
+    hints = [f"the old data dir is kept, untouched, as {aside}"]
+    if looks:
+        hints.append("look at it: " + "; ".join(looks))
+    hints.append(
+        f"to go back to it and let {procedure} load or repair what it can (what is written "
+        f"from now on is kept aside in turn): `{stop_command(config)}`, then `{swap}`, then "
+        f"`redis-runbook {procedure}`"
+    )
+    if config.reconstruct.sources:
+        hints.append(
+            "rebuild the BullMQ queues from PostgreSQL: `redis-runbook queues reconstruct`"
+        )
+    else:
+        hints.append(
+            "to rebuild the BullMQ queues from PostgreSQL, add [[reconstruct.sources]] to the "
+            "config (docs/configuration.md), then run redis-runbook queues reconstruct"
+        )
+    return hints
 
 
 def plan_emergency_start(ctx: ProcedureContext, force: bool = False) -> Plan:
@@ -43,6 +93,8 @@ def plan_emergency_start(ctx: ProcedureContext, force: bool = False) -> Plan:
             "emergency-start --force",
         )
     moved: dict[str, Path] = {}
+    layout = data_layout(ctx.config, {}, [])  # the file names, for the hints at the end
+    layout = DataLayout(**{**layout.__dict__, "data_dir": data_dir})
 
     def stop() -> str:
         if service.state().state is RunState.STOPPED:
@@ -97,6 +149,9 @@ def plan_emergency_start(ctx: ProcedureContext, force: bool = False) -> Plan:
                 check=verify,
                 on_failure="redis-runbook diagnose",
             ),
-            Step("next: rebuild the queues", lambda: NEXT_STEPS),
+            Step(
+                "next: what to do with the old data, and the queues",
+                lambda: "; ".join(aside_hints(ctx.config, layout, moved["aside"])),
+            ),
         ],
     )

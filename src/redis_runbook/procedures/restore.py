@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from redis_runbook.backup.base import Archive, Backend
+from redis_runbook.backup.base import NOTHING_TO_RESTORE_HINT, Archive, Backend
 from redis_runbook.backup.create import count_keys
 from redis_runbook.backup.verify import compare_counts
 from redis_runbook.errors import Refused
@@ -168,7 +168,7 @@ def plan_restore(
         layout = DataLayout(**{**layout.__dict__, "appendonly": ctx.config.server.appendonly})
     if not layout.data_dir.is_dir():
         raise Refused(f"data dir {layout.data_dir} does not exist", "check [service] data_dir")
-    archive = backend.find(name)
+    archive = backend.find(name, NOTHING_TO_RESTORE_HINT)
     notes += remove_stale_staging(layout.data_dir.parent)
     state = service.state()
     if state.state is RunState.RUNNING and not force:
