@@ -88,8 +88,13 @@ def test_status_counts_equal_node_get_job_counts(
         assert mine["failed"] == theirs["failed"], line
         assert mine["waiting_children"] == theirs["waiting-children"], line
         assert mine["paused"] == line["isPaused"], line
+        # Node's own figures, as Node names them: a paused v5 queue has waiting 0, paused N.
+        assert mine["waiting"] == theirs["waiting"], line
+        assert mine["job_counts"] == theirs, line
+        assert mine["waiting_total"] == theirs["waiting"] + theirs["paused"], line
     assert ours["mixed"]["active_split"]["locked"] == 2
     assert ours["mixed"]["workers"] == 1  # Node names its blocking client bull:<base64>
+    assert (ours["held"]["waiting"], ours["held"]["job_counts"]["paused"]) == (0, 6)
     busy.kill()
 
 

@@ -124,8 +124,11 @@ def test_status_counts_every_state(tmp_path: Path, redis_server: RedisServer) ->
     }  # fmt: skip
     assert 0 < work["active_split"]["max_lock_ttl_ms"] <= 600_000
     assert held["paused"] is True
-    assert held["waiting"] == held["paused_list"] == 5
+    # As Node's getJobCounts(): waiting 0, paused 5 (the total is an extra field).
+    assert (held["waiting"], held["paused_list"], held["waiting_total"]) == (0, 5, 5)
+    assert (held["job_counts"]["waiting"], held["job_counts"]["paused"]) == (0, 5)
     human = run_cli("queues", "status", env=env)
+    assert "yes: 5" in human.stdout
     assert "queues recover-stale" in human.stdout  # the caption names the next step
 
 

@@ -59,9 +59,24 @@ class QueueCounts:
 
     @property
     def waiting(self) -> int:
-        """Jobs ready to run: `wait` plus the v5 `paused` list (where a paused v5 queue
-        keeps them; a v6 tool that ignores it undercounts, bullmq.md §9)."""
+        """Jobs that will run once workers take them: `wait` plus the v5 `paused` list
+        (where a paused v5 queue keeps them; a v6 tool that ignores it undercounts,
+        bullmq.md §9). Node's getJobCounts() splits the two: see `job_counts`."""
         return self.wait + self.paused_list
+
+    def job_counts(self) -> dict[str, int]:
+        """The figures Node BullMQ v5's `Queue.getJobCounts()` gives, under its names:
+        `waiting` is the `wait` list only, `paused` the jobs a paused queue holds."""
+        return {
+            "active": self.active.total,
+            "completed": self.completed,
+            "delayed": self.delayed,
+            "failed": self.failed,
+            "paused": self.paused_list,
+            "prioritized": self.prioritized,
+            "waiting": self.wait,
+            "waiting-children": self.waiting_children,
+        }
 
     def to_json(self) -> dict[str, Any]:
         """Stable JSON (docs/json.md)."""
@@ -70,7 +85,9 @@ class QueueCounts:
             "prefix": self.queue.prefix,
             "layout": self.queue.layout,
             "paused": self.paused,
-            "waiting": self.waiting,
+            "waiting": self.wait,
+            "waiting_total": self.waiting,
+            "job_counts": self.job_counts(),
             "wait": self.wait,
             "paused_list": self.paused_list,
             "prioritized": self.prioritized,

@@ -95,10 +95,10 @@ def _status_rows(counts: list[QueueCounts]) -> list[tuple[str, list[str]]]:
     """(queue name, one value per STATUS_COLUMNS entry) per queue, then the total."""
     rows = [
         (c.queue.display, [
-            str(c.waiting), str(c.prioritized), str(c.active.total), str(c.active.locked),
+            str(c.wait), str(c.prioritized), str(c.active.total), str(c.active.locked),
             str(c.active.stale), str(c.active.immortal), str(c.active.orphan), str(c.delayed),
             str(c.overdue), str(c.waiting_children), str(c.completed), str(c.failed),
-            "yes" if c.paused else "", "n/a" if c.workers is None else str(c.workers),
+            _paused_cell(c), "n/a" if c.workers is None else str(c.workers),
             _age(c.last_event_ms),
         ])
         for c in counts
@@ -110,13 +110,22 @@ def _status_rows(counts: list[QueueCounts]) -> list[tuple[str, list[str]]]:
     def total_active(attr: str) -> str:
         return str(sum(int(getattr(c.active, attr)) for c in counts))
 
+    paused_jobs = sum(c.paused_list for c in counts)
     rows.append((f"total ({len(counts)})", [
-        total("waiting"), total("prioritized"), total_active("total"), total_active("locked"),
+        total("wait"), total("prioritized"), total_active("total"), total_active("locked"),
         total_active("stale"), total_active("immortal"), total_active("orphan"),
         total("delayed"), total("overdue"), total("waiting_children"), total("completed"),
-        total("failed"), "", "", "",
+        total("failed"), str(paused_jobs) if paused_jobs else "", "", "",
     ]))  # fmt: skip
     return rows
+
+
+def _paused_cell(c: QueueCounts) -> str:
+    """Node's figures: `waiting` is the `wait` list only; a paused v5 queue's jobs
+    are counted here, as getJobCounts() counts them (`paused`)."""
+    if c.paused:
+        return f"yes: {c.paused_list}"
+    return str(c.paused_list) if c.paused_list else ""
 
 
 def _stale_caption(counts: list[QueueCounts]) -> str | None:
