@@ -384,3 +384,160 @@ def test_config_show_hides_an_inline_webhook_url_path(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert 'url = "https://hooks.example/***"' in done.stdout
     assert HOOK_TOKEN not in done.stdout
+
+
+# --- issue 12 items 10 and 12: state that cannot be saved, a clock that jumps ---------------
+
+
+def _cron_setup(
+    tmp_path: Path, server: RedisServer, smtp: SmtpPeer, hook: WebhookPeer
+) -> tuple[Path, dict[str, str], Path]:
+    """A cron-style config firing connected_clients (WARNING), with SMTP and a webhook;
+    the runtime dir (the state's second location) is the test's own."""
+    secret = tmp_path / "smtp.pass"
+    secret.write_text(CANARY + "\n")
+    config, env = write_config(
+        tmp_path,
+        server,
+        "[monitor]\nqueue_checks = false\n\n"
+        f'[alerts.smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\nusername = "{SMTP_USER}"\n'
+        f'password_file = "{secret}"\ntls_ca = "{smtp.ca}"\nto = ["devops@cerniq.app"]\n\n'
+        f'[[alerts.webhooks]]\nname = "ops"\nurl = "{hook.url()}"\n\n'
+        "[thresholds.connected_clients]\nwarning = 0\ncritical = 1000\n",
+    )
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    env["XDG_RUNTIME_DIR"] = str(runtime)
+    return config, env, tmp_path / "state"
+
+
+def _three_runs_deliver_once(
+    config: Path, env: dict[str, str], smtp: SmtpPeer, hook: WebhookPeer
+) -> list[subprocess.CompletedProcess[str]]:
+    runs = [cli(config, env, "monitor", "--once") for _ in range(3)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+        assert "Traceback" not in run.stderr, run.stderr
+        errors = [line for line in run.stderr.splitlines() if line.startswith("ERROR")]
+        assert len(errors) == 1, run.stderr  # one clear line, every run
+        assert "monitor state" in errors[0]
+    assert "alert FIRING redis:connected_clients" in runs[0].stdout
+    assert [(p["kind"], p["key"]) for p in hook.inbox.posts] == [
+        ("FIRING", "redis:connected_clients")
+    ]
+    mails = [s for s in smtp.box.subjects() if "connected_clients" in s]
+    assert len(mails) == 1
+    assert mails[0].startswith("[redis-runbook] WARNING redis:connected_clients")
+    return runs
+
+
+def test_an_immutable_state_file_neither_storms_nor_crashes(
+    redis_server: RedisServer, tmp_path: Path, smtp: SmtpPeer, hook: WebhookPeer
+) -> None:
+    """chattr +i on the state file: the state goes to the second location, the alert
+    is sent once over three cron runs, each run says so in one line."""
+    config, env, state = _cron_setup(tmp_path, redis_server, smtp, hook)
+    quiet = config.read_text().replace(
+        "warning = 0\ncritical = 1000", "warning = 900\ncritical = 1000"
+    )
+    config.write_text(quiet)
+    assert cli(config, env, "monitor", "--once").returncode == 0  # saves an empty state
+    [state_file] = state.glob("monitor-*.json")
+    config.write_text(quiet.replace("warning = 900", "warning = 0"))
+    subprocess.run(["chattr", "+i", str(state_file)], check=True)
+    try:
+        runs = _three_runs_deliver_once(config, env, smtp, hook)
+    finally:
+        subprocess.run(["chattr", "-i", str(state_file)], check=True)
+    assert str(state_file) in runs[0].stderr
+    assert list((tmp_path / "runtime").rglob("monitor-*.json"))
+
+
+def test_a_read_only_state_dir_still_delivers_once(
+    redis_server: RedisServer, tmp_path: Path, smtp: SmtpPeer, hook: WebhookPeer
+) -> None:
+    """state_dir on a read-only mount: the lock and the state fall back to the runtime
+    dir; the warning is delivered on the first run and not again."""
+    config, env, state = _cron_setup(tmp_path, redis_server, smtp, hook)
+    state.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(state)], check=True)
+    try:
+        runs = _three_runs_deliver_once(config, env, smtp, hook)
+    finally:
+        subprocess.run(["umount", str(state)], check=True)
+    assert "Read-only file system" in runs[0].stderr
+    assert list((tmp_path / "runtime").rglob("monitor-*.json"))
+
+
+def test_the_daemon_remembers_in_memory_when_no_state_can_be_written(
+    redis_server: RedisServer, tmp_path: Path, hook: WebhookPeer
+) -> None:
+    """Neither location writable (both read-only mounts): the monitor object keeps its
+    state in memory, so a cycle does not re-send what the previous one sent."""
+    config = monitor_config(
+        redis_server, tmp_path, hook=hook, connected_clients=Band(warning=0, critical=1000)
+    )
+    state = tmp_path / "state"
+    runtime = tmp_path / "runtime"
+    for path in (state, runtime):
+        path.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)], check=True)
+    saved = os.environ.get("XDG_RUNTIME_DIR"), os.environ.get("TMPDIR")
+    os.environ["XDG_RUNTIME_DIR"] = os.environ["TMPDIR"] = str(runtime)
+    try:
+        clock = Clock()
+        with Monitor(config, env={}, clock=clock) as monitor:
+            first = monitor.cycle()
+            assert sent(first, "redis:connected_clients") == ["FIRING"]
+            assert len(first.errors) == 1
+            assert "monitor state" in first.errors[0]
+            for _ in range(3):
+                clock.advance(60)
+                assert sent(monitor.cycle(), "redis:connected_clients") == []
+    finally:
+        for name, value in zip(("XDG_RUNTIME_DIR", "TMPDIR"), saved, strict=True):
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        for path in (state, runtime):
+            subprocess.run(["umount", str(path)], check=True)
+    assert [(p["kind"], p["key"]) for p in hook.inbox.posts] == [
+        ("FIRING", "redis:connected_clients")
+    ]
+
+
+def test_a_clock_that_jumped_back_does_not_hold_mail(
+    redis_server: RedisServer, tmp_path: Path, smtp: SmtpPeer, hook: WebhookPeer
+) -> None:
+    """Both sinks fail, their retry is scheduled; the clock then jumps back a day (it
+    had been a day ahead): an entry due further ahead than retry_max_seconds is due now."""
+    config = monitor_config(
+        redis_server,
+        tmp_path,
+        smtp=smtp_config(tmp_path, smtp, password="wrong"),
+        hook=hook,
+        alerts={"retry_base_seconds": 30, "retry_max_seconds": 600},
+        connected_clients=Band(warning=0, critical=1000),
+    )
+    hook.inbox.fail_with = 500
+    clock = Clock()
+    with Monitor(config, env={}, clock=clock) as monitor:
+        first = monitor.cycle()
+        assert sent(first, "redis:connected_clients") == ["FIRING"]
+        assert first.queued == 2
+        hook.inbox.fail_with = None
+        (tmp_path / "smtp.pass").write_text(CANARY + "\n")
+        clock.advance(10)  # within the backoff: nothing is due
+        assert monitor.cycle().deliveries == []
+        clock.advance(-86_400)
+        third = monitor.cycle()
+        assert sorted((d.sink, d.ok) for d in third.deliveries) == [
+            (f"smtp:127.0.0.1:{smtp.port}", True),
+            ("webhook:ops", True),
+        ]
+        assert third.queued == 0
+    assert [(p["kind"], p["key"]) for p in hook.inbox.posts] == [
+        ("FIRING", "redis:connected_clients")
+    ]
+    assert len([s for s in smtp.box.subjects() if "connected_clients" in s]) == 1

@@ -58,6 +58,8 @@ def monitor(
     as_json = json_output or options.json
 
     def show(report: CycleReport) -> None:
+        for line in report.errors:  # the monitor's own trouble: stderr, one line each
+            err.print(f"ERROR: {line}", markup=False, highlight=False, soft_wrap=True)
         if as_json:
             out.print(json.dumps(report.to_json()), markup=False, highlight=False, soft_wrap=True)
         else:

@@ -5,7 +5,13 @@ Delivery goes through an outbox kept in the state file: each notification is que
 once per sink, sent, and on failure retried with exponential backoff on later cycles
 (`retry_base_seconds` doubling up to `retry_max_seconds`) until `give_up_after_hours`.
 One failing sink never holds up another. A down Redis is an observation
-(`redis:connection` CRITICAL), never an exception."""
+(`redis:connection` CRITICAL), never an exception.
+
+State that cannot be saved is never a reason to send twice or to send nothing: the
+lock and the state fall back to a second location (see state.py), and the monitor
+object keeps the state of its last cycle in memory, so the daemon goes on
+deduplicating even when nothing can be written. Each such problem is one line in
+`CycleReport.errors`."""
 
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ from redis_runbook.monitoring.alerting import Notification, Observation, step
 from redis_runbook.monitoring.queue_checks import queue_memory, queue_observations
 from redis_runbook.monitoring.queues import QueueSampler
 from redis_runbook.monitoring.sinks import Sink, SinkError, make_sinks
-from redis_runbook.monitoring.state import MonitorState, StateFiles
+from redis_runbook.monitoring.state import MonitorState, StateFiles, StateNotSaved, fallback_root
 from redis_runbook.target import target_display
 
 log = logging.getLogger("redis_runbook.monitor")
@@ -59,6 +65,8 @@ class CycleReport:
     firing: list[str] = field(default_factory=list)
     queued: int = 0
     notes: list[str] = field(default_factory=list)
+    #: Problems of the monitor itself (its state could not be saved), one line each.
+    errors: list[str] = field(default_factory=list)
 
     @property
     def delivery_failed(self) -> bool:
@@ -81,6 +89,7 @@ class CycleReport:
             "deliveries": [d.__dict__ for d in self.deliveries],
             "queued": self.queued,
             "notes": self.notes,
+            "errors": self.errors,
         }
 
 
@@ -104,10 +113,21 @@ class Monitor:
         self.files = StateFiles(config.runbook.state_dir, self.target)
         self.queues = QueueSampler(config, env, config.exporter.discovery_cache_seconds)
         self._held = contextlib.ExitStack()
+        self._memory: MonitorState | None = None  # the last cycle's state
+        self._lock_problem: str | None = None
+        self._last_error: str | None = None
 
     def __enter__(self) -> Monitor:
+        name = f"monitor {self.target}"
         lock_dir = self.config.runbook.state_dir / "locks"
-        self._held.enter_context(file_lock(lock_dir, f"monitor {self.target}", "monitor"))
+        try:
+            self._held.enter_context(file_lock(lock_dir, name, "monitor"))
+        except OSError as exc:  # e.g. a read-only state dir: lock in the fallback dir
+            root = fallback_root()
+            if root is None:
+                raise
+            self._held.enter_context(file_lock(root / "locks", name, "monitor"))
+            self._lock_problem = f"lock in {root / 'locks'} ({exc.strerror or exc})"
         self._held.callback(self.queues.close)
         return self
 
@@ -169,6 +189,8 @@ class Monitor:
         """Observe, advance the alerts, deliver, save. Never raises for Redis being down."""
         now = self.clock()
         state, aside = self.files.load()
+        if self._memory is not None and self._memory.seq >= state.seq:
+            state = self._memory  # what could not be saved is still known here
         observations, scopes, row = self.observe(now, state)
         report = CycleReport(now, self.target, worst(o.status for o in observations), observations)
         if aside is not None:
@@ -190,10 +212,31 @@ class Monitor:
         report.deliveries = self.deliver(state, now)
         report.queued = len(state.outbox)
         report.firing = sorted(k for k, s in state.alerts.items() if s.firing)
-        self.files.save(state)
-        if row:
-            self.files.append_history(row, self.config.monitor.history_days)
+        self._save(state, row, report)
         return report
+
+    def _save(self, state: MonitorState, row: dict[str, Any], report: CycleReport) -> None:
+        """Save the state (or its fallback copy) and the history row; what fails is one
+        line in `report.errors`, the state stays in memory either way."""
+        problems = []
+        try:
+            problem = self.files.save(state)
+        except StateNotSaved as exc:
+            problem = f"{exc.message}: kept in memory only (a new run will not know it)"
+        if problem:
+            problems.append(problem)
+        self._memory = state
+        if row:
+            try:
+                self.files.append_history(row, self.config.monitor.history_days)
+            except OSError as exc:
+                problems.append(f"history not recorded ({exc.strerror or exc})")
+        if problems and self._lock_problem:
+            problems.append(self._lock_problem)
+        line = "; ".join(problems) + ": fix it or set [runbook] state_dir" if problems else None
+        if line is not None and line != self._last_error:  # the daemon says it once
+            report.errors.append(line)
+        self._last_error = line
 
     def deliver(self, state: MonitorState, now: float) -> list[Delivery]:
         """Send every due outbox entry; failures stay queued with a later next_at."""
@@ -210,7 +253,9 @@ class Monitor:
                 continue
             if sink is None:  # the sink was removed from the config
                 continue
-            if entry["next_at"] > now:
+            # Due, unless its retry lies ahead by no more than the longest backoff: an
+            # entry further ahead was scheduled by a clock that has since jumped back.
+            if now < entry["next_at"] <= now + policy.retry_max_seconds:
                 kept.append(entry)
                 continue
             entry["attempts"] += 1
