@@ -278,7 +278,8 @@ def test_a_bad_source_is_named_and_nothing_is_enqueued(
     result = env.run("--yes", "queues", "reconstruct")
     assert result.returncode == 2, result.stdout + result.stderr
     assert expected in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 2  # the error and its HINT
+    lines = [x for x in result.stderr.strip().splitlines() if not x.startswith("progress: ")]
+    assert len(lines) == 2  # the error and its HINT (without a terminal, progress lines too)
     assert plain_client(redis_server).dbsize() == 0  # not even the good source
     no_secret(result.stdout, result.stderr)
 
@@ -358,7 +359,10 @@ def test_out_of_memory_stops_with_figures_and_a_rerun_adds_only_the_rest(
     assert result.returncode == 1, result.stdout + result.stderr
     assert "step 1 (source enrich" in result.stderr
     assert "command not allowed when used memory > 'maxmemory'" in result.stderr
-    assert "HINT: redis-runbook queues reconstruct --source enrich" in result.stderr
+    # Free memory first (a bare re-run would hit the same wall), then re-run.
+    hint = next(line for line in result.stderr.splitlines() if line.startswith("HINT:"))
+    assert hint.startswith("HINT: redis-runbook recover oom"), hint
+    assert "redis-runbook queues reconstruct --source enrich" in hint
     failed = [e for e in env.journal() if e["step"] == "source enrich"][-1]
     assert failed["outcome"] == "failed"
     added = failed["figures"]["added"]
@@ -480,3 +484,40 @@ def test_reconstructed_jobs_in_a_paused_queue_survive_a_node_resume(
     worker = node("worker.js", {"queue": "outreach-send", "concurrency": 20}, redis_url=at)
     worker.wait_count(lambda e: e.get("event") == "completed", selected, 60)
     worker.terminate()
+
+
+def test_duplicate_rows_are_warned_with_their_count_and_ids(
+    tmp_path: Path, redis_server: RedisServer, dsn: str
+) -> None:
+    """A query that repeats a job id (a JOIN fanning out) is named before anything
+    is enqueued, with the count and the first ids; the figures count those rows as
+    duplicates, not as jobs already present."""
+    fanned = source(
+        sql="SELECT p.id, p.source_type, p.cui FROM prospects p "
+        "JOIN generate_series(1, CASE WHEN p.id <= 10 THEN 2 ELSE 1 END) g ON true "
+        "WHERE p.enrichment_status = 'pending' ORDER BY p.id, g",
+    )
+    env = setup(tmp_path, redis_server, dsn, [fanned])
+    warning = (
+        "WARNING: source enrich: 8 rows repeat the job id of an earlier row (enrich-1, "
+        "enrich-2, enrich-3, enrich-5, enrich-6 and 3 more): only the first row of each id "
+        "is enqueued"
+    )
+    dry = env.run("--dry-run", "queues", "reconstruct")
+    assert dry.returncode == 0, dry.stderr
+    assert warning in " ".join(dry.stdout.split()), dry.stdout
+    as_json = json.loads(env.run("--dry-run", "--json", "queues", "reconstruct").stdout)
+    assert as_json["scans"][0]["duplicate_rows"] == 8
+    assert as_json["scans"][0]["duplicate_ids"] == [
+        "enrich-1", "enrich-2", "enrich-3", "enrich-5", "enrich-6"
+    ]  # fmt: skip
+    result = env.run("--yes", "--json", "queues", "reconstruct")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)["sources"][0]
+    assert (figures["selected"], figures["added"], figures["already_present"]) == (233, 225, 0)
+    assert figures["duplicate_rows"] == 8
+    assert figures["duplicate_ids"][:2] == ["enrich-1", "enrich-2"]
+    assert plain_client(redis_server).llen("bull:enrich-batch:wait") == 225
+    human = env.run("--yes", "queues", "reconstruct")
+    assert human.returncode == 0, human.stderr
+    assert "8 duplicate rows" in " ".join((human.stdout + human.stderr).split())

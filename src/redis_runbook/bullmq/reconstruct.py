@@ -49,6 +49,7 @@ from redis_runbook.pg import Dsn, SourceError, aconnect, connect, query_error
 
 SINCE_ALL = datetime(1970, 1, 1, tzinfo=UTC)
 SCAN_BATCH = 5000
+DUPLICATES_SHOWN = 5
 _PLAIN = (str, int, bool, type(None))
 
 Progress = Callable[[int, int | None], None]
@@ -149,6 +150,43 @@ class RowMapper:
         return SourceError(f"source {self.source}: row {number} ({shown}): {problem}")
 
 
+@dataclass
+class Duplicates:
+    """Rows whose job id an earlier row of the same pass already had (a JOIN that
+    fans out, a missing DISTINCT): BullMQ keeps the first row's job, so the later
+    rows' data is silently dropped unless someone says so. Remembers one 64-bit
+    hash per id (not the ids), so memory stays small; a hash collision can only
+    miscount, never skip a row (the enqueue pass still sends every id it has not
+    seen in Redis)."""
+
+    count: int = 0
+    ids: list[str] = field(default_factory=list)
+    _seen: set[int] = field(default_factory=set, repr=False)
+
+    def seen_before(self, job_id: str) -> bool:
+        """Record `job_id`; True when an earlier row had it."""
+        key = hash(job_id)
+        if key not in self._seen:
+            self._seen.add(key)
+            return False
+        self.count += 1
+        if len(self.ids) < DUPLICATES_SHOWN:
+            self.ids.append(job_id)
+        return True
+
+
+def duplicates_warning(source: str, count: int, ids: Sequence[str]) -> str:
+    """One sentence naming the repeated ids (the first few and how many more)."""
+    shown = ", ".join(ids)
+    more = f" and {count - len(ids)} more" if count > len(ids) else ""
+    rows = "1 row repeats" if count == 1 else f"{count} rows repeat"
+    return (
+        f"source {source}: {rows} the job id of an earlier row ({shown}{more}): only the "
+        "first row of each id is enqueued, with that row's data (the later rows' data is "
+        "not used); check the SQL for a JOIN that fans out or a missing DISTINCT"
+    )
+
+
 def parameters(source: Source, since: datetime | None) -> dict[str, object]:
     """The SQL parameters the source uses; `since` defaults to the epoch (all rows)."""
     values: dict[str, object] = {"since": since or SINCE_ALL}
@@ -170,6 +208,8 @@ class Scan:
     first_id: str | None
     last_id: str | None
     seconds: float
+    duplicate_rows: int = 0
+    duplicate_ids: tuple[str, ...] = ()
 
 
 def scan_source(
@@ -183,6 +223,7 @@ def scan_source(
     Raises SourceError / PostgresAuthFailed / PostgresUnavailable naming the source."""
     started = time.monotonic()
     selected, first_id, last_id = 0, None, None
+    duplicates = Duplicates()
     with connect(dsn, config, source.name) as conn:
         try:
             with conn.cursor(name=cursor_name(source)) as cursor:
@@ -197,12 +238,22 @@ def scan_source(
                             mapper.data(row)
                         except BadRow as problem:
                             raise mapper.bad_row(selected, row, problem) from None
+                        duplicates.seen_before(last_id)
                         first_id = first_id or last_id
                     if progress:
                         progress(selected, None)
         except psycopg.Error as exc:
             raise query_error(exc, dsn, source.name) from None
-    return Scan(source.name, selected, columns, first_id, last_id, time.monotonic() - started)
+    return Scan(
+        source.name,
+        selected,
+        columns,
+        first_id,
+        last_id,
+        time.monotonic() - started,
+        duplicates.count,
+        tuple(duplicates.ids),
+    )
 
 
 @dataclass
@@ -217,11 +268,15 @@ class Figures:
     failed: int = 0
     seconds: float = 0.0
     problem: str | None = None
+    duplicates: Duplicates = field(default_factory=Duplicates)
+    out_of_memory: bool = False
+    """Redis refused a write with OOM (used memory > maxmemory): free memory first."""
 
     @property
     def jobs_per_s(self) -> float:
         """Rows handled per second."""
-        return (self.added + self.already_present) / self.seconds if self.seconds else 0.0
+        handled = self.added + self.already_present + self.duplicates.count
+        return handled / self.seconds if self.seconds else 0.0
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready figures (the journal's and `--json`'s)."""
@@ -232,6 +287,9 @@ class Figures:
             "added": self.added,
             "already_present": self.already_present,
             "failed": self.failed,
+            "duplicate_rows": self.duplicates.count,
+            "duplicate_ids": list(self.duplicates.ids),
+            "out_of_memory": self.out_of_memory,
             "seconds": round(self.seconds, 3),
             "jobs_per_s": round(self.jobs_per_s),
             "problem": self.problem,
@@ -239,9 +297,17 @@ class Figures:
 
     def describe(self) -> str:
         """One sentence for the operator."""
+        repeated, ids = self.duplicates.count, self.duplicates.ids
+        more = " ..." if repeated > len(ids) else ""
+        duplicates = (
+            f", {repeated} duplicate row{'s' if repeated != 1 else ''} "
+            f"({', '.join(ids)}{more}; first row kept)"
+            if repeated
+            else ""
+        )
         return (
             f"{self.selected} selected, {self.added} added, {self.already_present} already "
-            f"present, {self.failed} failed in {self.seconds:.1f} s "
+            f"present{duplicates}, {self.failed} failed in {self.seconds:.1f} s "
             f"({self.jobs_per_s:,.0f} rows/s) into {self.queue}"
         )
 
@@ -256,9 +322,11 @@ class EnqueueFailed(RunbookError):
 
 @dataclass
 class Chunk:
-    """One chunk of rows turned into jobs, in row order."""
+    """One chunk of rows turned into jobs, in row order; `repeated[i]` is True when
+    an earlier row of the pass had job i's id."""
 
     jobs: list[tuple[str, dict[str, object]]] = field(default_factory=list)
+    repeated: list[bool] = field(default_factory=list)
 
 
 EXISTS_LUA = """
@@ -324,9 +392,12 @@ class Writer:
         opts = self.source.opts.bullmq()
         batch: list[dict[str, Any]] = []
         seen: set[str] = set()
-        for (job_id, data), there in zip(chunk.jobs, present, strict=True):
+        for (job_id, data), there, repeated in zip(
+            chunk.jobs, present, chunk.repeated, strict=True
+        ):
             if there or job_id in seen:
-                figures.already_present += 1
+                if not repeated:  # repeated rows are counted in figures.duplicates
+                    figures.already_present += 1
                 continue
             seen.add(job_id)
             sent.append(job_id)
@@ -341,6 +412,7 @@ class Writer:
         else:
             text = str(exc).splitlines()[0] if str(exc) else ""
             figures.problem = f"Redis error: {type(exc).__name__}: {text}"
+            figures.out_of_memory = "OOM " in text or "used memory > 'maxmemory'" in text
         landed = 0
         try:
             async with asyncio.timeout(self.timeout):
@@ -386,7 +458,9 @@ async def enqueue_source(
                 figures.selected += len(rows)
                 for number, row in enumerate(rows, first):
                     try:
-                        chunk.jobs.append((mapper.job_id(row), mapper.data(row)))
+                        job_id = mapper.job_id(row)
+                        chunk.jobs.append((job_id, mapper.data(row)))
+                        chunk.repeated.append(figures.duplicates.seen_before(job_id))
                     except BadRow as problem:
                         figures.failed += len(rows)  # the whole chunk stays unsent
                         bad = mapper.bad_row(number, row, problem)

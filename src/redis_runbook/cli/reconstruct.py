@@ -60,6 +60,8 @@ def _scans(report: Report) -> list[dict[str, Any]]:
             "columns": list(s.columns),
             "first_job_id": s.first_id,
             "last_job_id": s.last_id,
+            "duplicate_rows": s.duplicate_rows,
+            "duplicate_ids": list(s.duplicate_ids),
             "seconds": round(s.seconds, 3),
         }
         for s in report.scans.values()
@@ -96,9 +98,11 @@ def execute(ctx: typer.Context, pctx: ProcedureContext, plan: Plan, report: Repo
         return
     added = sum(f.added for f in report.figures.values())
     present = sum(f.already_present for f in report.figures.values())
+    repeated = sum(f.duplicates.count for f in report.figures.values())
     err.print(
         f"{plan.procedure}: done, {len(results)} source(s): {added} added, {present} already "
-        "present",
+        "present"
+        + (f", {repeated} duplicate rows (first row of each id kept)" if repeated else ""),
         markup=False,
     )
 

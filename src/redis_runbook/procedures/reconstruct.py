@@ -26,6 +26,7 @@ from redis_runbook.bullmq.reconstruct import (
     EnqueueFailed,
     Figures,
     Scan,
+    duplicates_warning,
     enqueue_source,
     scan_source,
 )
@@ -200,6 +201,9 @@ def plan_reconstruct(ctx: ProcedureContext, options: Options, report: Report) ->
         report.scans[source.name] = scan
         queue = queue_of(config, source)
         notes.append(f"source {source.name}: {_one_line(source.sql)}")
+        if scan.duplicate_rows:
+            warning = duplicates_warning(source.name, scan.duplicate_rows, scan.duplicate_ids)
+            notes.append(f"WARNING: {warning}")
         if since and "since" not in source.parameters:
             notes.append(f"source {source.name} does not use %(since)s: --since does not narrow it")
         steps.append(_source_step(ctx, dsn, source, queue, scan, options, report))
@@ -222,6 +226,10 @@ def _source_step(
     report: Report,
 ) -> Step:
     journal = Journal.in_dir(ctx.config.runbook.state_dir)
+    rerun = (
+        f"redis-runbook queues reconstruct --source {source.name}   "
+        "# re-running adds only the jobs that are missing"
+    )
 
     def action() -> str:
         """Stream the source's rows and add the jobs that are missing (chunks of
@@ -249,7 +257,13 @@ def _source_step(
         except EnqueueFailed as failed:
             report.figures[source.name] = failed.figures
             _journal(journal, ctx, source, "failed", failed.figures)
-            raise StepFailed(f"{failed.message} ({failed.figures.describe()})") from None
+            hint = rerun
+            if failed.figures.out_of_memory:  # a bare re-run would hit the same wall
+                hint = (
+                    "redis-runbook recover oom   # free memory first (a re-run now fails the "
+                    f"same way); then: {rerun}"
+                )
+            raise StepFailed(f"{failed.message} ({failed.figures.describe()})", hint) from None
         except redis.RedisError as exc:
             raise classify(exc, ctx.where) from None
         report.figures[source.name] = figures
@@ -257,14 +271,12 @@ def _source_step(
         return figures.describe()
 
     rows = f"{scan.selected} row{'s' if scan.selected != 1 else ''}"
+    # No on_failure: it would outrank the hint each failure carries (OOM: free memory
+    # first); errors that are not StepFailed keep their own hint (diagnose, ...).
     return Step(
         f"source {source.name}: enqueue {rows} into {queue.display} as {source.job_name!r} jobs "
         f"(ids {source.job_id}, chunks of {ctx.config.reconstruct.chunk_size}, in row order)",
         action,
-        on_failure=(
-            f"redis-runbook queues reconstruct --source {source.name}   "
-            "# re-running adds only the jobs that are missing"
-        ),
     )
 
 
