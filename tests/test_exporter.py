@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -22,9 +23,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis_runbook.checks import CHECK_ORDER
 from redis_runbook.config import Config, load_config
 from redis_runbook.config_monitoring import ExporterConfig
+from redis_runbook.errors import RunbookError
+from redis_runbook.lab.faults import FaultOptions, inject
 from redis_runbook.lab.seed import SeedPlan, seed
 from redis_runbook.lab.server import RedisServer, free_port
-from redis_runbook.monitoring.exporter import Exporter, scrape_text
+from redis_runbook.monitoring.exporter import Exporter, scrape_text, serve
+from redis_runbook.monitoring.queues import QueueSampler
 from tests.conftest import Lab, RedisFactory, plain_client, wait_until
 from tests.helpers import run_cli
 from tests.test_backup import backup_env, create
@@ -248,3 +252,75 @@ def test_queue_counts_refresh_at_most_once_per_period(redis_server: RedisServer)
     every = Config(target=redis_server.target(), exporter=ExporterConfig(queue_refresh_seconds=0))
     fresh = parse(scrape_text(every, env={}))
     assert value(fresh, "bullmq_queue_jobs", prefix="bull", queue=name, state="waiting") == 2
+
+
+# --- issue 12 item 11: a hung Redis, a busy script ------------------------------------------
+
+
+def test_concurrent_scrapes_of_a_hung_redis_share_one_probe(redis_server: RedisServer) -> None:
+    """Redis stopped (SIGSTOP: it accepts connections, never answers): 50 scrapes at
+    once all answer `redis_up 0` before a deadline of a few connect timeouts (scrapes
+    serialised one after another took 50 of them)."""
+    connect_timeout = 2.0
+    target = redis_server.target().model_copy(update={"connect_timeout": connect_timeout})
+    server = serve(Config(target=target), "127.0.0.1", 0, env={})
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/metrics"
+    deadline = 8 * connect_timeout  # one probe takes one connect timeout
+    results: list[float | str] = []
+
+    def scrape() -> None:
+        try:
+            with urllib.request.urlopen(url, timeout=deadline) as answer:
+                results.append(value(parse(answer.read().decode()), "redis_up"))
+        except OSError as exc:
+            results.append(f"{type(exc).__name__}: {exc}")
+
+    try:
+        assert value(parse(get(url)[2]), "redis_up") == 1
+        pid = redis_server.pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            scrapers = [threading.Thread(target=scrape) for _ in range(50)]
+            for thread in scrapers:
+                thread.start()
+            for thread in scrapers:
+                thread.join()
+        finally:
+            os.kill(pid, signal.SIGCONT)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert results == [0.0] * 50, sorted(map(str, results))
+
+
+def test_a_busy_script_is_redis_up_0_and_never_a_traceback(
+    redis_factory: RedisFactory,
+) -> None:
+    """INFO answered BUSY: that is `redis_up 0` (and the reply named), not `redis_up 1`;
+    counting queues meanwhile is a typed error, not a TypeError."""
+    server = redis_factory({"busy-reply-threshold": "100"})
+    client = plain_client(server)
+    client.hset("bull:mail:meta", "opts.maxLenEvents", "10000")
+    client.rpush("bull:mail:wait", "1")
+    config = Config(target=server.target(), exporter=ExporterConfig(queue_refresh_seconds=0))
+    exporter = Exporter(config, env={})
+    sampler = QueueSampler(config, env={})
+    assert value(parse(exporter.metrics_text().decode()), "bullmq_up") == 1
+    assert [c.wait for c in sampler.sample()] == [1]  # the queue list is now cached
+    injected = inject("slow-script", server, FaultOptions(seconds=30))
+    try:
+        samples = parse(exporter.metrics_text().decode())
+        with pytest.raises(RunbookError, match="BUSY"):
+            sampler.sample()
+    finally:
+        injected.release()
+        sampler.close()
+    assert value(samples, "redis_up") == 0
+    assert value(samples, "redis_runbook_error_reply", reply="BUSY") == 1
+    assert "bullmq_queue_jobs" not in names(samples)
+    assert value(samples, "redis_runbook_check_status", check="ping_latency") != 0
+    after = parse(exporter.metrics_text().decode())
+    assert value(after, "redis_up") == 1
+    assert ("redis_runbook_error_reply", (("reply", "BUSY"),)) not in after

@@ -2,9 +2,12 @@
 
 A scrape is a Snapshot (connect, timed PING, one pipeline), the health checks over
 it, the queue counts (queue list cached), and the newest backup (listing cached).
-Scrapes are serialised by a lock: two Prometheus servers scraping at once cost two
-scrapes in a row, never a pile-up. A dead Redis gives `redis_up 0` within the
-connect timeout, with HTTP 200."""
+One scrape runs at a time, and requests that arrive while it runs share its result
+(a single flight): two Prometheus servers scraping at once cost one scrape, never a
+pile-up, and however many scrape a dead or hung Redis at once, all get `redis_up 0`
+within the connect timeout, with HTTP 200. `redis_up` is 1 only when INFO answered:
+an error reply (BUSY, LOADING, MISCONF) is `redis_up 0` plus
+`redis_runbook_error_reply{reply="BUSY"} 1`, an observation, never an exception."""
 
 from __future__ import annotations
 
@@ -86,6 +89,14 @@ def backup_metrics(sample: BackupSample) -> Iterator[Metric]:
         )
 
 
+def error_replies(snapshot: Snapshot) -> list[str]:
+    """The codes of the error replies to PING and INFO (`BUSY`, `MISCONF`...), where
+    the reply still carries its code."""
+    texts = [snapshot.denied.get("INFO all", ""), snapshot.ping_reply or ""]
+    words = {text.split()[0] for text in texts if text.strip()}
+    return sorted(w for w in words if w.isupper() and w.isalpha() and w != "PONG")
+
+
 class RunbookCollector(Collector):
     """A prometheus_client collector that scrapes the target when collected; the
     per-queue families are kept apart as text (`queue_text`), see QueueFeed."""
@@ -106,7 +117,18 @@ class RunbookCollector(Collector):
         started = time.perf_counter()
         self.scrapes += 1
         snapshot = take_snapshot(self.config.target, self.env)
-        yield GaugeMetricFamily("redis_up", "1 when the server answered.", snapshot.reachable)
+        up = snapshot.reachable and bool(snapshot.info)
+        yield GaugeMetricFamily("redis_up", "1 when the server answered INFO.", up)
+        replies = error_replies(snapshot)
+        if replies:
+            family = GaugeMetricFamily(
+                "redis_runbook_error_reply",
+                "1 for each error reply (its first word) to this scrape's PING or INFO.",
+                labels=["reply"],
+            )
+            for reply in replies:
+                family.add_metric([reply], 1.0)
+            yield family
         if snapshot.connect_ms is not None:
             yield GaugeMetricFamily(
                 "redis_exporter_last_scrape_connect_time_seconds",
@@ -116,7 +138,7 @@ class RunbookCollector(Collector):
         yield from redis_metrics(snapshot)
         yield self._checks(snapshot)
         self.queue_text = ""
-        if not snapshot.reachable:
+        if not up:
             self.queues.invalidate()
         elif self.config.exporter.queue_metrics:
             yield from self._queues()
@@ -164,20 +186,50 @@ class RunbookCollector(Collector):
         return family
 
 
+@dataclass
+class _Flight:
+    """One scrape in progress; every request that arrives meanwhile waits for it."""
+
+    done: threading.Event
+    body: bytes | None = None
+    error: BaseException | None = None
+
+
 class Exporter:
-    """The collector, its registry, and the lock that serialises scrapes."""
+    """The collector, its registry, and the single flight that bounds scrapes."""
 
     def __init__(self, config: Config, env: Mapping[str, str] | None = None) -> None:
         self.collector = RunbookCollector(config, env)
         self.registry = CollectorRegistry(auto_describe=False)  # no process metrics
         self.registry.register(self.collector)
-        self._lock = threading.Lock()
+        self._mutex = threading.Lock()
+        self._flight: _Flight | None = None
 
     def metrics_text(self) -> bytes:
-        """One scrape in the Prometheus text format 0.0.4."""
-        with self._lock:
+        """One scrape in the Prometheus text format 0.0.4. Requests that arrive while
+        a scrape is in flight share its result instead of queueing behind it: however
+        many scrape a hung Redis at once, all answer within one connect timeout."""
+        with self._mutex:
+            flight = self._flight
+            leader = flight is None
+            if flight is None:
+                flight = self._flight = _Flight(threading.Event())
+        if not leader:
+            flight.done.wait()
+            if flight.body is None:
+                raise RuntimeError("the shared scrape failed") from flight.error
+            return flight.body
+        try:
             core = generate_latest(self.registry)
-            return core + self.collector.queue_text.encode()
+            flight.body = core + self.collector.queue_text.encode()
+            return flight.body
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._mutex:
+                self._flight = None
+            flight.done.set()
 
 
 def scrape_text(config: Config, env: Mapping[str, str] | None = None) -> str:

@@ -14,6 +14,7 @@ from redis_runbook.bullmq.counts import QueueCounts, queue_counts
 from redis_runbook.bullmq.discovery import discover
 from redis_runbook.bullmq.keys import QueueRef
 from redis_runbook.config import Config
+from redis_runbook.errors import RunbookError
 from redis_runbook.target import classify, make_client, target_display
 
 
@@ -74,6 +75,20 @@ class QueueSampler:
         except redis.RedisError as exc:
             self.close()
             raise classify(exc, target_display(self.config.target)) from None
+        except (TypeError, ValueError):
+            # An error reply (BUSY, LOADING...) where a count was expected: the
+            # pipeline hands replies back unraised. Ask the server what it says now.
+            raise self._error_reply() from None
+
+    def _error_reply(self) -> RunbookError:
+        where = target_display(self.config.target)
+        try:
+            self._connection().execute_command("PING")
+        except redis.RedisError as exc:
+            return classify(exc, where)
+        finally:
+            self.close()
+        return RunbookError(f"{where}: an error reply where a queue count was expected")
 
     def close(self) -> None:
         """Drop the connection (the queue list is kept)."""
