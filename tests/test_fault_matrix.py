@@ -124,15 +124,16 @@ def test_a_broken_rdb_without_an_aof_points_to_a_restore_then_emergency_start(
     lab_env: Lab, fault: str, cause: str
 ) -> None:
     """With the RDB the only copy of the data (these faults turn the AOF off), nothing
-    on the server can be saved: diagnose names the file and a restore; with no backup
-    the emergency start brings Redis back empty and keeps the broken file aside."""
+    on the server can be saved: diagnose names the file; with no archive to restore
+    (the lab's repository is empty) its next command is the emergency start, which
+    brings Redis back empty and keeps the broken file aside."""
     status, env = lab_env
     inject(fault, lab_server(status.dir))
     document = json.loads(run_cli("--json", "diagnose", env=env).stdout)
     (scenario,) = [s for s in document["scenarios"] if s["cause"] == cause]
     assert scenario["code"] == "D"
     assert scenario["files"] == ["dump.rdb"]
-    assert scenario["next_command"] == "redis-runbook recover restore --archive latest"
+    assert scenario["next_command"] == "redis-runbook recover emergency-start"
     broken = (status.dir / "data" / "dump.rdb").read_bytes()
 
     started = run_cli("--yes", "recover", "emergency-start", "--i-understand-data-loss", env=env)

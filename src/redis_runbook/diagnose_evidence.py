@@ -22,6 +22,7 @@ from typing import TypeVar
 
 import redis
 
+from redis_runbook.backup.available import Backups, list_backups
 from redis_runbook.checks import CheckResult, evaluate
 from redis_runbook.config import Config
 from redis_runbook.diagnose_patterns import (
@@ -48,6 +49,7 @@ LOG_TAIL = 200
 DISK_FULL_BYTES = 1024 * 1024
 CPU_SAMPLE_S = 0.3
 KERNEL_TIMEOUT_S = 3.0
+BACKUPS_TIMEOUT_S = 60.0
 _KILLED = re.compile(r"Killed process (?P<pid>\d+) \((?P<name>[^)]*)\)")
 _KERNEL_TS = re.compile(r"^\[\s*(?P<ts>\d+\.\d+)\]")
 
@@ -140,6 +142,9 @@ class Evidence:
     cpu: CpuSample | None = None
     stall: StallProbe | None = None
     offline: OfflineEvidence | None = None
+    #: The archives there are (listed for a server that is down, None otherwise):
+    #: a restore is advised only when one can be restored.
+    backups: Backups | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -382,4 +387,8 @@ def collect(
         evidence.stall = probe_stall(target, env)
     if evidence.down and service is not None and tool_timeout > 0:
         evidence.offline = offline_checks(service, layout, tool_timeout, config.categories)
+        late = Backups(True, error=f"listing the archives took more than {BACKUPS_TIMEOUT_S:g} s")
+        evidence.backups, _ = bounded(
+            lambda: list_backups(config.backup, env), BACKUPS_TIMEOUT_S, late
+        )
     return evidence

@@ -36,6 +36,7 @@ CMD_BLOCKED = "redis-runbook clients list --blocked"
 CMD_CLIENTS = "redis-runbook clients list"
 CMD_PERF = "redis-runbook perf report"
 CMD_HEALTH = "redis-runbook health"
+CMD_BACKUP_LIST = "redis-runbook backup list"
 
 LOAD_FAILURES = (
     "aof-truncated-refused",
@@ -55,15 +56,15 @@ RESTORE = (
     f"restore the data dir from a backup; if no archive is usable, `{CMD_EMERGENCY}` "
     "starts Redis empty"
 )
+EMPTY_START = f"`{CMD_EMERGENCY}` starts Redis empty (the data dir is moved aside, nothing deleted)"
 AOF_ADVICE: dict[str, str] = {
     "aof-nonlast": "redis-check-aof --fix only cuts the end of the last AOF file and an RDB "
-    "base cannot be fixed at all: " + RESTORE,
-    "aof-rdb-base": "the RDB base of the AOF cannot be fixed: " + RESTORE,
-    "aof-missing-file": "a file the manifest names is gone (look for it elsewhere first), "
-    "else " + RESTORE,
+    "base cannot be fixed at all: ",
+    "aof-rdb-base": "the RDB base of the AOF cannot be fixed: ",
+    "aof-missing-file": "a file the manifest names is gone (look for it elsewhere first), else ",
     "aof-manifest": "rebuild the manifest from the files in the AOF dir (`file <name> seq <n> "
-    "type b|i|h`, BASE first, INCR files in order), or " + RESTORE,
-    "aof-io-error": "the file cannot be read (a disk error? see dmesg): " + RESTORE,
+    "type b|i|h`, BASE first, INCR files in order), or ",
+    "aof-io-error": "the file cannot be read (a disk error? see dmesg): ",
 }
 
 
@@ -88,6 +89,42 @@ class Scenario:
     def status(self) -> Status:
         """CRITICAL for A, B and D; WARNING for C."""
         return Status.WARNING if self.code == "C" else Status.CRITICAL
+
+
+def restore_or_else(ev: Evidence) -> tuple[str, str]:
+    """The next command when the data files cannot be used, and the advice that goes
+    with it: a restore only of an archive a restore can load (listed while the server
+    is down), else what works — `backup list` when the archives cannot be read, the
+    emergency start when there is nothing to restore."""
+    backups = ev.backups
+    if backups is None:
+        return CMD_RESTORE, RESTORE
+    if not backups.configured:
+        return (
+            CMD_EMERGENCY,
+            f"no [backup] repository is configured, nothing to restore: {EMPTY_START}",
+        )
+    if backups.error:
+        return CMD_BACKUP_LIST, (
+            f"the archives could not be listed ({backups.error}): `{CMD_BACKUP_LIST}` says why; "
+            f"then `{CMD_RESTORE}`, or with no archive {EMPTY_START}"
+        )
+    version = ev.offline.server_version if ev.offline else None
+    archive = backups.loadable(max_rdb_version_of(version) if version else None)
+    if archive is None:
+        why = (
+            f"every archive in {backups.location} is newer than redis-server {version} can load"
+            if backups.archives
+            else f"there is no archive in {backups.location}"
+        )
+        return CMD_EMERGENCY, f"{why}: {EMPTY_START}"
+    command = CMD_RESTORE
+    if archive is not backups.latest:
+        command = f"redis-runbook recover restore --archive {archive.name}"
+    return command, (
+        f"restore the data dir from archive {archive.name} ({archive.time:%Y-%m-%d %H:%M} UTC); "
+        f"if that does not help, {EMPTY_START}"
+    )
 
 
 def find_check(ev: Evidence, name: str) -> CheckResult | None:
@@ -159,8 +196,9 @@ def _aof_scenario(
             "save are lost from the live server"
         )
         return Scenario("D", cause, summary, tuple(evidence), CMD_AOF, advice, files)
-    advice = AOF_ADVICE.get(cause, RESTORE)
-    return Scenario("D", cause, summary, tuple(evidence), CMD_RESTORE, advice, files)
+    command, tail = restore_or_else(ev)
+    advice = AOF_ADVICE.get(cause, "") + tail
+    return Scenario("D", cause, summary, tuple(evidence), command, advice, files)
 
 
 def _offline_aof(ev: Evidence) -> list[Scenario]:
@@ -224,13 +262,14 @@ def _rdb_scenario(ev: Evidence, cause: str, summary: str, evidence: list[str]) -
         )
         command = CMD_RESTART if ev.down else CMD_HEALTH
         return Scenario("D", cause, summary, tuple(evidence), command, advice, (name,))
-    advice = f"no tool repairs a damaged RDB: {RESTORE}"
+    command, tail = restore_or_else(ev)
+    advice = f"no tool repairs a damaged RDB: {tail}"
     if cause == "rdb-too-new":
         advice = (
-            f"{name} is not damaged: it needs a newer redis-server. Run that version on "
-            "this data, or restore an archive written by this one"
+            f"{name} is not damaged: it needs a newer redis-server. Running that version on "
+            f"this data loses nothing; else: {tail}"
         )
-    return Scenario("D", cause, summary, tuple(evidence), CMD_RESTORE, advice, (name,))
+    return Scenario("D", cause, summary, tuple(evidence), command, advice, (name,))
 
 
 def _offline_rdb(ev: Evidence) -> list[Scenario]:
