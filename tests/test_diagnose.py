@@ -72,7 +72,7 @@ CASES = [
         "blocked-clients",
         "C",
         "blocked-clients",
-        options=FaultOptions(count=12, seconds=120),  # released at once,
+        options=FaultOptions(count=12, seconds=120),  # released at once
         thresholds={"blocked_clients": Band(warning=5, critical=10)},
     ),
 ]
