@@ -386,3 +386,30 @@ def test_create_waits_for_a_rewrite_and_holds_automatic_rewrites_off(
     assert "seq 2 type b" in archived.read_text()
     names = {p.name for p in archived.parent.iterdir()}
     assert names == {p.name for p in live.parent.iterdir()}
+
+
+def test_create_without_config_permission_still_takes_a_checked_copy(
+    lab_env: Lab, tmp_path: Path
+) -> None:
+    """An ACL user that may not run CONFIG (common for a backup user): the rewrites
+    cannot be held off, the step says so, and the copy is still taken with no
+    rewrite running and checked."""
+    status, _ = lab_env
+    repo = tmp_path / "backups"
+    repo.mkdir()
+    env = backup_env(lab_env, tmp_path, "directory", repo)
+    assert status.port is not None
+    with redis.Redis(port=status.port) as client:
+        client.execute_command(
+            "ACL", "SETUSER", "backup", "on", ">backup-pass", "~*", "&*", "+@all", "-config"
+        )
+    env |= {
+        "REDIS_RUNBOOK_TARGET__USERNAME": "backup",
+        "REDIS_RUNBOOK_TARGET__PASSWORD_ENV": "TEST_BACKUP_PASS",
+        "TEST_BACKUP_PASS": "backup-pass",
+    }
+    done = run_cli("--json", "backup", "create", env=env, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    message = json.loads(done.stdout)["results"][-1]["message"]
+    assert "could not be held off" in message
+    assert "redis-check-aof: all AOF files and the manifest are valid" in message

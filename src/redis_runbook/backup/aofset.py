@@ -71,21 +71,49 @@ def wait_no_rewrite(client: redis.Redis, timeout: float) -> float:
     return time.monotonic() - started
 
 
+def _hold(client: redis.Redis) -> str | None:
+    """Set `auto-aof-rewrite-percentage 0`; the previous value, or None when CONFIG
+    is refused (renamed, or an ACL user without it)."""
+    try:
+        reply = client.execute_command("CONFIG", "GET", SETTING)
+        pairs = (
+            reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2], strict=False))
+        )
+        previous = {str(k): str(v) for k, v in pairs.items()}.get(SETTING)
+        if previous is None:
+            return None
+        client.execute_command("CONFIG", "SET", SETTING, "0")
+    except redis.ResponseError:
+        return None
+    return previous
+
+
 @contextlib.contextmanager
-def rewrites_held_off(client: redis.Redis, timeout: float) -> Iterator[float]:
+def rewrites_held_off(
+    client: redis.Redis, timeout: float, notes: list[str] | None = None, cli: str = "redis-cli"
+) -> Iterator[float]:
     """`auto-aof-rewrite-percentage 0` while the block runs (its value put back
     after, whatever happens), entered once no rewrite runs; yields the seconds
-    waited for one to finish."""
-    reply = client.execute_command("CONFIG", "GET", SETTING)
-    pairs = reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2], strict=False))
-    previous = {str(k): str(v) for k, v in pairs.items()}.get(SETTING)
-    if previous is None:
-        raise BackupError(f"CONFIG GET {SETTING} gave no value", "is this a Redis 7+ server?")
-    client.execute_command("CONFIG", "SET", SETTING, "0")
+    waited for one to finish. When CONFIG is refused, a note says so (a rewrite
+    during the copy is still noticed by the caller and the copy taken again)."""
+    previous = _hold(client)
+    if previous is None and notes is not None:
+        notes.append(
+            f"automatic AOF rewrites could not be held off (CONFIG GET/SET {SETTING} refused); "
+            "a rewrite during the copy would make it be taken again"
+        )
     try:
         yield wait_no_rewrite(client, timeout)
     finally:
-        client.execute_command("CONFIG", "SET", SETTING, previous)
+        if previous is not None:
+            try:
+                client.execute_command("CONFIG", "SET", SETTING, previous)
+            except redis.RedisError as exc:
+                raise BackupError(
+                    f"could not put {SETTING} back to {previous}: {exc}; automatic AOF "
+                    "rewrites are off",
+                    f"{cli} CONFIG SET {SETTING} {previous}",
+                ) from None
 
 
 def _stage_once(layout: DataLayout, staging: Path) -> dict[str, Path]:
@@ -154,24 +182,34 @@ def check_staged(manifest: Path, last: Path | None) -> tuple[AofCheck, list[str]
 
 
 def stage_aof(
-    client: redis.Redis, layout: DataLayout, staging: Path, timeout: float, cli_hint: str
+    client: redis.Redis,
+    layout: DataLayout,
+    staging: Path,
+    timeout: float,
+    cli_hint: str,
+    cli: str = "redis-cli",
 ) -> StagedAof:
     """A consistent, checked copy of the AOF in `staging` (see the module doc); no
     files when the server has no AOF. BackupError when no consistent copy could be
     taken or it fails the check."""
     if layout.aof_dir.is_dir():
-        return _stage_multi_part(client, layout, staging, timeout, cli_hint)
+        return _stage_multi_part(client, layout, staging, timeout, cli_hint, cli)
     if layout.single_aof_path.is_file():
-        with rewrites_held_off(client, timeout):
+        with rewrites_held_off(client, timeout, cli=cli):
             return _stage_single(layout, staging, cli_hint)
     return StagedAof()
 
 
 def _stage_multi_part(
-    client: redis.Redis, layout: DataLayout, staging: Path, timeout: float, cli_hint: str
+    client: redis.Redis,
+    layout: DataLayout,
+    staging: Path,
+    timeout: float,
+    cli_hint: str,
+    cli: str,
 ) -> StagedAof:
     staged = StagedAof()
-    with rewrites_held_off(client, timeout) as waited:
+    with rewrites_held_off(client, timeout, staged.notes, cli) as waited:
         if waited >= POLL_S:
             staged.notes.append(f"waited {waited:.1f} s for an AOF rewrite to finish")
         for attempt in range(COPY_ATTEMPTS):

@@ -218,13 +218,12 @@ def plan_create(pctx: ProcedureContext, backend: Backend) -> Plan:
             shutil.rmtree(staging, ignore_errors=True)
 
     def archive_from(staging: Path) -> str:
-        hint = (
-            "rewrite the AOF from memory: "
-            f"{redis_cli_prefix(config.target)} BGREWRITEAOF; then: redis-runbook backup create"
-        )
+        cli = redis_cli_prefix(config.target)
+        hint = f"rewrite the AOF from memory: {cli} BGREWRITEAOF; then: redis-runbook backup create"
         client = pctx.client()
         try:
-            aof = stage_aof(client, layout, staging, config.backup.bgsave_timeout_seconds, hint)
+            timeout = config.backup.bgsave_timeout_seconds
+            aof = stage_aof(client, layout, staging, timeout, hint, cli)
         finally:
             client.close()
         files = archive_files(config, layout, aof.files)
