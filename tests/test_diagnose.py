@@ -143,9 +143,10 @@ def test_slow_script_seen_through_busy_replies(redis_factory: RedisFactory) -> N
     assert diagnosis.scenarios[0].evidence[0].startswith("PING: BUSY")
 
 
-def test_a_short_pause_is_slow(redis_factory: RedisFactory) -> None:
+def test_a_short_pause_is_not_down(redis_factory: RedisFactory) -> None:
     """A pause shorter than the connect timeout: the handshake waits it out, then
-    PING answers: slow, not down."""
+    PING answers at once: not down, and not slow either (the handshake's wait is named
+    by ping_latency, never counted: a busy host makes it long too, issue 12 item 13)."""
     server = redis_factory()
     config = process_config(server, connect_timeout=20.0, latency_ms=RELAXED["latency_ms"])
     injected = inject("pause", server, FaultOptions(seconds=3))
@@ -153,8 +154,9 @@ def test_a_short_pause_is_slow(redis_factory: RedisFactory) -> None:
         diagnosis = diagnose(config)
     finally:
         injected.release()
-    assert [(s.code, s.cause) for s in diagnosis.scenarios] == [("C", "slow")]
-    assert "handshake waited" in diagnosis.scenarios[0].evidence[0]
+    assert [s.code for s in diagnosis.scenarios if s.code in "AB"] == []
+    [latency] = [c for c in diagnosis.evidence.checks if c.name == "ping_latency"]
+    assert "handshake waited" in latency.summary
 
 
 def test_stale_config_error_is_ignored_after_a_good_start(redis_factory: RedisFactory) -> None:

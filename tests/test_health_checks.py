@@ -303,10 +303,17 @@ def test_ping_latency_ok(redis_server: RedisServer) -> None:
     assert results[-1].summary.startswith("PING answered in ")
 
 
-def test_ping_latency_critical_during_busy_script(redis_server: RedisServer) -> None:
-    runner = plain_client(redis_server)
+def test_a_busy_script_is_a_latency_spike_not_a_slow_handshake(
+    redis_factory: RedisFactory,
+) -> None:
+    """A script holds the event loop while health connects: the handshake waits it
+    out and PING then answers at once. ping_latency names the wait without counting it
+    (a busy host makes the handshake long too, issue 12 item 13); the stall itself is
+    Redis' own record, LATENCY LATEST, read by latency_spikes."""
+    server = redis_factory({"latency-monitor-threshold": "100"})
+    runner = plain_client(server)
     assert runner.eval(BUSY_SCRIPT, 0, 1000) == "done"  # the script runs and ends
-    probe = plain_client(redis_server, socket_timeout=0.05)
+    probe = plain_client(server, socket_timeout=0.05)
 
     def script_running() -> bool:
         try:
@@ -315,9 +322,8 @@ def test_ping_latency_critical_during_busy_script(redis_server: RedisServer) -> 
             return True  # the event loop is stuck in the script
         return False
 
-    # Health waits the script out (a connect timeout longer than the script), so its
-    # PING latency includes the wait however slowly a loaded machine starts it.
-    config = config_for(redis_server)
+    # Health waits the script out (a connect timeout longer than the script).
+    config = config_for(server)
     patient = config.model_copy(
         update={
             "target": config.target.model_copy(
@@ -329,13 +335,15 @@ def test_ping_latency_critical_during_busy_script(redis_server: RedisServer) -> 
         busy = pool.submit(runner.eval, BUSY_SCRIPT, 0, 3_000_000)  # 3 s
         try:
             wait_until(script_running, "the busy script to start", timeout=30)
-            result = named(run_health(patient), "ping_latency")
+            report = run_health(patient)
         finally:
             probe.close()
         assert busy.result(timeout=60) == "done"
-    assert result.status is Status.CRITICAL, result.summary
-    assert result.metric is not None
-    assert result.metric > 10
+    latency = named(report, "ping_latency")
+    assert "handshake waited" in latency.summary, latency.summary
+    spikes = named(run_health(config), "latency_spikes")
+    assert spikes.status is Status.WARNING, spikes.summary  # a spike that has ended
+    assert "worst command" in spikes.summary
     runner.close()
 
 
