@@ -249,3 +249,14 @@ def test_diagnose_names_both_options_with_their_numbers(lab_env: Lab) -> None:
         assert "if dump.rdb is loaded" in text, text
         assert f"bullmq {saved['bullmq']}" in text, text  # what dump.rdb keeps
     assert "cutting the AOF instead would lose" in corrupt["advice"]
+
+
+def test_diagnose_says_what_the_cut_drops_when_there_is_no_rdb(lab_env: Lab) -> None:
+    status, env = lab_env
+    inject("aof-garbage-last", lab_server(status.dir))
+    assert not (status.dir / "data" / "dump.rdb").exists()
+    document = json.loads(run_cli("--json", "diagnose", env=env, timeout=180).stdout)
+    [corrupt] = [s for s in document["scenarios"] if s["code"] == "D"]
+    assert corrupt["next_command"] == "redis-runbook recover aof"
+    assert "complete command(s)" in corrupt["advice"], corrupt["advice"]
+    assert "typed word" in corrupt["advice"]

@@ -178,6 +178,12 @@ def _aof_scenario(
         if cause == "aof-truncated" and ev.layout.aof_load_truncated:
             advice += "; aof-load-truncated is yes, so a plain start would also cut it"
         comparison = ev.offline.comparison if ev.offline else None
+        cut = ev.offline.cut if ev.offline else None
+        if comparison is None and cut is not None and cut.complete:
+            advice += (
+                f"; --fix would cut {cut.summary} (no sound {ev.layout.dbfilename} to compare "
+                f"with), so `{CMD_AOF}` asks for the typed word"
+            )
         if comparison is not None:
             evidence = [*evidence, *comparison.lines()]
             advice = (
