@@ -521,3 +521,136 @@ def test_duplicate_rows_are_warned_with_their_count_and_ids(
     human = env.run("--yes", "queues", "reconstruct")
     assert human.returncode == 0, human.stderr
     assert "8 duplicate rows" in " ".join((human.stdout + human.stderr).split())
+
+
+def dedup_source(**opts: Any) -> dict[str, Any]:
+    """The enrich source for prospects 1-5 with a deduplication id per prospect, the
+    one the Node application uses when it adds the same work."""
+    return source(
+        sql="SELECT id, source_type, cui FROM prospects WHERE id <= 5 ORDER BY id",
+        opts={"attempts": 1, "deduplication": {"id": "prospect:{id}", **opts}},
+    )
+
+
+def test_deduplication_ids_stop_the_application_adding_a_rebuilt_job_again(
+    tmp_path: Path, redis_server: RedisServer, dsn: str, node: NodeLauncher
+) -> None:
+    """A job rebuilt from PostgreSQL carries the application's deduplication id, so
+    the Node producer re-adding the same work (its own job id) is deduplicated by
+    BullMQ v5 — same `de:` key, same `deduplicated` event — and each job runs once."""
+    at = redis_server.target().url
+    env = setup(tmp_path, redis_server, dsn, [dedup_source(ttl=600_000)])
+    result = env.run("--yes", "--json", "queues", "reconstruct")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)["sources"][0]
+    assert (figures["added"], figures["deduplicated"]) == (5, 0)
+    client = plain_client(redis_server)
+    assert client.get("bull:enrich-batch:de:prospect:1") == "enrich-1"
+    assert 0 < client.pttl("bull:enrich-batch:de:prospect:1") <= 600_000
+    rebuilt = job(client, "enrich-batch", "enrich-1")
+    assert rebuilt["deid"] == "prospect:1"
+    assert rebuilt["opts"]["de"] == {"id": "prospect:1", "ttl": 600_000}
+    # The application adds prospect 1 again, with its own job id: BullMQ returns ours.
+    added = node.run("producer.js", {"queue": "enrich-batch", "count": 1, "start": 1,
+                                     "name": "enrich", "jobIdPrefix": "app-", "printIds": True,
+                                     "opts": {"deduplication": {"id": "prospect:1"}}},
+                     redis_url=at)  # fmt: skip
+    assert added[-1]["ids"] == ["enrich-1"]
+    assert client.exists("bull:enrich-batch:app-1") == 0
+    events = client.xrange("bull:enrich-batch:events")
+    deduplicated = [f for _, f in events if f.get("event") == "deduplicated"]
+    assert deduplicated == [
+        {"event": "deduplicated", "jobId": "enrich-1", "deduplicationId": "prospect:1",
+         "deduplicatedJobId": "app-1"}
+    ]  # fmt: skip
+    worker = node("worker.js", {"queue": "enrich-batch", "concurrency": 5}, redis_url=at)
+    done = worker.wait_count(lambda e: e.get("event") == "completed", 5, 60)
+    assert sorted(e["jobId"] for e in done) == [f"enrich-{i}" for i in range(1, 6)]
+    worker.terminate()
+    assert client.zcard("bull:enrich-batch:completed") == 5  # no sixth run
+
+
+def test_a_job_the_application_already_added_is_counted_as_deduplicated(
+    tmp_path: Path, redis_server: RedisServer, dsn: str, node: NodeLauncher
+) -> None:
+    at = redis_server.target().url
+    node.run("producer.js", {"queue": "enrich-batch", "count": 1, "start": 2, "name": "enrich",
+                             "jobIdPrefix": "app-",
+                             "opts": {"deduplication": {"id": "prospect:2"}}},
+             redis_url=at)  # fmt: skip
+    env = setup(tmp_path, redis_server, dsn, [dedup_source()])
+    result = env.run("--yes", "--json", "queues", "reconstruct")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)["sources"][0]
+    assert (figures["added"], figures["deduplicated"], figures["failed"]) == (4, 1, 0)
+    client = plain_client(redis_server)
+    assert client.exists("bull:enrich-batch:enrich-2") == 0
+    assert client.get("bull:enrich-batch:de:prospect:2") == "app-2"
+    worker = node("worker.js", {"queue": "enrich-batch", "concurrency": 5}, redis_url=at)
+    done = worker.wait_count(lambda e: e.get("event") == "completed", 5, 60)
+    assert sorted(e["jobId"] for e in done) == ["app-2", "enrich-1", "enrich-3", "enrich-4",
+                                                "enrich-5"]  # fmt: skip
+    worker.terminate()
+    again = env.run("--yes", "--json", "queues", "reconstruct")
+    assert again.returncode == 0, again.stderr
+    rerun = json.loads(again.stdout)["sources"][0]
+    # The jobs are kept (no removeOnComplete) and the de: keys went with completion.
+    assert (rerun["added"], rerun["already_present"]) == (1, 4)
+
+
+def test_priority_delay_and_lifo_come_from_columns(
+    tmp_path: Path, redis_server: RedisServer, dsn: str, node: NodeLauncher
+) -> None:
+    columns = source(
+        sql="SELECT id, source_type, cui, CASE WHEN id = 1 THEN 7 END AS prio, "
+        "CASE WHEN id = 2 THEN now() + interval '1 hour' END AS run_at, "
+        "CASE WHEN id = 4 THEN 90000 END AS wait_ms, id = 3 AS urgent "
+        "FROM prospects WHERE id <= 5 ORDER BY id",
+        opts_columns={"priority": "prio", "delay": "run_at", "lifo": "urgent"},
+    )
+    millis = source(
+        name="millis",
+        sql="SELECT id, source_type, cui, 90000 AS wait_ms FROM prospects WHERE id = 6",
+        opts_columns={"delay": "wait_ms"},
+    )
+    env = setup(tmp_path, redis_server, dsn, [columns, millis])
+    result = env.run("--yes", "queues", "reconstruct")
+    assert result.returncode == 0, result.stderr
+    client = plain_client(redis_server)
+    assert job(client, "enrich-batch", "enrich-1")["opts"]["priority"] == 7
+    delay = job(client, "enrich-batch", "enrich-2")["opts"]["delay"]
+    assert 3_000_000 < delay <= 3_600_000
+    assert job(client, "enrich-batch", "enrich-6")["opts"]["delay"] == 90_000
+    assert client.lindex("bull:enrich-batch:wait", -1) == "enrich-3"  # LIFO: next to run
+    assert job(client, "enrich-batch", "enrich-5")["opts"]["lifo"] is False  # as the row says
+    ids = [f"enrich-{i}" for i in range(1, 7)]
+    states = node.run("admin.js", {"action": "states", "queue": "enrich-batch", "ids": ids},
+                      redis_url=redis_server.target().url)[-1]["states"]  # fmt: skip
+    assert states == {
+        "enrich-1": "prioritized", "enrich-2": "delayed", "enrich-3": "waiting",
+        "enrich-4": "waiting", "enrich-5": "waiting", "enrich-6": "delayed",
+    }  # fmt: skip
+
+
+def test_option_columns_are_checked_before_anything_is_enqueued(
+    tmp_path: Path, redis_server: RedisServer, dsn: str
+) -> None:
+    bad = source(
+        sql="SELECT id, source_type, cui, 'high' AS prio FROM prospects ORDER BY id",
+        opts_columns={"priority": "prio"},
+    )
+    env = setup(tmp_path, redis_server, dsn, [bad])
+    result = env.run("--yes", "queues", "reconstruct")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "source enrich: row 1 (id=1): priority column prio: expected an integer" in (
+        result.stderr
+    )
+    assert plain_client(redis_server).dbsize() == 0
+    with pytest.raises(ValueError, match=r"no \{column\} placeholder"):
+        Config.model_validate(
+            {"reconstruct": {"dsn_env": "D", "sources": [dedup_source(id="same-for-all")]}}
+        )
+    with pytest.raises(ValueError, match="Extra inputs are not permitted"):
+        Config.model_validate(
+            {"reconstruct": {"dsn_env": "D", "sources": [dedup_source(replace=True)]}}
+        )

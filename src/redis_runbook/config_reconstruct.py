@@ -13,12 +13,16 @@ re-exports it) so that each module stays small.
            AND created_at >= %(since)s ORDER BY created_at, id"
     job_id = "enrich-{id}"
     data = { prospectId = "id", sourceType = "source_type", cui = "cui" }
-    opts = { attempts = 3, backoff = { type = "exponential", delay = 5000 } }
+    opts = { attempts = 3, backoff = { type = "exponential", delay = 5000 },
+             deduplication = { id = "prospect:{id}" } }
+    opts_columns = { priority = "prio", delay = "run_at", lifo = "urgent" }
 """
 
 from __future__ import annotations
 
 import re
+import string
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -57,6 +61,90 @@ class KeepJobs(Section):
 
 
 NonNegative = Annotated[int, Field(ge=0)]
+_COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class RowTemplate:
+    """A text rendered per row from `{column}` placeholders (format specs allowed),
+    any other character kept as it is (`:` too: a deduplication id is the
+    application's own string, unlike a job id)."""
+
+    text: str
+    columns: tuple[str, ...]
+    positional: str
+
+    @classmethod
+    def parse(cls, text: str, what: str) -> RowTemplate:
+        """Parse and check; ValueError naming `what` (e.g. 'deduplication id')."""
+        if not text or len(text) > 250:
+            raise ValueError(f"{what} template: expected 1 to 250 characters, got {len(text)}")
+        columns: list[str] = []
+        parts: list[str] = []
+        try:
+            parsed = list(string.Formatter().parse(text))
+        except ValueError as exc:
+            raise ValueError(f"{what} template {text!r}: {exc}") from None
+        for literal, name, spec, conversion in parsed:
+            parts.append(literal.replace("{", "{{").replace("}", "}}"))
+            if name is None:
+                continue
+            if not _COLUMN.fullmatch(name) or conversion is not None:
+                raise ValueError(
+                    f"{what} template {text!r}: placeholder {{{name}}} must be a plain column "
+                    "name such as {id}"
+                )
+            if name not in columns:
+                columns.append(name)
+            parts.append("{" + str(columns.index(name)) + (f":{spec}" if spec else "") + "}")
+        if not columns:
+            raise ValueError(
+                f"{what} template {text!r} has no {{column}} placeholder: every row would get "
+                "the same one (BullMQ would keep one job and drop the rest)"
+            )
+        return cls(text, tuple(columns), "".join(parts))
+
+    def render(self, values: list[object]) -> str:
+        """The text for one row, given the values of `columns` in order."""
+        return self.positional.format(*values)
+
+
+class Deduplication(Section):
+    """BullMQ `deduplication` (simple mode, optionally with a TTL): `id` is a template
+    over the row's columns that must render the very id the application uses when it
+    adds the same work, so that whichever comes second is deduplicated by BullMQ
+    (key `<prefix>:<queue>:de:<id>`, event `deduplicated`). `extend`, `replace` and
+    `keepLastIfActive` are not passed through: they replace or postpone the other
+    side's job, which a rebuild must never do."""
+
+    id: str
+    ttl: int | None = Field(None, ge=1)
+
+    @field_validator("id")
+    @classmethod
+    def _id_template(cls, text: str) -> str:
+        RowTemplate.parse(text, "deduplication id")
+        return text
+
+    @property
+    def template(self) -> RowTemplate:
+        """The parsed id template."""
+        return RowTemplate.parse(self.id, "deduplication id")
+
+
+class OptionColumns(Section):
+    """Job options a column of the source's query gives per row (NULL: the static
+    `opts` value, else BullMQ's default): `priority` (integer 0..2097152), `delay` (ms
+    as an integer, or a timestamp: the job runs then, at once if it has passed),
+    `lifo` (boolean)."""
+
+    priority: str | None = Field(None, min_length=1)
+    delay: str | None = Field(None, min_length=1)
+    lifo: str | None = Field(None, min_length=1)
+
+    def columns(self) -> dict[str, str]:
+        """option -> column, for the options set."""
+        return self.model_dump(exclude_none=True)
 
 
 class JobOptions(Section):
@@ -73,10 +161,12 @@ class JobOptions(Section):
     lifo: bool | None = None
     stackTraceLimit: int | None = Field(None, ge=0)
     keepLogs: int | None = Field(None, ge=0)
+    deduplication: Deduplication | None = None
 
     def bullmq(self) -> dict[str, Any]:
-        """The options as BullMQ takes them (unset keys left out)."""
-        return self.model_dump(exclude_none=True)
+        """The options as BullMQ takes them (unset keys left out); `deduplication` is
+        rendered per row, so it is not among them."""
+        return self.model_dump(exclude_none=True, exclude={"deduplication"})
 
 
 class Source(Section):
@@ -90,6 +180,7 @@ class Source(Section):
     job_id: str
     data: dict[str, str] = Field(default_factory=dict)
     opts: JobOptions = Field(default_factory=JobOptions)
+    opts_columns: OptionColumns = Field(default_factory=OptionColumns)
     prefix: str | None = None
 
     @field_validator("name")

@@ -43,7 +43,7 @@ import redis.asyncio as aioredis
 from redis_runbook.bullmq.jobid import JobIdTemplate, check_job_id
 from redis_runbook.bullmq.keys import QueueRef
 from redis_runbook.config import Source
-from redis_runbook.config_reconstruct import ReconstructConfig
+from redis_runbook.config_reconstruct import ReconstructConfig, RowTemplate
 from redis_runbook.errors import RunbookError
 from redis_runbook.pg import Dsn, SourceError, aconnect, connect, query_error
 
@@ -51,6 +51,7 @@ SINCE_ALL = datetime(1970, 1, 1, tzinfo=UTC)
 SCAN_BATCH = 5000
 DUPLICATES_SHOWN = 5
 _PLAIN = (str, int, bool, type(None))
+MAX_PRIORITY = 2_097_152
 
 Progress = Callable[[int, int | None], None]
 """Rows done so far, and the total when known."""
@@ -90,26 +91,65 @@ def json_value(value: object, column: str) -> object:
     )
 
 
+def option_value(option: str, column: str, value: object) -> object:
+    """A column's value as the BullMQ job option `option` (priority, delay, lifo);
+    None leaves the option out. BadRow for a value BullMQ would not take."""
+    if value is None:
+        return None
+    where = f"{option} column {column}"
+    if option == "lifo":
+        if not isinstance(value, bool):
+            raise BadRow(f"{where}: expected a boolean, got {value!r}")
+        return value
+    if option == "delay" and isinstance(value, datetime):
+        due = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return max(0, round((due - datetime.now(UTC)).total_seconds() * 1000))
+    if isinstance(value, bool) or not isinstance(value, int):
+        expected = "an integer (ms) or a timestamp" if option == "delay" else "an integer"
+        raise BadRow(f"{where}: expected {expected}, got {value!r}")
+    if option == "priority" and not 0 <= value <= MAX_PRIORITY:
+        raise BadRow(f"{where}: expected 0 to {MAX_PRIORITY}, got {value}")
+    return max(0, value)
+
+
 @dataclass(frozen=True)
 class RowMapper:
-    """Turns a row (a tuple in the query's column order) into (job id, data)."""
+    """Turns a row (a tuple in the query's column order) into (job id, data, the
+    per-row job options)."""
 
     source: str
     template: JobIdTemplate
     id_columns: tuple[int, ...]
     data_columns: tuple[tuple[str, str, int], ...]
+    dedup: RowTemplate | None = None
+    dedup_columns: tuple[int, ...] = ()
+    dedup_ttl: int | None = None
+    option_columns: tuple[tuple[str, str, int], ...] = ()
 
     @classmethod
     def for_columns(cls, source: Source, columns: Sequence[str]) -> RowMapper:
         """Raise SourceError naming every column the mapping needs but the query
         does not return."""
         template = source.template
-        wanted = list(dict.fromkeys([*template.columns, *source.data.values()]))
+        dedup = source.opts.deduplication
+        dedup_template = dedup.template if dedup else None
+        options = source.opts_columns.columns()
+        wanted = list(
+            dict.fromkeys(
+                [
+                    *template.columns,
+                    *source.data.values(),
+                    *(dedup_template.columns if dedup_template else ()),
+                    *options.values(),
+                ]
+            )
+        )
         missing = [c for c in wanted if c not in columns]
         if missing:
             raise SourceError(
                 f"source {source.name}: the query returns no column {', '.join(missing)} "
-                f"(job_id {source.job_id!r} / data need it); it returns: {', '.join(columns)}"
+                f"(job_id {source.job_id!r} / data / deduplication id / opts_columns need it); "
+                f"it returns: {', '.join(columns)}"
             )
         index = {name: i for i, name in enumerate(columns)}
         return cls(
@@ -117,7 +157,33 @@ class RowMapper:
             template,
             tuple(index[c] for c in template.columns),
             tuple((key, col, index[col]) for key, col in source.data.items()),
+            dedup_template,
+            tuple(index[c] for c in dedup_template.columns) if dedup_template else (),
+            dedup.ttl if dedup else None,
+            tuple((option, col, index[col]) for option, col in options.items()),
         )
+
+    def options(self, row: Sequence[object]) -> dict[str, object]:
+        """The row's own job options: the rendered deduplication id (and TTL) and
+        the options columns give (BadRow for a value BullMQ would not take)."""
+        opts: dict[str, object] = {}
+        if self.dedup is not None:
+            values = [row[i] for i in self.dedup_columns]
+            for column, value in zip(self.dedup.columns, values, strict=True):
+                if value is None:
+                    raise BadRow(f"column {column} is NULL, so the deduplication id has none")
+            try:
+                dedup: dict[str, object] = {"id": self.dedup.render(values)}
+            except (ValueError, TypeError) as exc:
+                raise BadRow(f"deduplication id {self.dedup.text!r}: {exc}") from None
+            if self.dedup_ttl is not None:
+                dedup["ttl"] = self.dedup_ttl
+            opts["deduplication"] = dedup
+        for option, column, index in self.option_columns:
+            value = option_value(option, column, row[index])
+            if value is not None:
+                opts[option] = value
+        return opts
 
     def job_id(self, row: Sequence[object]) -> str:
         """The row's job id; BadRow when it is NULL-based or BullMQ would refuse it."""
@@ -236,6 +302,7 @@ def scan_source(
                         try:
                             last_id = mapper.job_id(row)
                             mapper.data(row)
+                            mapper.options(row)
                         except BadRow as problem:
                             raise mapper.bad_row(selected, row, problem) from None
                         duplicates.seen_before(last_id)
@@ -269,13 +336,16 @@ class Figures:
     seconds: float = 0.0
     problem: str | None = None
     duplicates: Duplicates = field(default_factory=Duplicates)
+    deduplicated: int = 0
+    """Rows whose job BullMQ did not add because the row's deduplication id was
+    already taken (by the application's job, or an earlier row)."""
     out_of_memory: bool = False
     """Redis refused a write with OOM (used memory > maxmemory): free memory first."""
 
     @property
     def jobs_per_s(self) -> float:
         """Rows handled per second."""
-        handled = self.added + self.already_present + self.duplicates.count
+        handled = self.added + self.already_present + self.duplicates.count + self.deduplicated
         return handled / self.seconds if self.seconds else 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -286,6 +356,7 @@ class Figures:
             "selected": self.selected,
             "added": self.added,
             "already_present": self.already_present,
+            "deduplicated": self.deduplicated,
             "failed": self.failed,
             "duplicate_rows": self.duplicates.count,
             "duplicate_ids": list(self.duplicates.ids),
@@ -307,7 +378,9 @@ class Figures:
         )
         return (
             f"{self.selected} selected, {self.added} added, {self.already_present} already "
-            f"present{duplicates}, {self.failed} failed in {self.seconds:.1f} s "
+            f"present{duplicates}"
+            + (f", {self.deduplicated} deduplicated" if self.deduplicated else "")
+            + f", {self.failed} failed in {self.seconds:.1f} s "
             f"({self.jobs_per_s:,.0f} rows/s) into {self.queue}"
         )
 
@@ -325,7 +398,7 @@ class Chunk:
     """One chunk of rows turned into jobs, in row order; `repeated[i]` is True when
     an earlier row of the pass had job i's id."""
 
-    jobs: list[tuple[str, dict[str, object]]] = field(default_factory=list)
+    jobs: list[tuple[str, dict[str, object], dict[str, object]]] = field(default_factory=list)
     repeated: list[bool] = field(default_factory=list)
 
 
@@ -374,17 +447,21 @@ class Writer:
         sent: list[str] = []
         try:
             async with asyncio.timeout(self.timeout):
-                present = await self.present([job_id for job_id, _ in chunk.jobs])
+                present = await self.present([job_id for job_id, _, _ in chunk.jobs])
                 batch = self._batch(chunk, present, sent, figures)
                 added = await self.bull_queue.addBulk(batch) if batch else []
         except (redis.RedisError, OSError, TimeoutError) as exc:
             await self._settle(sent, figures, exc)
             raise EnqueueFailed(f"source {self.source.name}: {figures.problem}", figures) from None
-        if [str(job.id) for job in added] != sent:
+        returned = [str(job.id) for job in added]
+        # BullMQ returns the owner's id for a job it deduplicated (and stored nothing).
+        deduplicated = sum(1 for got, ours in zip(returned, sent, strict=False) if got != ours)
+        if len(returned) != len(sent) or (deduplicated and not self.source.opts.deduplication):
             figures.failed += len(sent)
             figures.problem = "addBulk returned other job ids than the ones sent"
             raise EnqueueFailed(f"source {self.source.name}: {figures.problem}", figures)
-        figures.added += len(sent)
+        figures.deduplicated += deduplicated
+        figures.added += len(sent) - deduplicated
 
     def _batch(
         self, chunk: Chunk, present: list[bool], sent: list[str], figures: Figures
@@ -392,7 +469,7 @@ class Writer:
         opts = self.source.opts.bullmq()
         batch: list[dict[str, Any]] = []
         seen: set[str] = set()
-        for (job_id, data), there, repeated in zip(
+        for (job_id, data, own), there, repeated in zip(
             chunk.jobs, present, chunk.repeated, strict=True
         ):
             if there or job_id in seen:
@@ -402,7 +479,11 @@ class Writer:
             seen.add(job_id)
             sent.append(job_id)
             batch.append(
-                {"name": self.source.job_name, "data": data, "opts": {**opts, "jobId": job_id}}
+                {
+                    "name": self.source.job_name,
+                    "data": data,
+                    "opts": {**opts, **own, "jobId": job_id},
+                }
             )
         return batch
 
@@ -459,7 +540,7 @@ async def enqueue_source(
                 for number, row in enumerate(rows, first):
                     try:
                         job_id = mapper.job_id(row)
-                        chunk.jobs.append((job_id, mapper.data(row)))
+                        chunk.jobs.append((job_id, mapper.data(row), mapper.options(row)))
                         chunk.repeated.append(figures.duplicates.seen_before(job_id))
                     except BadRow as problem:
                         figures.failed += len(rows)  # the whole chunk stays unsent
