@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -470,37 +471,40 @@ def test_a_read_only_state_dir_still_delivers_once(
 
 
 def test_the_daemon_remembers_in_memory_when_no_state_can_be_written(
-    redis_server: RedisServer, tmp_path: Path, hook: WebhookPeer
+    redis_server: RedisServer, tmp_path: Path, hook: WebhookPeer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Neither location writable (both read-only mounts): the monitor object keeps its
-    state in memory, so a cycle does not re-send what the previous one sent."""
+    """Neither location writable (the state dir and the runtime/temp dir both read-only
+    mounts): the monitor object keeps its state in memory, so a cycle does not re-send
+    what the previous one sent."""
     config = monitor_config(
         redis_server, tmp_path, hook=hook, connected_clients=Band(warning=0, critical=1000)
     )
     state = tmp_path / "state"
     runtime = tmp_path / "runtime"
-    for path in (state, runtime):
-        path.mkdir()
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)], check=True)
-    saved = os.environ.get("XDG_RUNTIME_DIR"), os.environ.get("TMPDIR")
-    os.environ["XDG_RUNTIME_DIR"] = os.environ["TMPDIR"] = str(runtime)
+    runtime.mkdir(mode=0o700)
+    (runtime / "redis-runbook").mkdir(mode=0o700)  # the fallback dir, then made read-only
+    mounts = [state, runtime / "redis-runbook"]
+    state.mkdir()
+    for path in mounts:
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "ro,size=1m,mode=0700", "tmpfs", str(path)], check=True
+        )
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.setattr(tempfile, "tempdir", str(runtime / "redis-runbook"))  # no 2nd way out
     try:
         clock = Clock()
         with Monitor(config, env={}, clock=clock) as monitor:
             first = monitor.cycle()
             assert sent(first, "redis:connected_clients") == ["FIRING"]
             assert len(first.errors) == 1
-            assert "monitor state" in first.errors[0]
+            assert "kept in memory only" in first.errors[0]
             for _ in range(3):
                 clock.advance(60)
-                assert sent(monitor.cycle(), "redis:connected_clients") == []
+                report = monitor.cycle()
+                assert sent(report, "redis:connected_clients") == []
+                assert report.errors == []  # said once, not every cycle
     finally:
-        for name, value in zip(("XDG_RUNTIME_DIR", "TMPDIR"), saved, strict=True):
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        for path in (state, runtime):
+        for path in mounts:
             subprocess.run(["umount", str(path)], check=True)
     assert [(p["kind"], p["key"]) for p in hook.inbox.posts] == [
         ("FIRING", "redis:connected_clients")

@@ -123,11 +123,16 @@ class Monitor:
         try:
             self._held.enter_context(file_lock(lock_dir, name, "monitor"))
         except OSError as exc:  # e.g. a read-only state dir: lock in the fallback dir
+            # Nowhere to lock at all: alerts matter more than a duplicate from a second
+            # monitor, so this one runs unlocked and says so.
+            self._lock_problem = (
+                f"no monitor lock: {lock_dir} cannot hold it ({exc.strerror or exc})"
+            )
             root = fallback_root()
-            if root is None:
-                raise
-            self._held.enter_context(file_lock(root / "locks", name, "monitor"))
-            self._lock_problem = f"lock in {root / 'locks'} ({exc.strerror or exc})"
+            if root is not None:
+                with contextlib.suppress(OSError):
+                    self._held.enter_context(file_lock(root / "locks", name, "monitor"))
+                    self._lock_problem = f"lock in {root / 'locks'} ({exc.strerror or exc})"
         self._held.callback(self.queues.close)
         return self
 
@@ -231,7 +236,7 @@ class Monitor:
                 self.files.append_history(row, self.config.monitor.history_days)
             except OSError as exc:
                 problems.append(f"history not recorded ({exc.strerror or exc})")
-        if problems and self._lock_problem:
+        if self._lock_problem:
             problems.append(self._lock_problem)
         line = "; ".join(problems) + ": fix it or set [runbook] state_dir" if problems else None
         if line is not None and line != self._last_error:  # the daemon says it once
