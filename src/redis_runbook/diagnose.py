@@ -247,5 +247,11 @@ def diagnose(
     diagnosis = decide(evidence)
     if config.target.sentinel is not None:
         _with_topology(diagnosis, config, env)
+    elif config.target.replicas:  # without Sentinel: two masters are a split brain
+        from redis_runbook.diagnose_topology import replica_scenarios
+        from redis_runbook.replicas import check_replicas
+
+        found = replica_scenarios(check_replicas(config, env))
+        diagnosis.scenarios = sorted(found + diagnosis.scenarios, key=lambda s: ORDER[s.code])
     diagnosis.elapsed_ms = (time.perf_counter() - started) * 1000
     return diagnosis

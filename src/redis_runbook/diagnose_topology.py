@@ -74,3 +74,21 @@ def topology_scenarios(
 def topology_notes(checks: list[CheckResult]) -> list[str]:
     """Topology checks that are not OK, as notes."""
     return [f"topology: {line}" for line in _lines(checks)]
+
+
+def replica_scenarios(checks: list[CheckResult]) -> list[Scenario]:
+    """Without Sentinel (`[target] replicas` listed, replicas.py): scenario A
+    `split-brain` when more than one node says master; [] otherwise."""
+    found = next((c for c in checks if c.name == "split_brain"), None)
+    if found is None or found.status is not Status.CRITICAL:
+        return []
+    return [
+        Scenario(
+            "A",
+            "split-brain",
+            "more than one node accepts writes as master: " + found.summary,
+            (f"split_brain: {found.summary}",),
+            "redis-runbook health (split_brain), after fencing every master but one",
+            found.hint,
+        )
+    ]

@@ -104,6 +104,10 @@ def run_health(config: Config, env: Mapping[str, str] | None = None) -> HealthRe
         from redis_runbook.topology import check_topology
 
         checks += check_topology(config, env)[1]
+    elif config.target.replicas:  # without Sentinel: ROLE on every listed node
+        from redis_runbook.replicas import check_replicas
+
+        checks += check_replicas(config, env)
     info = snapshot.info
     server: dict[str, str] = {
         k: info[k]

@@ -42,13 +42,23 @@ def failover(
         bool,
         typer.Option("--reconcile", help="Then run recover-stale (and reconstruct, if set up)."),
     ] = False,
+    gone: Annotated[
+        bool,
+        typer.Option(
+            "--old-master-gone",
+            help="Without Sentinel: the old master is gone for good (no fence through "
+            "[service]); refused while its port accepts connections. Type GONE to confirm.",
+        ),
+    ] = False,
     understood: UnderstoodOption = False,
 ) -> None:
     """Sentinel: a planned switchover (SENTINEL FAILOVER) after checking quorum, a fit
     replica and that no failover runs; then verify the new master, the old one
     following it and the BullMQ queues. Without Sentinel: FAILOVER TO (master alive,
-    nothing acknowledged lost) or REPLICAOF NO ONE on the most up-to-date replica
-    (master dead; needs --i-understand-data-loss with --yes). Type FAILOVER to confirm."""
+    nothing acknowledged lost) or, once the old master is fenced (stopped through
+    [service], or --old-master-gone), REPLICAOF NO ONE on the most up-to-date replica
+    (needs --i-understand-data-loss with --yes). The new roles are written to the
+    config files. Type FAILOVER to confirm."""
     options = globals_of(ctx)
     config = options.load().config
     # A secret source that fails is a configuration error (exit 2) as for every other
@@ -62,14 +72,15 @@ def failover(
     )
     pctx = FailoverContext(config)
     if config.target.sentinel is not None:
-        if to is not None:
+        if to is not None or gone:
             raise ConfigError(
-                "--to is for targets without Sentinel: Sentinel picks the replica itself",
+                "--to and --old-master-gone are for targets without Sentinel: Sentinel picks "
+                "the replica itself",
                 "redis-runbook failover (set replica-priority to steer Sentinel's choice)",
             )
         plan, loses = plan_sentinel_failover(pctx), False
     else:
-        plan, loses = plan_promote(pctx, to, force)
+        plan, loses = plan_promote(pctx, to, force, gone)
     started = time.time()
     run_plan(ctx, pctx, plan, extra_ok=understood or not loses)
     if options.dry_run:

@@ -3,13 +3,20 @@
 - The master answers: `FAILOVER TO host port TIMEOUT ms` on it. Redis pauses writes,
   waits until the target has acknowledged every one, then swaps roles: no
   acknowledged write is lost. The other replicas are then pointed at the new master.
-- The master is dead: the replica with the highest replication offset among the
+- The master does not answer: it is fenced first (procedures/fencing.py: stopped
+  through its `[service]`, a hung one killed, until its port refuses connections;
+  or, with --old-master-gone, the operator's word, which does not hold while its
+  port accepts connections). A fence that did not happen fails the step and nothing
+  is promoted. Then the replica with the highest replication offset among the
   reachable ones (`[target] replicas` and `--to`; priority 0 excluded) is promoted
-  with `REPLICAOF NO ONE`, the others follow it, and the old master is fenced if it
-  answers again (made a replica of the new one, its clients disconnected). Writes the
-  old master acknowledged beyond that offset are lost, so this needs the typed
-  confirmation plus --i-understand-data-loss in automation. `--to` naming a replica
-  that is behind another is refused unless --force.
+  with `REPLICAOF NO ONE` and the others follow it. Writes the old master
+  acknowledged beyond that offset are lost, so this needs the typed confirmation
+  plus --i-understand-data-loss in automation. `--to` naming a replica that is
+  behind another is refused unless --force.
+
+Either way the new roles are written to the servers' config files (CONFIG REWRITE;
+the line to set is named where there is no config file), so that a restart does
+not bring the old roles back.
 """
 
 from __future__ import annotations
@@ -25,10 +32,14 @@ from redis_runbook.errors import Refused, RunbookError
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
 from redis_runbook.procedures.failover import QueueWitness, Switchover
-from redis_runbook.procedures.write_pause import disconnect_clients
+from redis_runbook.procedures.fencing import (
+    Fence,
+    describe_unanswering,
+    persist_roles,
+    stopped_master_line,
+)
 from redis_runbook.redisinfo import parse_pairs
 from redis_runbook.sentinel import split_address
-from redis_runbook.target import redis_cli_prefix
 from redis_runbook.topology import NodeView, node_command, node_view
 
 FAILOVER_TIMEOUT_MS = 10_000
@@ -123,29 +134,35 @@ class Promotion:
             f"; unreachable (repoint by hand): {', '.join(unreachable)}" if unreachable else ""
         )
 
-    def fence_old(self) -> str:
-        """Make the old master a replica of the new one if it answers; else say how."""
-        host, port = split_address(self.new)
-        try:
-            node_command(self.config, self.old, "REPLICAOF", host, port)
-            disconnect_clients(self.config, self.old)  # Sentinel's links, if any, stay
-        except (redis.RedisError, RunbookError):
-            return (
-                f"{self.old} does not answer: when it comes back, fence it before clients "
-                f"reach it: {redis_cli_prefix(self.config.target, split_address(self.old))} "
-                f"REPLICAOF {host} {port}"
-            )
-        return f"{self.old} is now a replica of {self.new}; its clients were disconnected"
+    def persist(self, include_old: bool) -> str:
+        """Write the roles into the config files (fencing.persist_roles)."""
+        roles: dict[str, str | None] = {self.new: None}
+        roles.update(dict.fromkeys([*([self.old] if include_old else []), *self.others], self.new))
+        return persist_roles(self.config, roles)
 
 
-def plan_promote(ctx: ProcedureContext, to: str | None, force: bool = False) -> tuple[Plan, bool]:
+def plan_promote(
+    ctx: ProcedureContext, to: str | None, force: bool = False, gone: bool = False
+) -> tuple[Plan, bool]:
     """The manual failover plan (see the module docstring) and whether it can lose
-    acknowledged writes (the master is dead); Refused when unsafe."""
+    acknowledged writes (the master does not answer); Refused when unsafe. `gone`:
+    the operator says the old master is gone (no fence through [service])."""
     config = ctx.config
     old = _address(config)
     master = node_view(config, old, None)
     witness = QueueWitness()
+    if master.role is not None and master.role != "master":
+        source = f"{master.info.get('master_host')}:{master.info.get('master_port')}"
+        raise Refused(
+            f"{old} ([target] url) answers as a replica of {source}, not as the master",
+            f"point [target] url at the master ({source}?), then redis-runbook failover",
+        )
     if master.role == "master":
+        if gone:
+            raise Refused(
+                f"--old-master-gone, but the master {old} answers",
+                "redis-runbook failover --to HOST:PORT (without --old-master-gone)",
+            )
         replicas = _replicas_of_master(master)
         if not replicas:
             raise Refused(
@@ -184,6 +201,11 @@ def plan_promote(ctx: ProcedureContext, to: str | None, force: bool = False) -> 
                     on_failure="redis-runbook health",
                 ),
                 Step("point the other replicas at the new master", step.repoint),
+                Step(
+                    "write the roles to the config files",
+                    lambda: step.persist(include_old=True),
+                    on_failure="redis-runbook health",
+                ),
                 Step("verify the new master takes writes", switch.probe_write),
                 Step(
                     "compare BullMQ queue counts",
@@ -192,7 +214,7 @@ def plan_promote(ctx: ProcedureContext, to: str | None, force: bool = False) -> 
             ],
         )
         return plan, False
-    return _plan_dead_master(ctx, old, master, to, force, witness), True
+    return _plan_dead_master(ctx, old, master, to, force, witness, gone), True
 
 
 def _plan_dead_master(
@@ -202,6 +224,7 @@ def _plan_dead_master(
     to: str | None,
     force: bool,
     witness: QueueWitness,
+    gone: bool,
 ) -> Plan:
     config = ctx.config
     addresses = list(dict.fromkeys([*config.target.replicas, *([to] if to else [])]))
@@ -232,18 +255,32 @@ def _plan_dead_master(
     )
     switch = Switchover(config, old, 0, new=chosen.address)
     offsets = ", ".join(f"{c.address} {c.offset}" for c in candidates)
+    fence = Fence(config, old, ctx.service, gone)
+    how = (
+        "you say it is gone (checked: its port must not accept connections)"
+        if gone
+        else f"stopped through [service] ({ctx.service.describe()}), a hung one killed"
+    )
     return Plan(
         procedure="failover",
         target=ctx.where,
         confirm=Confirm.TYPED,
-        confirm_word="FAILOVER",
+        confirm_word="GONE" if gone else "FAILOVER",
         notes=[
-            f"the master {old} does not answer ({master.error})",
+            describe_unanswering(old, master.error, config.target.connect_timeout),
+            f"the old master is fenced first: {how}; nothing is promoted unless that holds",
             f"replica offsets: {offsets}; promoting {chosen.address}",
             "writes the old master acknowledged after that offset are lost",
+            stopped_master_line(old, chosen.address, ctx.service),
             f"afterwards point [target] url at {chosen.address}",
         ],
         steps=[
+            Step(
+                "fence the old master",
+                fence.run,
+                destructive=True,
+                on_failure="redis-runbook diagnose",
+            ),
             Step(
                 f"promote {chosen.address} (REPLICAOF NO ONE)",
                 step.replicaof_no_one,
@@ -251,7 +288,15 @@ def _plan_dead_master(
                 on_failure="redis-runbook health",
             ),
             Step("point the other replicas at the new master", step.repoint),
-            Step("fence the old master", step.fence_old),
+            Step(
+                "write the roles to the config files",
+                lambda: (
+                    step.persist(include_old=False)
+                    + "; "
+                    + stopped_master_line(old, chosen.address, ctx.service)
+                ),
+                on_failure="redis-runbook health",
+            ),
             Step("verify the new master takes writes", switch.probe_write),
             Step(
                 "read BullMQ queue counts",

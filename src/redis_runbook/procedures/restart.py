@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import redis
+
 from redis_runbook.keyspace import KeyCounts, count_by_category
+from redis_runbook.memory import info_fields
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
 from redis_runbook.service import RunState
+from redis_runbook.target import redis_cli_prefix
 from redis_runbook.waiting import wait_started
 
 READY_TIMEOUT_S = 120.0
@@ -65,14 +69,33 @@ class KeyspaceWitness:
         return f"PING ok; {after.scanned} keys; per category: {changes}"
 
 
+def replication_role(ctx: ProcedureContext) -> str | None:
+    """`master`, or `slave of HOST:PORT`, from INFO replication (None: no answer)."""
+    client = ctx.answering()
+    if client is None:
+        return None
+    try:
+        info = info_fields(client.execute_command("INFO", "replication"))
+    except redis.RedisError:
+        return None
+    finally:
+        client.close()
+    role = info.get("role", "?")
+    if role == "slave":
+        return f"slave of {info.get('master_host')}:{info.get('master_port')}"
+    return role
+
+
 def plan_restart(ctx: ProcedureContext, save: bool = True) -> Plan:
     """Build the restart plan from the current state."""
     service = ctx.service
     state = service.state()
     witness = KeyspaceWitness()
     target = ctx.config.target
+    role_before: list[str | None] = [None]
 
     def stop() -> str:
+        role_before[0] = replication_role(ctx)
         if state.state is RunState.STOPPED:
             return f"already stopped ({state.detail})"
         service.stop(save=save)
@@ -84,6 +107,18 @@ def plan_restart(ctx: ProcedureContext, save: bool = True) -> Plan:
 
     def wait() -> str:
         waited = wait_started(service, target, READY_TIMEOUT_S)
+        # A role set at run time (REPLICAOF, a failover) and never written to the
+        # config is lost by a restart: a master back as a replica refuses every write.
+        before, after = role_before[0], replication_role(ctx)
+        if before is not None and after is not None and before.split()[0] != after.split()[0]:
+            cli = redis_cli_prefix(target)
+            how = "REPLICAOF NO ONE" if before == "master" else f"REPLICAOF {before[9:]}"
+            raise StepFailed(
+                f"Redis came back as {after}, it was {before}: its config file says "
+                "otherwise (a role changed at run time was never written to it)",
+                "make sure no other node took its place (redis-runbook health: split_brain), "
+                f"then {cli} {how.replace(':', ' ')}; {cli} CONFIG REWRITE",
+            )
         return f"answering with its data loaded after {waited:.1f} s"
 
     notes = [f"service: {service.describe()} is {state.state.value} ({state.detail})"]

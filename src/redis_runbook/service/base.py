@@ -107,6 +107,14 @@ class Service(ABC):
         """The log lines of the latest start attempt (what explains a failed start)."""
         return since_last_start(self.logs(tail))
 
+    def fence(self, timeout: float = 30.0) -> str:
+        """Stop the server so that it acknowledges no more writes, without letting it
+        run again first (a stopped, SIGSTOPped, process is killed, not continued),
+        and so that no restart policy starts it again; the operator's sentence.
+        The data files stay. ServiceError when the manager cannot do it."""
+        self.stop(save=False, timeout=timeout)
+        return f"{self.describe()} stopped"
+
     def restart(self, save: bool = True, timeout: float = 30.0) -> None:
         """Stop (saving when asked) then start."""
         self.stop(save=save, timeout=timeout)

@@ -79,6 +79,13 @@ class ComposeService(Service):
             save_now(self.target)
         self._checked([*self.base(), "stop", "-t", str(int(timeout)), self.name], timeout + 30)
 
+    def fence(self, timeout: float = 30.0) -> str:
+        """`kill -s SIGKILL` (a paused or hung Redis is not let run first; a killed
+        container is not restarted by its restart policy), then `stop`."""
+        self._checked([*self.base(), "kill", "-s", "SIGKILL", self.name], timeout + 30)
+        self._checked([*self.base(), "stop", "-t", "0", self.name], timeout + 30)
+        return f"{self.describe()} killed (SIGKILL) and stopped"
+
     def logs(self, tail: int = 200) -> list[str]:
         argv = [
             *self.base(),

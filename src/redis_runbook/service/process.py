@@ -203,6 +203,21 @@ class ProcessService(Service):
         if pid is not None:
             shutdown_pid(pid, self.target, save, timeout, self.log_file)
 
+    def fence(self, timeout: float = 30.0) -> str:
+        """SIGKILL: a hung (SIGSTOPped) server continued for a SHUTDOWN would first
+        answer the writes queued on its sockets."""
+        pid = self.pid()
+        if pid is None:
+            return f"no live process in {self.pid_file}"
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        if not wait_exit(pid, timeout):
+            raise ServiceError(
+                f"redis-server (pid {pid}) did not exit within {timeout:g} s of SIGKILL",
+                f"ps -o pid,stat,cmd -p {pid}",
+            )
+        return f"killed (pid {pid}, SIGKILL)"
+
     def logs(self, tail: int = 200) -> list[str]:
         return tail_lines(self.log_file, tail) + tail_lines(self.output_file, tail)
 

@@ -67,6 +67,16 @@ class SystemdService(Service):
             save_now(self.target)
         self._checked(["systemctl", "stop", self.unit], timeout + 30)
 
+    def fence(self, timeout: float = 30.0) -> str:
+        """`systemctl kill --signal=SIGKILL` (`stop` would SIGCONT a hung Redis after
+        its SIGTERM, and it would answer queued writes), then `systemctl stop` so
+        that Restart= does not start it again."""
+        self._checked(
+            ["systemctl", "kill", "--signal=SIGKILL", "--kill-whom=all", self.unit], timeout + 30
+        )
+        self._checked(["systemctl", "stop", self.unit], timeout + 30)
+        return f"{self.describe()} killed (SIGKILL) and stopped"
+
     def logs(self, tail: int = 200) -> list[str]:
         argv = ["journalctl", "-u", self.unit, "-n", str(tail), "--no-pager", "-o", "cat"]
         done = run_command(argv, timeout=30)
