@@ -23,10 +23,12 @@ from redis_runbook.config import Config, RunbookConfig, ServiceConfig, TargetCon
 from redis_runbook.diagnose import diagnose
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.lab.topology import Topology, start_topology
+from redis_runbook.service import ServiceError
 from redis_runbook.service.process import pid_alive
 from tests.conftest import plain_client, wait_until
 from tests.helpers import run_cli
 from tests.test_failover import RELAXED, Writer, role
+from tests.test_service_backends import BASE, StandIns, compose, systemd
 
 
 @pytest.fixture
@@ -218,3 +220,37 @@ def test_restart_fails_when_the_node_comes_back_in_another_role(
     assert done.returncode == 1, done.stderr + done.stdout
     assert "came back as slave" in done.stdout + done.stderr
     assert role(first)[0] == "slave"
+
+
+@pytest.fixture
+def managers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StandIns:
+    """Stand-in `docker` and `systemctl` that record their argv (test_service_backends)."""
+    return StandIns(tmp_path, monkeypatch)
+
+
+def test_compose_and_systemd_fences_kill_before_they_stop(managers: StandIns) -> None:
+    """A hung Redis is never continued first (`stop` would: SIGTERM then SIGCONT, and
+    it would answer the writes queued on its sockets); a stopped one is only stopped."""
+    managers.reply("docker", '[{"Service":"redis","State":"paused","Status":"Paused"}]')
+    assert "killed (SIGKILL)" in compose().fence()
+    assert managers.calls() == [
+        [*BASE, "ps", "--all", "--format", "json", "redis"],
+        [*BASE, "kill", "-s", "SIGKILL", "redis"],
+        [*BASE, "stop", "-t", "0", "redis"],
+    ]
+    managers.reply("docker", "")  # no container
+    compose().fence()
+    assert managers.calls()[1:] == [[*BASE, "stop", "-t", "0", "redis"]]
+    show = "ActiveState=active\nSubState=running\nMainPID={}\nExecMainStatus=0\n"
+    managers.reply("systemctl", show.format(os.getpid()))
+    assert "killed (SIGKILL)" in systemd().fence()
+    assert managers.calls()[1:] == [
+        ["systemctl", "kill", "--signal=SIGKILL", "--kill-whom=all", "redis-server"],
+        ["systemctl", "stop", "redis-server"],
+    ]
+    managers.reply("systemctl", "ActiveState=failed\nSubState=failed\nMainPID=0\n", exit_code=0)
+    systemd().fence()
+    assert managers.calls()[1:] == [["systemctl", "stop", "redis-server"]]
+    managers.reply("docker", "[]", exit_code=1)  # the manager fails: the fence did not happen
+    with pytest.raises(ServiceError):
+        compose().fence()

@@ -80,11 +80,14 @@ class ComposeService(Service):
         self._checked([*self.base(), "stop", "-t", str(int(timeout)), self.name], timeout + 30)
 
     def fence(self, timeout: float = 30.0) -> str:
-        """`kill -s SIGKILL` (a paused or hung Redis is not let run first; a killed
-        container is not restarted by its restart policy), then `stop`."""
-        self._checked([*self.base(), "kill", "-s", "SIGKILL", self.name], timeout + 30)
+        """`kill -s SIGKILL` unless it is stopped already (a paused or hung Redis is
+        not let run first; a killed container is not restarted by its restart
+        policy), then `stop`."""
+        killed = self.state().state is not RunState.STOPPED
+        if killed:
+            self._checked([*self.base(), "kill", "-s", "SIGKILL", self.name], timeout + 30)
         self._checked([*self.base(), "stop", "-t", "0", self.name], timeout + 30)
-        return f"{self.describe()} killed (SIGKILL) and stopped"
+        return f"{self.describe()} " + ("killed (SIGKILL) and stopped" if killed else "stopped")
 
     def logs(self, tail: int = 200) -> list[str]:
         argv = [

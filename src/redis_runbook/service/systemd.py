@@ -70,12 +70,15 @@ class SystemdService(Service):
     def fence(self, timeout: float = 30.0) -> str:
         """`systemctl kill --signal=SIGKILL` (`stop` would SIGCONT a hung Redis after
         its SIGTERM, and it would answer queued writes), then `systemctl stop` so
-        that Restart= does not start it again."""
-        self._checked(
-            ["systemctl", "kill", "--signal=SIGKILL", "--kill-whom=all", self.unit], timeout + 30
-        )
+        that Restart= does not start it again. An inactive unit is only stopped."""
+        killed = self.state().state is not RunState.STOPPED
+        if killed:
+            self._checked(
+                ["systemctl", "kill", "--signal=SIGKILL", "--kill-whom=all", self.unit],
+                timeout + 30,
+            )
         self._checked(["systemctl", "stop", self.unit], timeout + 30)
-        return f"{self.describe()} killed (SIGKILL) and stopped"
+        return f"{self.describe()} " + ("killed (SIGKILL) and stopped" if killed else "stopped")
 
     def logs(self, tail: int = 200) -> list[str]:
         argv = ["journalctl", "-u", self.unit, "-n", str(tail), "--no-pager", "-o", "cat"]
