@@ -1,8 +1,9 @@
 """Evidence for `diagnose`, collected read-only and under deadlines: the health
 snapshot, the service state, the server's log since its last start, the kernel's
-OOM-killer lines, the data dir's free space and inodes, a CPU sample of a server
-that does not answer, and — when the server is down — offline checks of the AOF
-and RDB with Redis' own tools.
+OOM-killer lines, the data dir's free space and inodes, a second look at the OOM
+error count, for a server that does not answer the stall probe (stall.py) and a
+CPU sample, and — when the server is down — offline checks of the AOF and RDB
+with Redis' own tools.
 
 Nothing here changes anything: no command that writes is sent, no file is written.
 """

@@ -1,6 +1,6 @@
 """Rules for a server whose process runs: writes refused (A), out of memory (B),
 degraded (C) — from the health checks of one snapshot, the log, the kernel log and,
-when the server answers nothing, a CPU sample of its process."""
+when the server answers nothing, what it says to the stall probe."""
 
 from __future__ import annotations
 
