@@ -1,8 +1,9 @@
-"""Stale recovery of many active jobs (seed §5.2): ours (SCAN of active + our Lua in
-batches) vs BullMQ's own stalled-check script (the best correct alternative: it
-needs two calls, marks then moves, processes the whole active list in one script
-call and raises every job's stalled counter). The seed's own moveToFailed + retry
-moves 0 jobs (tests/test_interop_seed52.py keeps the proof)."""
+"""Stale recovery of many active jobs (seed §5.2): ours (a survey of active, then our
+Lua walking it from the tail in calls of 500 ids) vs BullMQ's own stalled-check
+script (the best correct alternative: it needs two calls, marks then moves,
+processes the whole active list in one script call and raises every job's stalled
+counter). The seed's own moveToFailed + retry moves 0 jobs
+(tests/test_interop_seed52.py keeps the proof)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,8 @@ import redis
 from bullmq import Queue
 
 from redis_runbook import lab
-from redis_runbook.bullmq.counts import split_active
 from redis_runbook.bullmq.keys import QueueRef
-from redis_runbook.bullmq.stale import recover_stale
+from redis_runbook.bullmq.stale import recover_pass, survey
 from redis_runbook.lab.lifecycle import lab_server
 
 QUEUE = "bench-stale"
@@ -83,8 +83,8 @@ def bench_stale(jobs: int, machine: str) -> None:
 
             _activate(client, jobs)
             started = time.perf_counter()
-            _, stale = split_active(client, ref)
-            result = recover_stale(client, ref, stale)
+            assert len(survey(client, ref).stale) == jobs
+            result = recover_pass(client, ref)
             ours = time.perf_counter() - started
             assert result.moved == jobs, result
 
@@ -106,7 +106,7 @@ def bench_stale(jobs: int, machine: str) -> None:
         f"{longest:.0f} ms (one script call) |"
     )
     print(
-        f"| ours: `queues recover-stale` core (lock read + Lua, {result.batches} batches) | "
+        f"| ours: `queues recover-stale` core (survey + Lua, {result.calls} calls) | "
         f"{result.moved:,} | {ours:.2f} s | {result.moved / ours:,.0f} | "
-        f"{result.max_batch_ms:.1f} ms (one batch) |"
+        f"{result.max_call_ms:.1f} ms (one call) |"
     )

@@ -297,6 +297,12 @@ class BullMQConfig(Section):
 
     prefixes: list[str] = Field(default_factory=lambda: ["bull"])
     layout: Literal["auto", "v5", "v6"] = "auto"
+    # The workers' `maxStalledCount` (BullMQ's default 1), which `queues recover-stale
+    # --count-as-stall` applies as BullMQ's stalled check does: a job whose stalled
+    # counter goes above it is marked to fail (`defa`). Per queue by the name `queues
+    # status` shows (`name`, or `prefix:name` for a prefix other than `bull`).
+    max_stalled_count: int = Field(1, ge=0)
+    max_stalled_count_per_queue: dict[str, int] = Field(default_factory=dict)
 
     @field_validator("prefixes")
     @classmethod
@@ -304,6 +310,20 @@ class BullMQConfig(Section):
         if not prefixes or any(not p for p in prefixes):
             raise ValueError(f"expected a non-empty list of non-empty prefixes, got {prefixes!r}")
         return prefixes
+
+    @field_validator("max_stalled_count_per_queue")
+    @classmethod
+    def _stall_limits(cls, limits: dict[str, int]) -> dict[str, int]:
+        bad = {name: n for name, n in limits.items() if not name or n < 0}
+        if bad:
+            raise ValueError(
+                f"expected queue = a whole number >= 0 (BullMQ's maxStalledCount), got {bad!r}"
+            )
+        return limits
+
+    def max_stalled_for(self, queue: str) -> int:
+        """The stall limit of the queue `queue` (its display name)."""
+        return self.max_stalled_count_per_queue.get(queue, self.max_stalled_count)
 
 
 def default_state_dir() -> Path:

@@ -229,7 +229,11 @@ def recover_stale(
     queue: QueueOption = None,
     count_as_stall: Annotated[
         bool,
-        typer.Option("--count-as-stall", help="Raise the jobs' stalled counter, as BullMQ would."),
+        typer.Option(
+            "--count-as-stall",
+            help="As BullMQ's stalled check: raise the jobs' stalled counter; one over "
+            "[bullmq] max_stalled_count (default 1) is failed by the next worker.",
+        ),
     ] = False,
     break_immortal: Annotated[
         bool,
@@ -246,11 +250,14 @@ def recover_stale(
         bool, typer.Option("--force", help="Even on a replica or an evicting server.")
     ] = False,
     understood: UnderstoodOption = False,
-    batch: Annotated[int, typer.Option("--batch", min=1, max=5000, help="Ids per script.")] = BATCH,
+    batch: Annotated[
+        int, typer.Option("--batch", min=1, max=5000, help="Ids examined per script call.")
+    ] = BATCH,
 ) -> None:
     """Seed §5.2 done right: move active jobs whose lock is gone back to the head of
     their queue (paused list for a paused v5 queue) with our own Lua script that
-    re-checks each lock; never touches a job whose lock exists; wakes workers."""
+    re-checks each lock; never moves a job whose lock exists; wakes workers. The last
+    step re-counts: a stale job still in active fails the run (exit 1)."""
     options = globals_of(ctx)
     config = options.load().config
     with queue_session(config, queue) as (_client, found, _where):
