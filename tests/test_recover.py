@@ -16,9 +16,12 @@ from redis_runbook.config import load_config
 from redis_runbook.diagnose_patterns import match_lines
 from redis_runbook.lab.faults import inject
 from redis_runbook.lab.lifecycle import lab_server
+from redis_runbook.lab.server import RedisServer, free_port
 from redis_runbook.locks import file_lock
+from redis_runbook.service import RunState, make_service
 from redis_runbook.target import display_url
-from tests.conftest import Lab, wait_until
+from redis_runbook.waiting import wait_started
+from tests.conftest import Lab, process_config, wait_until
 from tests.helpers import run_cli
 
 
@@ -247,3 +250,21 @@ def test_redis_8_unresolved_configuration_is_a_config_error() -> None:
     ]
     (match, *_) = [m for m in match_lines(lines, "log") if m.key == "config-error"]
     assert ">>> 'maxmemory-polcy noeviction'" in match.text
+
+
+def test_the_exit_watch_lets_a_daemonizing_server_start(tmp_path: Path) -> None:
+    """`daemonize yes`: the process started exits 0 at once and its child serves;
+    that is not a failed start."""
+    server = RedisServer(tmp_path / "r", settings={"daemonize": "yes"})
+    server.port = free_port()
+    server.write_conf()
+    config = process_config(server)
+    service = make_service(config)
+    service.start()
+    try:
+        wait_started(service, config.target, 60.0)
+        assert service.state().state is RunState.RUNNING
+    finally:
+        pid = server.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)

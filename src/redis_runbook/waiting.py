@@ -17,6 +17,7 @@ from redis_runbook.target import make_client, target_display
 POLL_S = 0.05
 #: How often a start is checked for a process that already died (a manager call).
 EXIT_CHECK_S = 0.5
+DAEMON_GRACE_S = 3.0
 #: Log matches that do not explain why a start failed.
 ROUTINE_KEYS = frozenset({"starting", "ready", "shutdown"})
 QUOTED_LINES = 4
@@ -78,6 +79,7 @@ def wait_started(service: Service, target: TargetConfig, timeout: float) -> floa
     kill it within milliseconds) and raises ServiceError quoting the log lines that
     say why. Returns the seconds waited."""
     checked = [float("-inf")]
+    clean_exit: list[float] = []
 
     def gone() -> str | None:
         now = time.monotonic()
@@ -87,6 +89,12 @@ def wait_started(service: Service, target: TargetConfig, timeout: float) -> floa
         state = service.state()
         if state.state is not RunState.STOPPED:
             return None
+        if state.exit_code == 0:
+            # A server that daemonizes exits 0 at once and its child takes over: only
+            # when no server shows up within DAEMON_GRACE_S has it really gone.
+            clean_exit[:1] = clean_exit[:1] or [now]
+            if now - clean_exit[0] < DAEMON_GRACE_S:
+                return None
         return f"{service.describe()} exited during its start ({state.detail})"
 
     try:

@@ -175,11 +175,10 @@ class ProcessService(Service):
             code = spawned.poll()
             if code is None:
                 return ServiceState(RunState.RUNNING, spawned.pid, f"pid {spawned.pid} (starting)")
-            return ServiceState(
-                RunState.STOPPED,
-                detail=f"redis-server (pid {spawned.pid}) exited with status {code}",
-                exit_code=code,
-            )
+            detail = f"redis-server (pid {spawned.pid}) exited with status {code}"
+            if code == 0:  # `daemonize yes`: the child writes the pidfile a moment later
+                detail += f" (daemonized?) and no live process is in {self.pid_file}"
+            return ServiceState(RunState.STOPPED, detail=detail, exit_code=code)
         if pid is None:
             return ServiceState(RunState.STOPPED, detail=f"no live process in {self.pid_file}")
         letter = proc_state(pid)
