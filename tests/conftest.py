@@ -146,8 +146,9 @@ def info(client: redis.Redis, section: str) -> dict[str, Any]:
     return reply
 
 
-def wait_until(probe: Callable[[], T | None], what: str, timeout: float = 10.0) -> T:
-    """Poll `probe` until it returns something other than None/False, with a deadline."""
+def wait_until(probe: Callable[[], T | None], what: str, timeout: float = 60.0) -> T:
+    """Poll `probe` until it returns something other than None/False, with a deadline
+    (generous: a loaded machine is slow, not wrong; a deadline only stops a hang)."""
     deadline = time.monotonic() + timeout
     while True:
         result = probe()
