@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from redis_runbook.bullmq.verify import CANARY_JOB, QueueVerdict, verify
+from redis_runbook.bullmq.verify import CANARY_JOB, CanaryMode, QueueVerdict, verify
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.queues import QueueOption, queue_session
 from redis_runbook.cli.render import out, plain, print_json
@@ -18,8 +18,27 @@ from redis_runbook.errors import RunbookError, SecretError
 app = typer.Typer(help="Are workers consuming? (seed §5.4)", no_args_is_help=True)
 
 EXIT_BY_VERDICT = {
-    "processing": 0, "idle-with-workers": 0, "cannot-verify": 1, "no-workers": 2, "wedged": 2,
+    "processing": 0, "busy": 0, "idle-with-workers": 0, "cannot-verify": 1, "canary-failed": 1,
+    "no-workers": 2, "wedged": 2,
 }  # fmt: skip
+
+CANARY_COST = (
+    "A canary is a real job: your processor runs it (data {canary: true}; processors should "
+    "return at once for its name), it leaves events in the queue's stream (a failing one "
+    "'failed' and 'retries-exhausted', which alerting sees) and +1 in metrics:completed/failed "
+    "when worker metrics are on; it is removed afterwards."
+)
+
+
+def _canary_cell(v: QueueVerdict) -> str:
+    c = v.canary
+    if not c.sent:
+        return "not sent"
+    if c.outcome == "completed" and c.ms is not None:
+        return f"{c.ms:.0f} ms"
+    if c.outcome == "failed":
+        return f"FAILED ({c.failed_reason})"
+    return "not picked up"
 
 
 def verdict_table(verdicts: list[QueueVerdict], target: str) -> Table:
@@ -32,7 +51,7 @@ def verdict_table(verdicts: list[QueueVerdict], target: str) -> Table:
             plain(v.queue.display),
             v.verdict,
             "n/a" if v.workers is None else str(v.workers),
-            "-" if v.canary_ms is None else f"{v.canary_ms:.0f} ms",
+            _canary_cell(v),
             plain("; ".join(v.evidence)),
         )
     return table
@@ -59,7 +78,15 @@ def verify_cmd(
     ctx: typer.Context,
     queue: QueueOption = None,
     passive_only: Annotated[
-        bool, typer.Option("--passive", help="No canary job: watch only.")
+        bool, typer.Option("--passive", help="Never send a canary job: watch only.")
+    ] = False,
+    always_canary: Annotated[
+        bool,
+        typer.Option(
+            "--canary",
+            help="Send a canary even where locks and completions already prove consumption, "
+            "and into rate-limited or globally limited queues (it jumps their backlog).",
+        ),
     ] = False,
     job_name: Annotated[
         str, typer.Option("--job-name", help="The canary's job name (processors skip it).")
@@ -72,12 +99,17 @@ def verify_cmd(
     ] = 2.0,
     json_output: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
 ) -> None:
-    """Seed §5.4: per queue, worker connections, locks being renewed, completions
-    advancing, and a canary job round trip (LIFO, attempts 1, removed on timeout):
-    processing / idle with workers / no workers / wedged / cannot verify (paused).
-    Exit 0 all consuming or idle, 1 something could not be verified, 2 wedged or no
-    workers."""
+    """Seed §5.4: per queue, worker connections, locks being renewed, jobs starting
+    and finishing; a canary job (LIFO, attempts 1, removed after) only where that
+    proves nothing. The canary costs one run of your processor, events and metrics.
+    processing / busy (every slot held by a live worker) / idle with workers / no
+    workers / wedged / cannot verify (paused, limited, locks not yet renewed) /
+    canary failed. Exit 0 consuming, busy or idle, 1 cannot verify or canary failed,
+    2 wedged or no workers."""
     options = globals_of(ctx)
+    if passive_only and always_canary:
+        raise typer.BadParameter("choose --passive or --canary, not both")
+    mode: CanaryMode = "never" if passive_only else "always" if always_canary else "auto"
     config = options.load().config
     with _cannot_verify_without_secret(), queue_session(config, queue) as (client, found, where):
         verdicts = verify(
@@ -85,7 +117,7 @@ def verify_cmd(
             config.target,
             found.queues,
             sample_s=sample,
-            use_canary=not passive_only,
+            canary_mode=mode,
             job_name=job_name,
             timeout_s=timeout,
         )
@@ -93,4 +125,6 @@ def verify_cmd(
         print_json({"target": where, "queues": [v.to_json() for v in verdicts]})
     else:
         out.print(verdict_table(verdicts, where))
+        if any(v.canary.sent for v in verdicts):
+            out.print(CANARY_COST, markup=False, soft_wrap=True)
     raise typer.Exit(max((EXIT_BY_VERDICT[v.verdict] for v in verdicts), default=0))
