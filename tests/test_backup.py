@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -413,3 +415,57 @@ def test_create_without_config_permission_still_takes_a_checked_copy(
     message = json.loads(done.stdout)["results"][-1]["message"]
     assert "could not be held off" in message
     assert "redis-check-aof: all AOF files and the manifest are valid" in message
+
+
+def test_a_create_killed_while_rewrites_are_held_off_says_how_to_put_them_back(
+    lab_env: Lab, tmp_path: Path
+) -> None:
+    """SIGKILL while the archive step holds automatic AOF rewrites off (it waits for a
+    slow rewrite): the setting stays 0, and the next command says how to put it back
+    (the value it had), which works as printed."""
+    status, _ = lab_env
+    repo = tmp_path / "backups"
+    repo.mkdir()
+    env = backup_env(lab_env, tmp_path, "directory", repo)
+    assert status.port is not None
+    client = redis.Redis(port=status.port, decode_responses=True)
+    client.config_set("auto-aof-rewrite-percentage", "150")
+    reply: Any = client.dbsize()
+    keys = int(reply)
+    client.config_set("rdb-key-save-delay", str(int(2_000_000 / keys)))  # a 2 s BGSAVE
+    client.bgsave()
+    client.config_set("rdb-key-save-delay", str(int(120_000_000 / keys)))  # a 2 min rewrite
+    client.execute_command("BGREWRITEAOF")  # forks once the BGSAVE is done
+    base = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_RUNBOOK_")}
+    tool = subprocess.Popen(
+        [sys.executable, "-m", "redis_runbook", "backup", "create"],
+        env={**base, **env},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while (
+            client.config_get("auto-aof-rewrite-percentage")["auto-aof-rewrite-percentage"] != "0"
+        ):
+            assert tool.poll() is None, "backup create ended before holding rewrites off"
+            assert time.monotonic() < deadline, "rewrites were never held off"
+            time.sleep(0.02)
+        tool.kill()
+        tool.wait(timeout=10)
+    finally:
+        if tool.poll() is None:
+            tool.kill()
+        client.config_set("rdb-key-save-delay", "0")
+    assert client.config_get("auto-aof-rewrite-percentage")["auto-aof-rewrite-percentage"] == "0"
+    after = run_cli("health", env=env)
+    said = " ".join((after.stdout + after.stderr).split())
+    assert "backup create" in said, said
+    assert "never finished" in said, said
+    match = re.search(
+        r"put it back: (redis-cli [^;]*CONFIG SET auto-aof-rewrite-percentage 150)", said
+    )
+    assert match, said
+    subprocess.run(shlex.split(match.group(1)), check=True, capture_output=True, timeout=30)
+    assert client.config_get("auto-aof-rewrite-percentage")["auto-aof-rewrite-percentage"] == "150"

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import redis
 
 from redis_runbook import __version__
+from redis_runbook.backup.aofset import SETTING as REWRITE_SETTING
 from redis_runbook.backup.aofset import stage_aof
 from redis_runbook.backup.base import Backend, BackupError
 from redis_runbook.config import Category, Config, TargetConfig
@@ -52,6 +53,20 @@ def target_for_db(target: TargetConfig, db: int) -> TargetConfig:
 def info_fields(client: redis.Redis, section: str) -> dict[str, str]:
     """INFO <section> as text fields."""
     return parse_info(str(client.execute_command("INFO", section)))
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def config_get(client: redis.Redis, name: str) -> str:
+    """One CONFIG GET value ("" when unknown), whether the reply is a map (RESP3)
+    or a flat list of pairs (RESP2)."""
+    reply: Any = client.execute_command("CONFIG", "GET", name)
+    if not isinstance(reply, dict):
+        reply = dict(zip(reply[::2], reply[1::2], strict=False))
+    values = {_text(k): _text(v) for k, v in reply.items()}
+    return values.get(name, "")
 
 
 def _saves(info: Mapping[str, str]) -> tuple[int, int]:
@@ -186,13 +201,21 @@ def plan_create(pctx: ProcedureContext, backend: Backend) -> Plan:
     notes: list[str] = []
     client = pctx.client()
     try:
-        reply = client.execute_command("CONFIG", "GET", "appendonly")
-        live = {"appendonly": str(reply.get("appendonly", "") if isinstance(reply, dict) else "")}
+        live = {"appendonly": config_get(client, "appendonly")}
+        rewrite = config_get(client, REWRITE_SETTING)
     except redis.RedisError:
-        live = {}
+        live, rewrite = {}, ""
     finally:
         client.close()
     layout = data_layout(config, live, notes)
+    cli = redis_cli_prefix(config.target)
+    # A tool killed while it holds automatic AOF rewrites off leaves them off.
+    resume = (
+        f"if {cli} CONFIG GET {REWRITE_SETTING} says 0, put it back: {cli} CONFIG SET "
+        f"{REWRITE_SETTING} {rewrite}; then: redis-runbook backup create"
+        if rewrite and rewrite != "0"
+        else ""
+    )
 
     def save() -> str:
         """Step 1: BGSAVE (or join the one in progress) and wait for its success."""
@@ -218,7 +241,6 @@ def plan_create(pctx: ProcedureContext, backend: Backend) -> Plan:
             shutil.rmtree(staging, ignore_errors=True)
 
     def archive_from(staging: Path) -> str:
-        cli = redis_cli_prefix(config.target)
         hint = f"rewrite the AOF from memory: {cli} BGREWRITEAOF; then: redis-runbook backup create"
         client = pctx.client()
         try:
@@ -252,6 +274,7 @@ def plan_create(pctx: ProcedureContext, backend: Backend) -> Plan:
         procedure="backup create",
         target=pctx.where,
         confirm=Confirm.NONE,
+        resume=resume,
         notes=[*notes, f"archive {state.name} -> {config.backup.kind} {backend.location}"],
         steps=[
             Step("BGSAVE and wait until it succeeded", save, on_failure=BGSAVE_FAILED_HINT),
