@@ -84,7 +84,7 @@ def test_a_busy_worker_is_busy_not_wedged(
     at = redis_server.target().url
     node.run("producer.js", {"queue": "long", "count": 3, "jobIdPrefix": "long-",
                              "data": {"delayMs": 120_000}}, redis_url=at)  # fmt: skip
-    busy = node("worker.js", {"queue": "long", "concurrency": 1, "lockDuration": 2000},
+    busy = node("worker.js", {"queue": "long", "concurrency": 1, "lockDuration": 4000},
                 redis_url=at)  # fmt: skip
     busy.wait_event("active", 10)
     env = env_for(tmp_path, redis_server)
