@@ -586,6 +586,11 @@ def test_a_job_the_application_already_added_is_counted_as_deduplicated(
     client = plain_client(redis_server)
     assert client.exists("bull:enrich-batch:enrich-2") == 0
     assert client.get("bull:enrich-batch:de:prospect:2") == "app-2"
+    events: Any = client.xrange("bull:enrich-batch:events")
+    assert [f for _, f in events if f.get("event") == "deduplicated"] == [
+        {"event": "deduplicated", "jobId": "app-2", "deduplicationId": "prospect:2",
+         "deduplicatedJobId": "enrich-2"}
+    ]  # fmt: skip
     worker = node("worker.js", {"queue": "enrich-batch", "concurrency": 5}, redis_url=at)
     done = worker.wait_count(lambda e: e.get("event") == "completed", 5, 60)
     assert sorted(e["jobId"] for e in done) == ["app-2", "enrich-1", "enrich-3", "enrich-4",
