@@ -61,6 +61,8 @@ def test_verdicts_for_consuming_absent_wedged_and_paused_workers(
     assert queues["live"]["canary_ms"] is not None
     assert queues["orphaned"]["verdict"] == "no-workers"
     assert queues["orphaned"]["workers"] == 0
+    assert queues["orphaned"]["canary"]["outcome"] == "timeout"
+    assert queues["orphaned"]["canary"]["removed"] is True
     assert queues["stuck"]["verdict"] == "wedged"  # connected, its lock lost, nothing moved
     assert queues["stuck"]["workers"] == 1
     assert queues["held"]["verdict"] == "cannot-verify"

@@ -72,6 +72,8 @@ class Canary:
     events: list[str] = field(default_factory=list)
     cost: str | None = None
     skipped: str | None = None
+    removed: bool = False
+    """A canary not picked up in time was removed (False: a worker took it just then)."""
 
     def to_json(self) -> dict[str, Any]:
         """Stable JSON (docs/json.md)."""
@@ -83,6 +85,7 @@ class Canary:
             "events": self.events,
             "cost": self.cost,
             "skipped": self.skipped,
+            "removed": self.removed,
         }
 
 
@@ -365,7 +368,7 @@ async def _canary(
                         canary.failed_reason = fields.get("failedReason")
                         canary.outcome = "completed" if event == "completed" else "failed"
         if canary.outcome == "timeout":
-            await bull.remove(job_id)
+            canary.removed = bool(await bull.remove(job_id))  # 0: locked by a worker
         kind = "failed" if canary.outcome == "failed" else "completed"
         metrics = bool(await client.exists(queue.key(f"metrics:{kind}")))
         return canary, metrics
@@ -447,7 +450,10 @@ def _canary_verdict(
             "consumes, but its processor does not return at once for the canary's name)"
         )
         return
-    result.evidence.append(f"canary not picked up within {timeout_s:g} s (removed)")
+    result.evidence.append(
+        f"canary not picked up within {timeout_s:g} s "
+        + ("(removed)" if c.removed else "(a worker took it just then: it runs, then goes)")
+    )
     if verdict is None:  # what moved meanwhile still counts
         w.update(client, _sample(client, [result.queue])[result.queue])
         verdict = _passive_verdict(w)
