@@ -268,3 +268,14 @@ def test_the_exit_watch_lets_a_daemonizing_server_start(tmp_path: Path) -> None:
         pid = server.pid()
         if pid is not None:
             os.kill(pid, signal.SIGKILL)
+
+
+def test_emergency_start_of_a_server_that_dies_at_once_quotes_the_error(lab_env: Lab) -> None:
+    """Every procedure that starts Redis stops waiting when the process exits."""
+    status, env = lab_env
+    inject("config-error", lab_server(status.dir))
+    result = run_cli("--yes", "recover", "emergency-start", "--i-understand-data-loss", env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert "exited during its start" in output
+    assert "maxmemory-polcy noeviction" in output

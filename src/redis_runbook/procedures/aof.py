@@ -43,7 +43,7 @@ from redis_runbook.persistence.resp import read_commands
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
 from redis_runbook.service import RunState
-from redis_runbook.waiting import wait_ready
+from redis_runbook.waiting import wait_started
 
 READY_TIMEOUT_S = 300.0
 TOOL_TIMEOUT_S = 300.0
@@ -76,7 +76,7 @@ def _start_steps(ctx: ProcedureContext, verify: Step) -> list[Step]:
 
     def start() -> str:
         service.start()
-        waited = wait_ready(ctx.config.target, READY_TIMEOUT_S)
+        waited = wait_started(service, ctx.config.target, READY_TIMEOUT_S)
         return f"started; answering with its data loaded after {waited:.1f} s"
 
     return [

@@ -19,7 +19,7 @@ from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
 from redis_runbook.service import RunState
 from redis_runbook.target import redis_cli_prefix
-from redis_runbook.waiting import wait_ready
+from redis_runbook.waiting import wait_started
 
 CONFIRM_WORD = "EMERGENCY"
 READY_TIMEOUT_S = 60.0
@@ -115,7 +115,7 @@ def plan_emergency_start(ctx: ProcedureContext, force: bool = False) -> Plan:
 
     def start() -> str:
         service.start()
-        waited = wait_ready(ctx.config.target, READY_TIMEOUT_S)
+        waited = wait_started(service, ctx.config.target, READY_TIMEOUT_S)
         return f"started empty, answering after {waited:.1f} s"
 
     def verify() -> None:

@@ -44,7 +44,7 @@ from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
 from redis_runbook.redisinfo import parse_info
 from redis_runbook.service import RunState
 from redis_runbook.service.base import run_command
-from redis_runbook.waiting import wait_ready
+from redis_runbook.waiting import wait_started
 
 PROVENANCE = ".redis-runbook-restore.json"
 STAGING_PREFIX = ".redis-runbook-restore."
@@ -197,7 +197,7 @@ def plan_restore(
 
     def start() -> str:
         service.start()
-        waited = wait_ready(target, READY_TIMEOUT_S)
+        waited = wait_started(service, target, READY_TIMEOUT_S)
         message = f"answering with its data loaded after {waited:.1f} s"
         client = ctx.client()
         try:
