@@ -90,9 +90,11 @@ class PingProbe(threading.Thread):
             time.sleep(0.001)
 
 
-def _traffic(port: int, queues: list[str]) -> subprocess.Popen[str]:
-    args = {"queues": queues, "concurrency": 5, "minMs": 20, "maxMs": 300, "batch": 20,
-            "tickMs": 100, "maxBacklog": 200}  # fmt: skip
+def _traffic(port: int, queues: list[str], concurrency: int) -> subprocess.Popen[str]:
+    # Producers keep a backlog of about 40 x concurrency; jobs take 20-300 ms.
+    args = {"queues": queues, "concurrency": concurrency, "minMs": 20, "maxMs": 300,
+            "batch": max(20, concurrency // 2), "tickMs": 100,
+            "maxBacklog": 40 * concurrency}  # fmt: skip
     proc = subprocess.Popen(
         ["node", str(INTEROP / "traffic.js"), json.dumps(args)],
         cwd=INTEROP,
@@ -138,8 +140,9 @@ def _spread(samples: list[float]) -> str:
     return f"{statistics.median(ordered):.1f} / {p99:.1f} / {ordered[-1]:.1f} ms"
 
 
-def bench_stale_live(queues_n: int, per_queue: int, machine: str) -> None:
-    """Print the table (Markdown)."""
+def bench_stale_live(queues_n: int, per_queue: int, concurrency: int, machine: str) -> None:
+    """Print the table (Markdown): `queues_n` queues of `per_queue` stale jobs each,
+    live workers at `concurrency` per queue."""
     names = [f"live-{i:02d}" for i in range(queues_n)]
     with tempfile.TemporaryDirectory(prefix="rr-bench-") as tmp:
         directory = Path(tmp) / "lab"
@@ -151,7 +154,7 @@ def bench_stale_live(queues_n: int, per_queue: int, machine: str) -> None:
             asyncio.run(_add(status.port, names, per_queue))
             for name in names:
                 client.eval(ACTIVATE, 2, f"bull:{name}:wait", f"bull:{name}:active", per_queue)
-            traffic = _traffic(status.port, names)
+            traffic = _traffic(status.port, names, concurrency)
             time.sleep(3)  # let the workers fill their slots in front of the stale ids
             client.config_set("slowlog-log-slower-than", SLOW_US)
             client.config_set("slowlog-max-len", 100_000)
@@ -186,10 +189,13 @@ def bench_stale_live(queues_n: int, per_queue: int, machine: str) -> None:
             lab_server(directory).stop(save=False)
 
     command_max = max((int(e[2]) for e in latest if e[0] in (b"command", "command")), default=0)
-    print(f"## stale recovery under live traffic — {time.strftime('%Y-%m-%d')}\n")
+    print(
+        f"## stale recovery under live traffic, {queues_n} queue(s) x {per_queue:,}, "
+        f"{concurrency} live per queue — {time.strftime('%Y-%m-%d')}\n"
+    )
     print(
         f"{machine}; {queues_n} queues x {per_queue:,} stale jobs = {queues_n * per_queue:,}, "
-        f"Node BullMQ workers on every queue (concurrency 5, jobs 20-300 ms, producers "
+        f"Node BullMQ workers on every queue (concurrency {concurrency}, jobs 20-300 ms, producers "
         f"refilling), one run. Server-side times are wall clock: on a loaded host they "
         f"include the time Redis waited for a core.\n"
     )
@@ -213,15 +219,16 @@ def bench_stale_live(queues_n: int, per_queue: int, machine: str) -> None:
 
 
 def main() -> None:  # pragma: no cover - a bench entry point
-    """`python bench/bench_stale_live.py [QUEUES [PER_QUEUE]]` (also on an older
-    checkout's src, see the module docstring)."""
+    """`python bench/bench_stale_live.py [QUEUES [PER_QUEUE [CONCURRENCY]]]` (also on an
+    older checkout's src, see the module docstring)."""
     import platform
     import sys
 
     queues_n = int(sys.argv[1]) if len(sys.argv) > 1 else 50
     per_queue = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
+    concurrency = int(sys.argv[3]) if len(sys.argv) > 3 else 5
     machine = f"Machine: {platform.machine()}, Python {platform.python_version()}"
-    bench_stale_live(queues_n, per_queue, machine)
+    bench_stale_live(queues_n, per_queue, concurrency, machine)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Benchmarks against the seed runbook's own procedures, side by side in one run.
 
-    ./run bench [--only health|diagnose|assess|stale|oom|reconstruct|exporter|failover]
+    ./run bench [--only health|diagnose|assess|stale|stale-live|oom|reconstruct|exporter|failover]
                 [--runs N]
                 [--oom-keys N] [--stale-jobs N] [--reconstruct-rows N]
 
@@ -21,6 +21,11 @@ bench_reconstruct.py). `--reconstruct-rows N`, `--reconstruct-seed-rows N`.
 exporter (seed §6.3): `/metrics` scrape time with 1,000 queues and 1M keys vs Debian's
 prometheus-redis-exporter on the same server, and the monitor's RSS over many cycles
 (see bench_exporter.py). `--exporter-queues N`, `--exporter-keys N`, `--monitor-cycles N`.
+
+stale-live (issue 12 item 3): `queues recover-stale` on 50 queues x 2,000 stale jobs with
+Node BullMQ workers live on every queue, and on one queue of 3,000 with 2,000 live
+workers: the longest Redis block per script call (SLOWLOG, LATENCY, a PING probe) and
+the stale jobs left (see bench_stale_live.py). Needs Node (tests/interop).
 
 failover: a planned Sentinel switchover, `redis-runbook failover` vs SENTINEL FAILOVER
 sent by hand and polled, time until a new master takes a write (see bench_failover.py).
@@ -53,6 +58,7 @@ from bench_oom import bench_oom
 from bench_reconstruct import bench_reconstruct
 from bench_restore import bench_restore
 from bench_stale import bench_stale
+from bench_stale_live import bench_stale_live
 from redis_runbook import __version__, lab
 from redis_runbook.checks import run_health
 from redis_runbook.config import load_config
@@ -134,6 +140,7 @@ def main() -> None:
             "oom",
             "diagnose",
             "stale",
+            "stale-live",
             "assess",
             "restore",
             "reconstruct",
@@ -181,6 +188,12 @@ def main() -> None:
         if args.only is None:
             print()
         bench_stale(args.stale_jobs, machine())
+    if args.only in (None, "stale-live"):
+        if args.only is None:
+            print()
+        bench_stale_live(50, 2000, 5, machine())
+        print()
+        bench_stale_live(1, 3000, 2000, machine())
     if args.only in (None, "oom"):
         if args.only is None:
             print()

@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from redis_runbook.bullmq.keys import QueueRef
+from redis_runbook.bullmq.stale import CallResult, recover_call, recover_pass
 from redis_runbook.config import load_config
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.procedures.context import ProcedureContext
@@ -88,13 +89,23 @@ def traffic(node: NodeLauncher, server: RedisServer, queue: str, **options: Any)
 def test_no_stale_job_is_skipped_under_live_traffic(
     tmp_path: Path, node: NodeLauncher, redis_server: RedisServer
 ) -> None:
-    """Issue 12 item 1: 3,000 stale jobs, live workers at concurrency 500 finishing jobs
+    """Issue 12 item 1: 3,000 stale jobs, live workers at concurrency 2,000 finishing jobs
     every few ms and fetching new ones in front of them. The plan counts exactly the
-    stale jobs, and after an exit 0 not one job without a lock is left in `active`."""
+    stale jobs (the old head-first LRANGE paging counted 3,058-3,226, reading a live job
+    that finished meanwhile as one without a lock), and after an exit 0 not one job
+    without a lock is left in `active` (the old paging left 17 in bench_stale_live)."""
     client = plain_client(redis_server)
     stale = make_stale(node, redis_server, "busy", 3000, "dead-")
     live = traffic(
-        node, redis_server, "busy", concurrency=500, minMs=2, maxMs=40, batch=200, tickMs=10
+        node,
+        redis_server,
+        "busy",
+        concurrency=2000,
+        minMs=20,
+        maxMs=300,
+        batch=1000,
+        tickMs=100,
+        maxBacklog=80000,
     )
     wait_until(lambda: client.llen("bull:busy:active") > 3200, "live jobs in active", 30)
     env = cli_env(tmp_path, redis_server)
@@ -251,3 +262,26 @@ def test_waiting_events_survive_a_small_max_len_events(
     # Trimmed before the move: what is left of the older events is about maxLenEvents.
     assert client.xlen("bull:chatty:events") < 600 + 200
     listener.terminate()
+
+
+def test_each_call_stops_at_its_time_budget_and_the_walk_still_moves_every_job(
+    node: NodeLauncher, redis_server: RedisServer
+) -> None:
+    """Issue 12 item 3: a script call does a bounded amount of work — at most `batch` ids,
+    and it stops early once it has run `budget_ms` (checked every 32 ids; 0 here, so
+    every call stops at 31) — and the walk carries on in the next call until every id
+    that was in active has been seen. Work per id is O(1) (RPOP or a rotation, no LREM
+    scan), so the budget holds however long the list is."""
+    client = plain_client(redis_server)
+    stale = make_stale(node, redis_server, "slow", 200, "s-")
+    queue = QueueRef("bull", "slow")
+    first = recover_call(client, queue, 500, budget_ms=0)
+    assert (first.examined, first.moved, first.timed_out) == (31, 31, True)
+
+    calls: list[CallResult] = []
+    result = recover_pass(client, queue, on_call=lambda _r, call, _ms: calls.append(call))
+    assert result.moved == 200 - 31
+    assert not calls[-1].timed_out
+    assert stale_in_active(client, "slow") == []
+    waiting: Any = client.lrange("bull:slow:wait", 0, -1)
+    assert sorted(waiting) == sorted(stale)

@@ -28,8 +28,12 @@
   ARGV[4] "1" to break locks that have no TTL (immortal) before moving
   ARGV[5] maxStalledCount
   ARGV[6] how many ids to examine at most (never more than LLEN active)
-  Returns a flat array: examined, moved, locked, LLEN active after, then "<kind>:<id>"
-  entries, kind one of immortal | orphan (left in active) | failed (moved, marked defa).
+  ARGV[7] time budget in ms: the call stops early once it has run this long (checked
+          every 32 ids), so no call blocks Redis much longer, whatever an id costs
+  Returns a flat array: examined, moved, locked, LLEN active after, 1 when it stopped
+  for time (else 0), then "<kind>:<id>" entries, kind one of immortal | orphan (left in
+  active) | failed (moved, marked defa). The ids moved in one call keep their order:
+  the oldest runs first.
 ]]
 local rcall = redis.call
 local activeKey = KEYS[1]
@@ -52,10 +56,21 @@ local function isSchedulerJob(jobKey)
 end
 
 local examined, moved, locked = 0, 0, 0
+local budgetMs = tonumber(ARGV[7])
+local function nowMs()
+  local t = rcall("TIME")
+  return tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+end
+local began = nowMs()
+local timedOut = 0
 local trimmed = false
 local notes = {}
 local movedIds = {}
-for _ = 1, budget do
+for n = 1, budget do
+  if n % 32 == 0 and nowMs() - began >= budgetMs then
+    timedOut = 1
+    break
+  end
   local id = rcall("LINDEX", activeKey, -1)
   if not id then break end
   examined = examined + 1
@@ -119,6 +134,6 @@ if moved > 0 and not paused then
   end
 end
 
-local result = {examined, moved, locked, remaining}
+local result = {examined, moved, locked, remaining, timedOut}
 for _, entry in ipairs(notes) do result[#result + 1] = entry end
 return result
