@@ -223,6 +223,36 @@ def test_count_as_stall_fails_jobs_over_the_stall_limit(
         runner.terminate()
 
 
+def test_count_as_stall_never_fails_a_job_schedulers_job(
+    tmp_path: Path, node: NodeLauncher, redis_server: RedisServer
+) -> None:
+    """Issue 12 item 2, BullMQ's exception: a job of a job scheduler (`rjk` naming a
+    scheduler that exists) is re-queued however often it stalls, never marked to fail."""
+    client = plain_client(redis_server)
+    at = url(redis_server)
+    [made] = node.run("scheduler.js", {"queue": "ticks", "id": "hourly"}, redis_url=at)
+    job_id = str(made["jobId"])
+    assert client.hget(f"bull:ticks:{job_id}", "rjk") == "hourly"
+    env = cli_env(tmp_path, redis_server, "[bullmq]\nmax_stalled_count = 0\n")
+    dying = node(
+        "worker.js",
+        {"queue": "ticks", "lockDuration": 1000, "delayMs": 600_000, "skipStalledCheck": True},
+        redis_url=at,
+    )
+    dying.wait_event("active", 20, jobId=job_id)
+    dying.kill()
+    wait_until(_is_stale(client, "ticks", job_id), "the lock to expire")
+    dry = run_cli("--dry-run", "queues", "recover-stale", "--count-as-stall", env=env)
+    assert "ticks: 1 stale, 0 locked, 0 immortal lock(s), 0 orphan id(s); 0 to be failed" in (
+        dry.stdout
+    ), dry.stdout
+    result = run_cli("--yes", "queues", "recover-stale", "--count-as-stall", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert client.hget(f"bull:ticks:{job_id}", "stc") == "1"  # over max_stalled_count 0
+    assert client.hget(f"bull:ticks:{job_id}", "defa") is None
+    assert job_id in client.lrange("bull:ticks:wait", 0, -1)
+
+
 def test_bad_max_stalled_count_is_a_config_error(tmp_path: Path, redis_server: RedisServer) -> None:
     env = cli_env(tmp_path, redis_server, "[bullmq.max_stalled_count_per_queue]\nq = -1\n")
     result = run_cli("config", "validate", env=env)
