@@ -108,8 +108,26 @@ def test_nothing_usable_is_refused_and_nothing_changes(lab_env: Lab) -> None:
     result = run_cli("--yes", "recover", "aof", "--i-understand-data-loss", env=env)
     assert result.returncode == 3
     assert "beyond repair" in result.stderr
-    assert "recover restore --archive latest" in result.stderr
+    # The lab's repository holds no archive: a restore would be a dead end.
+    assert "recover restore" not in result.stderr
+    assert "HINT: no archive in" in result.stderr
+    assert "redis-runbook recover emergency-start" in result.stderr
     assert all_files(data) == before
+
+
+def test_nothing_usable_with_an_archive_names_the_restore_that_works(lab_env: Lab) -> None:
+    status, env = lab_env
+    made = run_cli("backup", "create", env=env, timeout=180)
+    assert made.returncode == 0, made.stdout + made.stderr
+    inject("manifest-corrupt", lab_server(status.dir))
+    (status.dir / "data" / "dump.rdb").rename(status.dir / "dump.rdb.kept-by-the-test")
+    refused = run_cli("--yes", "recover", "aof", "--i-understand-data-loss", env=env)
+    assert refused.returncode == 3
+    assert "redis-runbook recover restore --archive latest" in refused.stderr
+    restored = run_cli("--yes", "recover", "restore", "--archive", "latest",
+                       "--i-understand-data-loss", env=env, timeout=180)  # fmt: skip
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert client_of(status).ping()
 
 
 def test_running_redis_is_refused_without_force(lab_env: Lab) -> None:

@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from redis_runbook.backup.available import list_backups
 from redis_runbook.errors import Refused
 from redis_runbook.fsops import copy_aside, move_aside
 from redis_runbook.persistence.aof import AofLayout
@@ -39,6 +40,7 @@ from redis_runbook.persistence.files import (
     offline_checks,
 )
 from redis_runbook.persistence.layout import DataLayout
+from redis_runbook.persistence.rdb import max_rdb_version_of
 from redis_runbook.persistence.resp import read_commands
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
@@ -49,10 +51,29 @@ READY_TIMEOUT_S = 300.0
 TOOL_TIMEOUT_S = 300.0
 FALLBACK_WORD = "USE-RDB"
 CUT_WORD = "CUT-AOF"
-BEYOND_REPAIR_HINT = (
-    "restore from a backup: redis-runbook recover restore --archive latest; or, with nothing "
-    "to restore, start empty: redis-runbook recover emergency-start"
+EMPTY_START_HINT = (
+    "start empty (the data dir is moved aside, nothing deleted): "
+    "redis-runbook recover emergency-start"
 )
+
+
+def beyond_repair_hint(ctx: ProcedureContext, server_version: str | None) -> str:
+    """The next command when neither the AOF nor the RDB can be used: a restore only
+    of an archive there is and the installed redis-server can load."""
+    backups = list_backups(ctx.config.backup)
+    if not backups.configured:
+        return f"no [backup] repository is configured, nothing to restore: {EMPTY_START_HINT}"
+    if backups.error:
+        return f"the archives cannot be listed ({backups.error}): redis-runbook backup list"
+    ceiling = max_rdb_version_of(server_version) if server_version else None
+    archive = backups.loadable(ceiling)
+    if archive is None:
+        return f"no archive in {backups.location} a restore can load: {EMPTY_START_HINT}"
+    which = "latest" if archive is backups.latest else archive.name
+    return (
+        f"restore archive {archive.name}: redis-runbook recover restore --archive {which}; "
+        f"if that does not help, {EMPTY_START_HINT}"
+    )
 
 
 @dataclass
@@ -301,7 +322,10 @@ def plan_aof(ctx: ProcedureContext, force: bool = False) -> Plan:
         why = check.summary if check else f"the AOF dir has no manifest ({aof.kind})"
         unusable = _usable_rdb(state)
         if unusable:
-            raise Refused(f"the AOF is beyond repair ({why}) and {unusable}", BEYOND_REPAIR_HINT)
+            raise Refused(
+                f"the AOF is beyond repair ({why}) and {unusable}",
+                beyond_repair_hint(ctx, evidence.server_version),
+            )
         notes.append(f"beyond repair by redis-check-aof --fix: {why}")
         notes.append(
             f"falling back to {layout.rdb_path.name}: writes after its save are lost "
