@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from redis_runbook.bullmq.keys import QueueRef
-from redis_runbook.bullmq.stale import CallResult, recover_call, recover_pass
+from redis_runbook.bullmq.stale import CallResult, recover_call, recover_pass, survey
 from redis_runbook.config import load_config
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.procedures.context import ProcedureContext
@@ -315,3 +315,36 @@ def test_each_call_stops_at_its_time_budget_and_the_walk_still_moves_every_job(
     assert stale_in_active(client, "slow") == []
     waiting: Any = client.lrange("bull:slow:wait", 0, -1)
     assert sorted(waiting) == sorted(stale)
+
+
+def test_survey_reads_each_id_once_while_live_jobs_leave_the_part_already_read(
+    node: NodeLauncher, redis_server: RedisServer
+) -> None:
+    """Issue 12 item 1, the read-only survey: live jobs sit at the tail of `active` (the
+    end it reads from) and finish all the time, stale ones sit in front of them, and the
+    survey walks in small chunks re-reading 1 id of the last (overlap 1, default 200), so
+    ids leave the part already read between its calls all the time (it looks further
+    back, or starts again from the tail). Its stale set is exactly the jobs the dead
+    worker held, every time."""
+    client = plain_client(redis_server)
+    live = traffic(node, redis_server, "mixed", concurrency=1000, minMs=50, maxMs=500,
+                   batch=500, tickMs=50, maxBacklog=3000)  # fmt: skip
+    wait_until(lambda: client.llen("bull:mixed:active") >= 900, "live jobs in active", 30)
+    dying = node(
+        "worker.js",
+        {"queue": "mixed", "concurrency": 1500, "lockDuration": 1000, "delayMs": 600_000,
+         "skipStalledCheck": True},
+        redis_url=url(redis_server),
+    )  # fmt: skip
+    held = dying.wait_count(lambda e: e.get("event") == "active", 1500, 90, what="1500 active")
+    dying.kill()
+    dead = sorted(str(e["jobId"]) for e in held)
+    wait_until(lambda: sorted(stale_in_active(client, "mixed")) == dead, "locks to expire", 30)
+    queue = QueueRef("bull", "mixed")
+    for _ in range(3):
+        found = survey(client, queue, chunk=100, overlap=1, max_rounds=100_000)
+        assert found.complete
+        assert sorted(found.stale) == dead
+        assert len(set(found.stale)) == len(found.stale)
+    assert live.matching(lambda e: e.get("event") == "error") == []
+    live.terminate()

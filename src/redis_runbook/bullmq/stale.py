@@ -35,7 +35,8 @@ BATCH = 500
 #: call's): bounds how long one call blocks Redis (issue 12 item 3: goal < 25 ms).
 CALL_BUDGET_MS = 8
 CHUNK = 1000
-#: How far back (in ids) a survey chunk re-reads to find where the last one ended.
+#: How far back (in ids) a survey chunk re-reads to find where the last one ended
+#: (up to 4x this after ids left the part already read; beyond, it starts again).
 OVERLAP = 200
 DEFA = "job stalled more than allowable limit"
 _LUA = resources.files("redis_runbook.bullmq").joinpath("lua")
@@ -79,6 +80,7 @@ def survey(
     *,
     max_stalled: int | None = None,
     chunk: int = CHUNK,
+    overlap: int = OVERLAP,
     max_rounds: int | None = None,
 ) -> Survey:
     """Read `active` from the tail in chunks of `chunk` ids, each classified in one
@@ -87,9 +89,9 @@ def survey(
     result = Survey()
     seen: set[str] = set()
     read = 0  # positions 1..read (from the tail) were read, as the list stood then
-    overlap = OVERLAP
+    base_overlap = overlap
     rounds = 0
-    limit = max_rounds or 10 + 4 * (int(client.llen(queue.key("active"))) // chunk)  # type: ignore[arg-type]
+    limit = max_rounds or 20 + 8 * (int(client.llen(queue.key("active"))) // chunk)  # type: ignore[arg-type]
     while True:
         rounds += 1
         if rounds > limit:
@@ -99,8 +101,12 @@ def survey(
         window = _read_window(client, queue, first, last, max_stalled)
         if first > 1 and (not window or window[0][0] not in seen):
             # More ids than the overlap left the part already read (finished jobs):
-            # the first unread id may lie below this window. Look further back.
+            # the first unread id may lie below this window. Look further back, or
+            # start again from the tail (ids already seen are skipped) rather than
+            # read one window large enough to block Redis.
             overlap *= 4
+            if overlap > 4 * base_overlap:
+                read, overlap = 0, base_overlap
             continue
         # Ids already read form the tail end of the list; the first one not seen
         # starts the unread part.
@@ -115,7 +121,7 @@ def survey(
         if len(window) < last - first + 1:
             return result  # the window reached the head: every id was read
         read = last
-        overlap = OVERLAP
+        overlap = base_overlap
 
 
 def _count(result: Survey, job_id: str, kind: str, extra: int) -> None:

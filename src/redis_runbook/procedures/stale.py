@@ -84,6 +84,16 @@ def _left(survey: Survey, options: Options) -> list[str]:
     return survey.stale + (survey.immortal if options.break_immortal else [])
 
 
+def _unread(queue: QueueRef, survey: Survey) -> str | None:
+    """Why `survey` cannot prove that nothing is left, or None."""
+    if survey.complete:
+        return None
+    return (
+        f"{queue.display}: active changed faster than it could be read to the end "
+        f"({survey.split.total} ids read)"
+    )
+
+
 def _shown(ids: Sequence[str]) -> str:
     more = f" and {len(ids) - SHOWN_IDS} more" if len(ids) > SHOWN_IDS else ""
     return ", ".join(ids[:SHOWN_IDS]) + more
@@ -181,8 +191,9 @@ def _queue_step(ctx: ProcedureContext, journal: Journal, queue: QueueRef, option
                     break_immortal=options.break_immortal, max_stalled=max_stalled,
                     batch=options.batch, result=result, on_call=journal_call,
                 )  # fmt: skip
-                left = _left(survey_queue(client, queue), options)
-                if not left or passes >= MAX_PASSES:
+                survey = survey_queue(client, queue)
+                left = _left(survey, options)
+                if (not left and survey.complete) or passes >= MAX_PASSES:
                     break
         finally:
             client.close()
@@ -209,11 +220,18 @@ def _recount_step(ctx: ProcedureContext, queues: list[QueueRef], options: Option
     def run() -> str:
         client = ctx.client(decode=False)
         try:
-            left = {q: _left(survey_queue(client, q), options) for q in queues}
+            surveys = {q: survey_queue(client, q) for q in queues}
         finally:
             client.close()
+        left = {q: _left(s, options) for q, s in surveys.items()}
         remaining = [f"{q.display}: {len(ids)} stale job(s) still in active ({_shown(ids)})"
                      for q, ids in left.items() if ids]  # fmt: skip
+        unread = [why for q, s in surveys.items() if (why := _unread(q, s))]
+        if unread and not remaining:
+            raise StepFailed(
+                "; ".join(unread) + ": cannot tell that no stale job is left; "
+                "run redis-runbook queues status, then queues recover-stale again"
+            )
         if remaining:
             raise StepFailed(
                 "; ".join(remaining)
