@@ -23,7 +23,7 @@ import redis
 from bench_assess import _fill
 from redis_runbook import lab
 from redis_runbook.lab.lifecycle import lab_server
-from redis_runbook.lab.server import free_port
+from redis_runbook.ports import free_port
 
 MONITOR_LOOP = """
 import os, sys, time

@@ -19,7 +19,8 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from redis_runbook.lab.server import START_ATTEMPTS, free_port
+from redis_runbook.lab.server import START_ATTEMPTS
+from redis_runbook.ports import free_port
 from tests.pki import make_ca, make_leaf
 
 

@@ -22,9 +22,10 @@ from redis_runbook.checks import run_health
 from redis_runbook.config import Config, RunbookConfig, Thresholds
 from redis_runbook.diagnose import diagnose
 from redis_runbook.errors import Refused
-from redis_runbook.lab.server import RedisServer, free_port
+from redis_runbook.lab.server import RedisServer
 from redis_runbook.lab.topology import SERVICE, Topology, start_topology
 from redis_runbook.monitoring.exporter import scrape_text
+from redis_runbook.ports import free_port
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.failover import plan_sentinel_failover
 from tests.conftest import plain_client, wait_until
@@ -365,3 +366,19 @@ def test_the_exporter_exports_the_topology_checks(topology: Topology, tmp_path: 
         sentinel.kill()
     # The last Sentinel counts the others out after down-after-milliseconds (2 s here).
     wait_until(lambda: statuses_exported()["sentinel_quorum"] == 2, "no quorum exported")
+
+
+def test_failover_on_a_unix_socket_target_is_refused_not_aimed_at_6379(tmp_path: Path) -> None:
+    """A unix:// target names no HOST:PORT for the replicas to follow; the promotion
+    used to guess 127.0.0.1:6379 and could act on a server nobody meant."""
+    config = tmp_path / "runbook.toml"
+    config.write_text("")
+    env = {
+        "REDIS_RUNBOOK_CONFIG": str(config),
+        "REDIS_RUNBOOK_TARGET__URL": f"unix://{tmp_path}/redis.sock?db=0",
+        "REDIS_RUNBOOK_RUNBOOK__STATE_DIR": str(tmp_path / "state"),
+    }
+    result = run_cli("--yes", "--dry-run", "failover", env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "needs a TCP [target] url" in result.stderr
+    assert "6379" not in result.stdout + result.stderr

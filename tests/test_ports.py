@@ -11,8 +11,9 @@ from pathlib import Path
 import redis
 
 from redis_runbook.lab.faults_base import attempt_start
-from redis_runbook.lab.server import RedisServer, free_port
+from redis_runbook.lab.server import RedisServer
 from redis_runbook.lab.topology import SentinelProcess
+from redis_runbook.ports import free_port
 from tests.conftest import RedisFactory, plain_client
 
 

@@ -27,7 +27,8 @@ from redis_runbook.cli.reconstruct import parse_since
 from redis_runbook.config import Config
 from redis_runbook.lab.pg_example import ExampleRows, create_example, example_sources
 from redis_runbook.lab.postgres import FAST_SETTINGS, PostgresServer
-from redis_runbook.lab.server import RedisServer, free_port
+from redis_runbook.lab.server import RedisServer
+from redis_runbook.ports import free_port
 from tests.cli_env import CliEnv, cli_env
 from tests.conftest import RedisFactory, plain_client
 from tests.helpers import run_cli

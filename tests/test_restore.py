@@ -14,8 +14,8 @@ import redis
 
 from redis_runbook import lab
 from redis_runbook.backup import make_backend
-from redis_runbook.backup.create import count_keys
 from redis_runbook.config import load_config
+from redis_runbook.keyspace import count_keys
 from tests.conftest import Lab
 from tests.helpers import run_cli
 from tests.test_backup import backup_env, borg_init, create

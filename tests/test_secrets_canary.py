@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from redis_runbook.lab.server import RedisServer, free_port
+from redis_runbook.lab.server import RedisServer
+from redis_runbook.ports import free_port
 from tests.conftest import RedisFactory
 from tests.helpers import run_cli
 

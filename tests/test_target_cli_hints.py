@@ -108,7 +108,7 @@ def test_a_sentinel_targets_hints_name_the_master_it_found(
     import redis
 
     from redis_runbook.config import SentinelConfig
-    from redis_runbook.lab.server import free_port
+    from redis_runbook.ports import free_port
     from tests.conftest import wait_until
 
     master = redis_factory()

@@ -15,11 +15,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
-from redis_runbook.config import Category
+from redis_runbook.config import Category, TargetConfig
 from redis_runbook.globs import glob_regex
+from redis_runbook.redisinfo import keyspace, parse_info
+from redis_runbook.target import make_client
 
 OTHER = "other"
 OWN_PREFIX = b"redis-runbook:"  # the tool's own keys (its lock) are not user data
@@ -280,3 +283,61 @@ def category_stats(
             on_progress(result.scanned, max(total, result.scanned))
     result.seconds = time.monotonic() - started
     return result
+
+
+def target_for_db(target: TargetConfig, db: int) -> TargetConfig:
+    """The same target with database `db` selected (URL path, or `?db=` for unix)."""
+    parts = urlsplit(target.url)
+    if parts.scheme == "unix":
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "db"] + [("db", str(db))]
+        url = urlunsplit(parts._replace(query=urlencode(query)))
+    else:
+        url = urlunsplit(parts._replace(path=f"/{db}"))
+    return target.model_copy(update={"url": url})
+
+
+def count_keys(target: TargetConfig, categories: Sequence[Category]) -> dict[str, Any]:
+    """Keys per database and category, with and without a TTL (one SCAN walk per
+    database), totals, and `changes`: the writes the server took since its last save
+    or load, read after the walk. With BGSAVE just done that is how far the walk can
+    be from the snapshot (0 on a quiet server: then the counts are the RDB's)."""
+    client = make_client(target)
+    try:
+        info = parse_info(str(client.execute_command("INFO", "keyspace")))
+        by_db, totals, volatile = _count_databases(target, categories, info)
+        persistence = parse_info(str(client.execute_command("INFO", "persistence")))
+    finally:
+        client.close()
+    return {
+        "total": sum(d["keys"] for d in by_db.values()),
+        "expires": sum(d["expires"] for d in by_db.values()),
+        "by_category": totals,
+        "volatile_by_category": volatile,
+        "changes": int(persistence.get("rdb_changes_since_last_save", 0)),
+        "by_db": by_db,
+    }
+
+
+def _count_databases(
+    target: TargetConfig, categories: Sequence[Category], info: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, int], dict[str, int]]:
+    by_db: dict[str, Any] = {}
+    totals: dict[str, int] = {}
+    volatile: dict[str, int] = {}
+    for space in keyspace(info):
+        db_client = make_client(target_for_db(target, space.db), decode=False)
+        try:
+            counts = count_by_category(db_client, categories, volatile=True)
+        finally:
+            db_client.close()
+        by_db[str(space.db)] = {
+            "keys": counts.scanned,
+            "expires": space.expires,
+            "by_category": counts.by_category,
+            "volatile_by_category": counts.volatile_by_category,
+        }
+        for name, n in counts.by_category.items():
+            totals[name] = totals.get(name, 0) + n
+        for name, n in counts.volatile_by_category.items():
+            volatile[name] = volatile.get(name, 0) + n
+    return by_db, totals, volatile

@@ -14,20 +14,19 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
 from redis_runbook.config import Category, TargetConfig
 from redis_runbook.errors import RunbookError
-from redis_runbook.keyspace import count_by_category
+from redis_runbook.keyspace import count_keys, target_for_db
+from redis_runbook.ports import free_port
 from redis_runbook.redisinfo import keyspace, parse_info
 from redis_runbook.service.process import wait_exit
 from redis_runbook.target import make_client
@@ -51,16 +50,6 @@ class ThrowawayError(RunbookError):
     """The throwaway server could not be started or read."""
 
     default_hint = "is redis-server installed here (Debian: apt-get install redis-server)?"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (never 6379)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port != 6379:
-            return port
 
 
 def _command(executable: str, conf: Path) -> list[str]:
@@ -175,47 +164,6 @@ class ThrowawayServer:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def target_for_db(target: TargetConfig, db: int) -> TargetConfig:
-    """The same target with database `db` selected (URL path, or `?db=` for unix)."""
-    parts = urlsplit(target.url)
-    if parts.scheme == "unix":
-        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "db"] + [("db", str(db))]
-        url = urlunsplit(parts._replace(query=urlencode(query)))
-    else:
-        url = urlunsplit(parts._replace(path=f"/{db}"))
-    return target.model_copy(update={"url": url})
-
-
-def count_keys(target: TargetConfig, categories: Sequence[Category]) -> dict[str, Any]:
-    """Keys per database and category (one SCAN walk per database), and totals."""
-    client = make_client(target)
-    try:
-        info = parse_info(str(client.execute_command("INFO", "keyspace")))
-    finally:
-        client.close()
-    by_db: dict[str, Any] = {}
-    totals: dict[str, int] = {}
-    for space in keyspace(info):
-        db_client = make_client(target_for_db(target, space.db), decode=False)
-        try:
-            counts = count_by_category(db_client, categories)
-        finally:
-            db_client.close()
-        by_db[str(space.db)] = {
-            "keys": counts.scanned,
-            "expires": space.expires,
-            "by_category": counts.by_category,
-        }
-        for name, n in counts.by_category.items():
-            totals[name] = totals.get(name, 0) + n
-    return {
-        "total": sum(d["keys"] for d in by_db.values()),
-        "expires": sum(d["expires"] for d in by_db.values()),
-        "by_category": totals,
-        "by_db": by_db,
-    }
 
 
 def newest_stream_entry_ms(target: TargetConfig) -> int | None:

@@ -9,12 +9,11 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
@@ -22,32 +21,21 @@ from redis_runbook import __version__
 from redis_runbook.backup.aofset import SETTING as REWRITE_SETTING
 from redis_runbook.backup.aofset import stage_aof
 from redis_runbook.backup.base import Backend, BackupError
-from redis_runbook.config import Category, Config, TargetConfig
+from redis_runbook.config import Config
 from redis_runbook.fsops import stamp
-from redis_runbook.keyspace import count_by_category
+from redis_runbook.keyspace import count_keys
 from redis_runbook.persistence.files import data_layout
 from redis_runbook.persistence.layout import DataLayout
 from redis_runbook.persistence.rdb import read_rdb_header
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step
-from redis_runbook.redisinfo import keyspace, parse_info
-from redis_runbook.target import make_client, redis_cli_prefix
+from redis_runbook.redisinfo import parse_info
+from redis_runbook.target import redis_cli_prefix
 from redis_runbook.units import format_bytes
 
 METADATA_FORMAT = 1
 POLL_S = 0.05
 BGSAVE_FAILED_HINT = "read the Redis log (redis-runbook diagnose); check free disk in the data dir"
-
-
-def target_for_db(target: TargetConfig, db: int) -> TargetConfig:
-    """The same target with database `db` selected (URL path, or `?db=` for unix)."""
-    parts = urlsplit(target.url)
-    if parts.scheme == "unix":
-        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "db"] + [("db", str(db))]
-        url = urlunsplit(parts._replace(query=urlencode(query)))
-    else:
-        url = urlunsplit(parts._replace(path=f"/{db}"))
-    return target.model_copy(update={"url": url})
 
 
 def info_fields(client: redis.Redis, section: str) -> dict[str, str]:
@@ -107,53 +95,6 @@ def bgsave_and_wait(client: redis.Redis, timeout: float) -> str:
                 "raise [backup] bgsave_timeout_seconds, or watch INFO persistence",
             )
         time.sleep(POLL_S)
-
-
-def count_keys(target: TargetConfig, categories: Sequence[Category]) -> dict[str, Any]:
-    """Keys per database and category, with and without a TTL (one SCAN walk per
-    database), totals, and `changes`: the writes the server took since its last save
-    or load, read after the walk. With BGSAVE just done that is how far the walk can
-    be from the snapshot (0 on a quiet server: then the counts are the RDB's)."""
-    client = make_client(target)
-    try:
-        info = parse_info(str(client.execute_command("INFO", "keyspace")))
-        by_db, totals, volatile = _count_databases(target, categories, info)
-        persistence = parse_info(str(client.execute_command("INFO", "persistence")))
-    finally:
-        client.close()
-    return {
-        "total": sum(d["keys"] for d in by_db.values()),
-        "expires": sum(d["expires"] for d in by_db.values()),
-        "by_category": totals,
-        "volatile_by_category": volatile,
-        "changes": int(persistence.get("rdb_changes_since_last_save", 0)),
-        "by_db": by_db,
-    }
-
-
-def _count_databases(
-    target: TargetConfig, categories: Sequence[Category], info: dict[str, str]
-) -> tuple[dict[str, Any], dict[str, int], dict[str, int]]:
-    by_db: dict[str, Any] = {}
-    totals: dict[str, int] = {}
-    volatile: dict[str, int] = {}
-    for space in keyspace(info):
-        db_client = make_client(target_for_db(target, space.db), decode=False)
-        try:
-            counts = count_by_category(db_client, categories, volatile=True)
-        finally:
-            db_client.close()
-        by_db[str(space.db)] = {
-            "keys": counts.scanned,
-            "expires": space.expires,
-            "by_category": counts.by_category,
-            "volatile_by_category": counts.volatile_by_category,
-        }
-        for name, n in counts.by_category.items():
-            totals[name] = totals.get(name, 0) + n
-        for name, n in counts.volatile_by_category.items():
-            volatile[name] = volatile.get(name, 0) + n
-    return by_db, totals, volatile
 
 
 def archive_files(

@@ -20,9 +20,9 @@ from typing import Any, Literal
 import redis
 
 from redis_runbook.backup.base import Archive, Backend, BackupCorrupt
-from redis_runbook.backup.create import count_keys
 from redis_runbook.config import Category
 from redis_runbook.errors import RunbookError
+from redis_runbook.keyspace import count_keys
 from redis_runbook.persistence.aof_check import parse_check_aof
 from redis_runbook.persistence.rdb import (
     max_rdb_version_of,

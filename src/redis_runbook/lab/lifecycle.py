@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from redis_runbook import tomlwrite
 from redis_runbook.errors import LabError
 from redis_runbook.lab.borglab import ensure_repo
 from redis_runbook.lab.server import RedisServer
+from redis_runbook.ports import port_free
 
 LAB_MAXMEMORY = "64mb"
 CONFIG_NAME = "redis-runbook.toml"
@@ -61,17 +61,6 @@ def _saved_port(directory: Path) -> int | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return port if isinstance(port, int) else None
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # Like redis-server itself: a port in TIME_WAIT after our own stop is free.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def has_postgres(directory: Path) -> bool:
@@ -142,7 +131,7 @@ def up(directory: Path, maxmemory: str = LAB_MAXMEMORY) -> LabStatus:
         return current
     directory.mkdir(parents=True, exist_ok=True)
     server = lab_server(directory, settings={"maxmemory": maxmemory})
-    if server.port is not None and not _port_free(server.port):
+    if server.port is not None and not port_free(server.port):
         server.port = None  # taken by something else since last time: pick a new one
     server.start()
     _write_lab_config(server, maxmemory)

@@ -25,7 +25,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import stat
 import subprocess
 from collections.abc import Mapping
@@ -37,7 +36,7 @@ import psycopg
 from psycopg import sql
 
 from redis_runbook.errors import LabError
-from redis_runbook.lab.server import free_port
+from redis_runbook.ports import free_port, port_free
 from redis_runbook.service.process import pid_alive
 
 SUPERUSER = "runbook"
@@ -335,19 +334,6 @@ class PostgresServer:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-10:])
         except OSError:
             return ""
-
-
-def port_free(port: int) -> bool:
-    """True when nothing listens on 127.0.0.1:`port` (and it is not 5432)."""
-    if port == 5432:
-        return False
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def saved_port(workdir: Path) -> int | None:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Mapping
@@ -22,6 +20,7 @@ import redis
 
 from redis_runbook.config import TargetConfig
 from redis_runbook.errors import LabError, RunbookError
+from redis_runbook.ports import free_port
 from redis_runbook.service.process import (
     pid_alive,
     read_pid,
@@ -46,52 +45,9 @@ PRODUCTION_LIKE: dict[str, str] = {
 START_ATTEMPTS = 3
 
 
-#: Ports the lab never hands out: Redis, Sentinel, PostgreSQL, the exporter.
-RESERVED_PORTS = frozenset({6379, 26379, 5432, 9121})
-#: Below the ephemeral range, above the well-known and most registered service ports.
-PORT_FLOOR = 10000
 #: How long a start waits for a fixed port that something holds.
 PORT_WAIT_S = 10.0
 IN_USE = "Address already in use"
-_random = random.SystemRandom()
-
-
-def _ephemeral_range() -> tuple[int, int]:
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-def port_free(port: int) -> bool:
-    """True when nothing holds `port` on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now, chosen at random
-    below the kernel's ephemeral range: outgoing connections (and `bind(0)`) take
-    their ports from that range, so no client can take a stopped server's port
-    before it restarts. Never 6379 (nor the other RESERVED_PORTS)."""
-    low, _high = _ephemeral_range()
-    if low - PORT_FLOOR < 1000:  # an unusual range: fall back on the kernel's pick
-        while True:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                sock.bind(("127.0.0.1", 0))
-                port = int(sock.getsockname()[1])
-            if port not in RESERVED_PORTS:
-                return port
-    while True:
-        port = _random.randrange(PORT_FLOOR, low)
-        if port not in RESERVED_PORTS and port_free(port):
-            return port
 
 
 class RedisServer:

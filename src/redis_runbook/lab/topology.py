@@ -21,7 +21,8 @@ import redis
 
 from redis_runbook.config import SentinelConfig, TargetConfig
 from redis_runbook.errors import LabError
-from redis_runbook.lab.server import IN_USE, START_ATTEMPTS, RedisServer, free_port
+from redis_runbook.lab.server import IN_USE, START_ATTEMPTS, RedisServer
+from redis_runbook.ports import free_port
 from redis_runbook.service.process import read_pid, spawn_redis, tail_lines, wait_exit
 
 SERVICE = "mymaster"

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import redis
 
 from redis_runbook.config import Config
-from redis_runbook.errors import Refused, RunbookError
+from redis_runbook.errors import ConfigError, Refused, RunbookError
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
 from redis_runbook.procedures.failover import QueueWitness, Switchover
@@ -70,8 +70,18 @@ class Candidate:
 
 
 def _address(config: Config) -> str:
+    """HOST:PORT of the master the [target] url names. A unix socket names no address
+    the replicas could follow: refused rather than guessed (a guess of 6379 could act
+    on a server nobody meant)."""
     parts = urlsplit(config.target.url)
-    return f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379}"
+    if parts.scheme == "unix" or not parts.hostname:
+        raise ConfigError(
+            f"failover without Sentinel needs a TCP [target] url (HOST:PORT the replicas "
+            f"follow), got {parts.scheme}://",
+            'set [target] url = "redis://HOST:PORT/0" (or [target.sentinel]): '
+            "redis-runbook config show",
+        )
+    return f"{parts.hostname}:{parts.port or 6379}"
 
 
 def _replicas_of_master(view: NodeView) -> list[str]:

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from redis_runbook.backup.base import NOTHING_TO_RESTORE_HINT, Archive, Backend
-from redis_runbook.backup.create import count_keys
 from redis_runbook.backup.verify import compare_counts
 from redis_runbook.errors import Refused
 from redis_runbook.fsops import move_aside, stamp
 from redis_runbook.inflight import Leftover, alive, process_start
+from redis_runbook.keyspace import count_keys
 from redis_runbook.locks import REDIS_LOCK_KEY, clear_foreign_lock
 from redis_runbook.persistence.aof_check import parse_check_aof
 from redis_runbook.persistence.files import data_layout
