@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 
 import redis
 
+from redis_runbook.children import die_with_parent
 from redis_runbook.config import Category, TargetConfig
 from redis_runbook.errors import RunbookError
 from redis_runbook.keyspace import count_keys, target_for_db
@@ -50,14 +50,6 @@ class ThrowawayError(RunbookError):
     """The throwaway server could not be started or read."""
 
     default_hint = "is redis-server installed here (Debian: apt-get install redis-server)?"
-
-
-def _command(executable: str, conf: Path) -> list[str]:
-    """redis-server under `setpriv --pdeathsig KILL` (util-linux) when there is one,
-    so that it dies with the tool even when the tool is killed with SIGKILL."""
-    setpriv = shutil.which("setpriv")
-    prefix = [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
-    return [*prefix, executable, str(conf)]
 
 
 class ThrowawayServer:
@@ -120,11 +112,12 @@ class ThrowawayServer:
             try:
                 with (self.workdir / "redis.stderr").open("ab") as sink:
                     self.process = subprocess.Popen(
-                        _command(self.executable, conf),
+                        [self.executable, str(conf)],
                         stdin=subprocess.DEVNULL,
                         stdout=sink,
                         stderr=sink,
                         cwd=self.workdir,
+                        preexec_fn=die_with_parent(),  # a drill server dies with the tool
                     )
             except OSError as exc:
                 raise ThrowawayError(f"cannot run {self.executable}: {exc.strerror}") from None
