@@ -187,6 +187,11 @@ def plan_create(pctx: ProcedureContext, backend: Backend) -> Plan:
         try:
             timeout = config.backup.bgsave_timeout_seconds
             aof = stage_aof(client, layout, staging, timeout, hint, cli)
+            if aof.files:
+                # A restore loads the AOF, a later point than the count: the writes
+                # until its copy are how far the two can be apart.
+                changes = int(info_fields(client, "persistence")["rdb_changes_since_last_save"])
+                state.keys["changes"] = max(int(state.keys.get("changes", 0)), changes)
         finally:
             client.close()
         files = archive_files(config, layout, aof.files)
