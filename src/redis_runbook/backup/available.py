@@ -24,13 +24,16 @@ class Backups:
 
     @property
     def latest(self) -> Archive | None:
-        """The newest archive."""
-        return max(self.archives, key=lambda a: a.time) if self.archives else None
+        """The newest archive redis-runbook made (see Archive.ours)."""
+        ours = [a for a in self.archives if a.ours]
+        return max(ours, key=lambda a: a.time) if ours else None
 
     def loadable(self, max_rdb_version: int | None) -> Archive | None:
         """The newest archive whose RDB the installed redis-server can load (its
         version recorded in the metadata; unknown counts as loadable)."""
         for archive in sorted(self.archives, key=lambda a: a.time, reverse=True):
+            if not archive.ours:
+                continue
             version = archive.metadata.get("rdb_version")
             if max_rdb_version is None or not isinstance(version, int):
                 return archive

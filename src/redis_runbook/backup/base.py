@@ -61,6 +61,12 @@ class Archive:
     size: int | None
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def ours(self) -> bool:
+        """True when redis-runbook made it (its metadata is there): an archive someone
+        else named like ours has no key counts to judge a restore by."""
+        return str(self.metadata.get("tool", "")).startswith("redis-runbook")
+
     def age_hours(self, now: datetime | None = None) -> float:
         """Hours since the archive was made."""
         return ((now or datetime.now(UTC)) - self.time).total_seconds() / 3600
@@ -76,6 +82,7 @@ class Archive:
             "rdb_version": self.metadata.get("rdb_version"),
             "keys": keys.get("total") if isinstance(keys, Mapping) else None,
             "keys_by_category": keys.get("by_category") if isinstance(keys, Mapping) else None,
+            "foreign": not self.ours,
         }
 
 
@@ -108,7 +115,16 @@ class Backend(ABC):
         if not archives:
             raise UnknownName(f"no archives in {self.location}", empty_hint)
         if name == "latest":
-            return max(archives, key=lambda a: a.time)
+            ours = [a for a in archives if a.ours]
+            if not ours:
+                foreign = ", ".join(a.name for a in archives[-5:])
+                raise UnknownName(
+                    f"no archive made by redis-runbook in {self.location}; "
+                    f"{len(archives)} without its metadata ({foreign})",
+                    "name one explicitly with --archive NAME (its keys cannot be checked), "
+                    "or: redis-runbook backup list",
+                )
+            return max(ours, key=lambda a: a.time)
         for archive in archives:
             if archive.name == name:
                 return archive

@@ -183,6 +183,16 @@ class BorgBackend(Backend):
         if not text:
             plain = [line for line in done.stderr.splitlines() if line.strip()]
             text = plain[-1].strip() if plain else f"exit {done.returncode}"
+        said = [str(m.get("message", "")) for m in log_messages(done.stderr)]
+        if any("No space left on device" in m for m in said) or "No space left" in done.stderr:
+            return BackupError(
+                f"borg {command}: no space left on device for the repository {self.location}",
+                f"free space where it lives (df -h {self.location}), or prune old archives "
+                f"(borg prune --keep-daily 7 {self.location}), then retry",
+            )
+        if text == "Local Exception":  # the cause is the traceback's last line
+            tail = [m.strip().splitlines()[-1] for m in said if "Traceback" in m and m.strip()]
+            text = tail[-1] if tail else text
         if "Archive.DoesNotExist" in msgids and archive is not None:
             return unknown_archive(archive, [a.name for a in self.list()], self.location)
         if "PassphraseWrong" in msgids:

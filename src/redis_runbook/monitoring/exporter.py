@@ -64,7 +64,7 @@ class BackupProbe:
         if self._sample is None or now - self._at >= self.cache_seconds:
             try:
                 archives = make_backend(self.config.backup, self.env).list()
-                newest = max((a.time.timestamp() for a in archives), default=None)
+                newest = max((a.time.timestamp() for a in archives if a.ours), default=None)
                 self._sample = BackupSample(True, len(archives), newest)
             except RunbookError:
                 self._sample = BackupSample(False)
