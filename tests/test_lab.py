@@ -223,3 +223,28 @@ def test_lab_up_keeps_the_postgres_of_an_existing_lab(lab_dir: Path, tmp_path: P
     finally:
         run_cli("lab", "down", "--dir", str(lab_dir), env=env)
     assert not (lab_dir / "postgres" / "data" / "postmaster.pid").exists()
+
+
+def test_lab_up_keeps_the_operators_own_sections(lab_dir: Path, tmp_path: Path) -> None:
+    """Issue 12, item 18: `lab up` rewrites its config when it restarts the lab; an
+    operator's own `[runbook] state_dir` and thresholds must survive that."""
+    env = {"REDIS_RUNBOOK_CONFIG": str(lab_dir / CONFIG_NAME)}
+    config = lab_dir / CONFIG_NAME
+    try:
+        up = run_cli("--json", "lab", "up", "--dir", str(lab_dir), env=env)
+        assert up.returncode == 0, up.stderr
+        state = tmp_path / "my-state"
+        config.write_text(
+            config.read_text()
+            + f'\n[runbook]\nstate_dir = "{state}"\n\n[thresholds.connected_clients]\nwarning = 123\n'
+        )
+        assert run_cli("lab", "down", "--dir", str(lab_dir), env=env).returncode == 0
+        again = run_cli("lab", "up", "--dir", str(lab_dir), env=env)
+        assert again.returncode == 0, again.stderr
+        shown = run_cli("--json", "config", "show", env=env)
+        assert shown.returncode == 0, shown.stderr
+        effective = json.loads(shown.stdout)["config"]
+        assert effective["runbook"]["state_dir"] == str(state)
+        assert effective["thresholds"]["connected_clients"]["warning"] == 123
+    finally:
+        run_cli("lab", "down", "--dir", str(lab_dir), env=env)

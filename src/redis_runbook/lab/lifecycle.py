@@ -25,7 +25,8 @@ LAB_MAXMEMORY = "64mb"
 CONFIG_NAME = "redis-runbook.toml"
 STATE_NAME = "lab.json"
 POSTGRES_DIR = "postgres"  # `lab up --with-postgres`: the cluster, see lab/pglab.py
-KEPT_SECTIONS = ("reconstruct",)  # written by pglab; a rewrite of the config keeps them
+#: The sections `lab up` writes; a rewrite of the lab config keeps every other one.
+LAB_SECTIONS = frozenset({"target", "service", "server", "backup"})
 
 
 def state_dir(explicit: Path | None = None) -> Path:
@@ -70,16 +71,22 @@ def has_postgres(directory: Path) -> bool:
 
 
 def kept_sections(directory: Path) -> dict[str, object]:
-    """The sections of the lab's current config that another part of the lab wrote
-    (`[reconstruct]` for its PostgreSQL), to carry over when the config is rewritten;
-    none once the PostgreSQL cluster is gone."""
-    if not has_postgres(directory):
-        return {}
+    """The sections of the lab's current config to carry over when the lab rewrites
+    it: every section the lab does not write itself (an operator's `[runbook]
+    state_dir`, `[thresholds]`, `[alerts]`...), and `[reconstruct]` unless it is the
+    lab PostgreSQL's and that cluster is gone."""
     try:
         current = tomllib.loads((directory / CONFIG_NAME).read_text())
     except (OSError, tomllib.TOMLDecodeError):
         return {}
-    return {name: current[name] for name in KEPT_SECTIONS if name in current}
+    kept = {name: value for name, value in current.items() if name not in LAB_SECTIONS}
+    reconstruct = kept.get("reconstruct")
+    lab_dsn = isinstance(reconstruct, dict) and str(reconstruct.get("dsn_file", "")).startswith(
+        str(directory)
+    )
+    if lab_dsn and not has_postgres(directory):
+        del kept["reconstruct"]
+    return kept
 
 
 def lab_server(directory: Path, settings: dict[str, str] | None = None) -> RedisServer:
