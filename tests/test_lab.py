@@ -236,7 +236,8 @@ def test_lab_up_keeps_the_operators_own_sections(lab_dir: Path, tmp_path: Path) 
         state = tmp_path / "my-state"
         config.write_text(
             config.read_text()
-            + f'\n[runbook]\nstate_dir = "{state}"\n\n[thresholds.connected_clients]\nwarning = 123\n'
+            + f'\n[runbook]\nstate_dir = "{state}"\n'
+            + "\n[thresholds.connected_clients]\nwarning = 123\n"
         )
         assert run_cli("lab", "down", "--dir", str(lab_dir), env=env).returncode == 0
         again = run_cli("lab", "up", "--dir", str(lab_dir), env=env)
