@@ -62,6 +62,7 @@ def poll_check(
 # Write rounds before a fill is called stuck (a count, not a clock: a loaded machine
 # is slow, not wrong).
 MAX_ROUNDS = 10_000
+BATCH_MAX = 10
 
 
 def memory_percent(client: redis.Redis) -> float:
@@ -71,20 +72,35 @@ def memory_percent(client: redis.Redis) -> float:
 
 def fill_to(client: redis.Redis, percent: float, prefix: str) -> float:
     """SET 10 KB strings until used_memory / maxmemory > percent. Each batch covers at
-    most half of the remaining room, so the fill stops just past `percent`."""
+    most half of the remaining room and at most 10 keys (a pipelined batch sits in the
+    query and AOF buffers, counted in used_memory, until a loaded server drains them),
+    so the fill stops just past `percent`; the figure returned is read once those
+    buffers are drained."""
     written = 0
     rounds = 0
-    while (current := memory_percent(client)) <= percent:
+    while (current := settled_percent(client)) <= percent:
         rounds += 1
         assert rounds < MAX_ROUNDS, f"memory stuck at {current:.1f} %"
         maxmemory = float(info(client, "memory")["maxmemory"])
         room = (percent - current) / 100 * maxmemory
         pipe = client.pipeline(transaction=False)
-        for _ in range(max(1, int(room / (2 * len(VALUE))))):
+        for _ in range(min(BATCH_MAX, max(1, int(room / (2 * len(VALUE)))))):
             pipe.set(f"{prefix}:{written}", VALUE)
             written += 1
         pipe.execute()
     return current
+
+
+def settled_percent(client: redis.Redis) -> float:
+    """memory_percent once two reads agree within 0.5 % (transient buffers gone)."""
+    previous = memory_percent(client)
+    for _ in range(MAX_ROUNDS):
+        time.sleep(0.05)
+        current = memory_percent(client)
+        if abs(current - previous) < 0.5:
+            return current
+        previous = current
+    return previous
 
 
 # --- memory -------------------------------------------------------------------------------
