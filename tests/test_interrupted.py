@@ -7,9 +7,11 @@ that holds the target is named when another one is asked for."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -138,42 +140,66 @@ def test_an_os_error_inside_a_step_is_a_step_failure_that_says_where_the_data_is
     assert "never finished" not in again.stderr
 
 
+@contextlib.contextmanager
+def replica_that_never_acks(client: redis.Redis, port: int) -> Iterator[socket.socket]:
+    """A replica that asks for a full sync and never acknowledges an offset: Redis 7+
+    then waits `shutdown-timeout` (set here to 10 minutes) for it before a SHUTDOWN
+    or SIGTERM lets the server save and exit, as it does for a lagging real replica."""
+    client.config_set("shutdown-timeout", 600)
+    link = socket.create_connection(("127.0.0.1", port))
+    try:
+        link.sendall(b"PSYNC ? -1\r\n")
+        wait_until(
+            lambda: client.info("replication")["connected_slaves"] == 1 or None,
+            "the never-acking replica to be listed",
+        )
+        client.set("runbook-test:offset", 1)  # the master's offset moves past the replica's 0
+        yield link
+    finally:
+        link.close()
+
+
 def test_a_killed_restore_is_reported_once_and_its_staging_removed(
     lab_env: Lab, tmp_path: Path
 ) -> None:
-    """SIGKILL of `recover restore` while it stops Redis (the server is frozen, so
-    the stop takes long enough to kill it there): the next command says which
-    procedure and step never finished and what is on disk, once; the next restore
-    removes the staging dir the killed one left."""
+    """SIGKILL of `recover restore` while it stops Redis (a replica that never acks
+    holds the SHUTDOWN, so the step lasts until the kill): the next command says
+    which procedure and step never finished and what is on disk, once; the next
+    restore removes the staging dir the killed one left."""
     status, _ = lab_env
     env = directory_env(lab_env, tmp_path)
     archive = create(env)
     state = Path(env["REDIS_RUNBOOK_RUNBOOK__STATE_DIR"])
     assert status.pid is not None
-    os.kill(status.pid, signal.SIGSTOP)
-    tool = subprocess.Popen(
-        [sys.executable, "-m", "redis_runbook", "--yes", "recover", "restore", "--archive",
-         archive, "--force", "--i-understand-data-loss"],
-        env={k: v for k, v in os.environ.items() if not k.startswith("REDIS_RUNBOOK_")} | env,
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
+    assert status.port is not None
+    pid = status.pid
+    with replica_that_never_acks(client_of(status), status.port):
+        tool = subprocess.Popen(
+            [sys.executable, "-m", "redis_runbook", "--yes", "recover", "restore", "--archive",
+             archive, "--force", "--i-understand-data-loss"],
+            env={k: v for k, v in os.environ.items() if not k.startswith("REDIS_RUNBOOK_")} | env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        try:
 
-        def in_first_step() -> bool | None:
-            if tool.poll() is not None:
-                pytest.fail(f"the restore ended before it was killed: {tool.communicate()[0]}")
-            for path in (state / "inflight").glob("*.json"):
-                if json.loads(path.read_text()).get("step") == 1:
-                    return True
-            return None
+            def in_first_step() -> bool | None:
+                if tool.poll() is not None:
+                    pytest.fail(f"the restore ended before it was killed: {tool.communicate()[0]}")
+                for path in (state / "inflight").glob("*.json"):
+                    if json.loads(path.read_text()).get("step") == 1:
+                        return True
+                return None
 
-        wait_until(in_first_step, "the restore to start stopping Redis", timeout=60)
-        tool.kill()
-        tool.wait()
-    finally:
-        if tool.poll() is None:
+            wait_until(in_first_step, "the restore to start stopping Redis", timeout=120)
+            assert pid_alive(pid)  # still waiting for the replica: step 1 is not over
             tool.kill()
-        os.kill(status.pid, signal.SIGCONT)
+            tool.wait()
+        finally:
+            if tool.poll() is None:
+                tool.kill()
+    # The replica gone, the server finishes the SHUTDOWN it was asked for and exits.
+    wait_until(lambda: not pid_alive(pid) or None, "redis-server to exit", timeout=120)
     staging = [p for p in status.dir.glob(".redis-runbook-restore.*")]
     assert len(staging) == 1  # what the trial found left behind
 
