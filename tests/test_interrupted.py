@@ -192,6 +192,14 @@ def test_a_killed_restore_is_reported_once_and_its_staging_removed(
                 return None
 
             wait_until(in_first_step, "the restore to start stopping Redis", timeout=120)
+            # The step is recorded before its SHUTDOWN is sent: kill only once the
+            # server holds that SHUTDOWN (else nothing would ever stop it).
+            log = status.dir / "redis.log"
+            wait_until(
+                lambda: "Waiting for replicas before shutting down" in log.read_text() or None,
+                "redis-server to hold the restore's SHUTDOWN for the replica",
+                timeout=120,
+            )
             assert pid_alive(pid)  # still waiting for the replica: step 1 is not over
             tool.kill()
             tool.wait()
