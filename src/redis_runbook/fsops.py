@@ -103,12 +103,36 @@ def copy_aside(path: Path, reason: str) -> Path:
             shutil.copytree(path, target, symlinks=True)
         else:
             shutil.copy2(path, target)
+        _copy_owners(path, target)
     except OSError as exc:
         raise RunbookError(f"cannot copy {path} to {target}: {exc.strerror}") from None
     undo = f"cp -a {target}/. {path}/" if path.is_dir() else f"cp -p {target} {path}"
     undo = f"to put it back: stop Redis; {undo}"
     _left(Leftover(str(target), f"a copy of {path} taken before changing it", undo))
     return target
+
+
+def _copy_owners(source: Path, copy: Path) -> None:
+    """Give every entry of `copy` the owner of its original in `source` (copy2 and
+    copytree keep modes and times, not owners): a copy put back by hand must be
+    writable by the server's user (999:999 in a container), not root's."""
+    pairs = [(source, copy)]
+    if source.is_dir() and not source.is_symlink():
+        for root, dirs, files in os.walk(source):
+            relative = Path(root).relative_to(source)
+            pairs += [(Path(root) / n, copy / relative / n) for n in [*dirs, *files]]
+    for original, copied in pairs:
+        stat = original.lstat()
+        if (copied.lstat().st_uid, copied.lstat().st_gid) != (stat.st_uid, stat.st_gid):
+            os.chown(copied, stat.st_uid, stat.st_gid, follow_symlinks=False)
+
+
+def chown_tree(path: Path, uid: int, gid: int) -> None:
+    """`chown -R uid:gid path` (symlinks themselves, never their targets)."""
+    os.chown(path, uid, gid, follow_symlinks=False)
+    for root, dirs, files in os.walk(path):
+        for name in [*dirs, *files]:
+            os.chown(Path(root) / name, uid, gid, follow_symlinks=False)
 
 
 def writable_dir(path: Path) -> str | None:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,7 @@ from redis_runbook.errors import RunbookError
 from redis_runbook.keyspace import count_keys, target_for_db
 from redis_runbook.ports import free_port
 from redis_runbook.redisinfo import keyspace, parse_info
+from redis_runbook.service.base import Launcher, on_host
 from redis_runbook.service.process import wait_exit
 from redis_runbook.target import make_client
 from redis_runbook.waiting import wait_ready
@@ -57,11 +60,16 @@ class ThrowawayServer:
     load there before `start()`). Use as a context manager."""
 
     def __init__(
-        self, workdir: Path, settings: Mapping[str, str] | None = None, executable: str = ""
+        self,
+        workdir: Path,
+        settings: Mapping[str, str] | None = None,
+        executable: str = "",
+        launcher: Launcher = on_host,
     ) -> None:
         self.workdir = workdir
         self.settings = {**BASE_SETTINGS, **(settings or {})}
         self.executable = executable or "redis-server"
+        self.launcher = launcher  # the service's own redis-server (compose: its image)
         self.port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -112,7 +120,7 @@ class ThrowawayServer:
             try:
                 with (self.workdir / "redis.stderr").open("ab") as sink:
                     self.process = subprocess.Popen(
-                        [self.executable, str(conf)],
+                        self.launcher([self.executable, str(conf)], [self.workdir]),
                         stdin=subprocess.DEVNULL,
                         stdout=sink,
                         stderr=sink,
@@ -198,10 +206,11 @@ def load_and_count(
     settings: Mapping[str, str],
     categories: Sequence[Category],
     timeout: float,
+    launcher: Launcher = on_host,
 ) -> Loaded:
     """Start a throwaway server on what is in `workdir/data`, count, stop it.
     ThrowawayError when it does not load."""
-    with ThrowawayServer(workdir, settings) as server:
+    with ThrowawayServer(workdir, settings, launcher=launcher) as server:
         waited = server.start(timeout)
         try:
             keys = count_keys(server.target(), categories)
@@ -209,6 +218,48 @@ def load_and_count(
         except redis.RedisError as exc:
             raise ThrowawayError(f"cannot read the throwaway server: {exc}") from None
         return Loaded(keys, newest, waited)
+
+
+def aof_from_rdb(
+    rdb: Path,
+    workdir: Path,
+    appenddirname: str,
+    appendfilename: str,
+    timeout: float,
+    launcher: Launcher = on_host,
+) -> Path:
+    """Let Redis itself build an AOF from a copy of `rdb`: load it in a throwaway
+    server (the service's own, through `launcher`), switch AOF on (which rewrites
+    it from memory) and wait until the rewrite succeeded. Returns the AOF directory
+    it wrote, under `workdir/data`, in the format of the version that will read it.
+    ThrowawayError when it cannot."""
+    settings = {"dbfilename": rdb.name, "appenddirname": appenddirname,
+                "appendfilename": appendfilename}  # fmt: skip
+    server = ThrowawayServer(workdir, settings, launcher=launcher)
+    shutil.copy2(rdb, server.data_dir / rdb.name)
+    with server:
+        deadline = time.monotonic() + timeout
+        server.start(timeout)
+        client = make_client(server.target())
+        try:
+            client.config_set("appendonly", "yes")
+            while True:
+                info = parse_info(str(client.execute_command("INFO", "persistence")))
+                rewriting = info.get("aof_rewrite_in_progress") == "1" or (
+                    info.get("aof_rewrite_scheduled") == "1"
+                )
+                if info.get("aof_enabled") == "1" and not rewriting:
+                    if info.get("aof_last_bgrewrite_status") != "ok":
+                        raise ThrowawayError(f"the AOF rewrite of {rdb.name} failed")
+                    break
+                if time.monotonic() > deadline:
+                    raise ThrowawayError(f"the AOF rewrite of {rdb.name} took over {timeout:g} s")
+                time.sleep(0.05)
+        except redis.RedisError as exc:
+            raise ThrowawayError(f"cannot build the AOF in a throwaway server: {exc}") from None
+        finally:
+            client.close()
+    return server.data_dir / appenddirname
 
 
 def ensure_room(directory: Path, needed: int) -> None:

@@ -32,7 +32,7 @@ from redis_runbook.persistence.aof import read_manifest
 from redis_runbook.persistence.aof_check import AofCheck, parse_check_aof
 from redis_runbook.persistence.layout import DataLayout
 from redis_runbook.redisinfo import parse_info
-from redis_runbook.service.base import run_command
+from redis_runbook.service.base import Launcher, on_host, run_command
 
 POLL_S = 0.05
 COPY_ATTEMPTS = 3
@@ -144,8 +144,9 @@ def _stage_once(layout: DataLayout, staging: Path) -> dict[str, Path]:
     return files
 
 
-def _check(path: Path) -> AofCheck:
-    done = run_command(["redis-check-aof", str(path)], timeout=CHECK_TIMEOUT_S)
+def _check(path: Path, launcher: Launcher) -> AofCheck:
+    argv = launcher(["redis-check-aof", str(path)], [path.parent])
+    done = run_command(argv, timeout=CHECK_TIMEOUT_S)
     return parse_check_aof(done.stdout + done.stderr, done.returncode)
 
 
@@ -162,16 +163,18 @@ def _trim_torn_tail(check: AofCheck, last: Path) -> str | None:
     )
 
 
-def check_staged(manifest: Path, last: Path | None) -> tuple[AofCheck, list[str]]:
-    """redis-check-aof on the staged copy (after trimming a torn tail); BackupError
-    when a restore would refuse it."""
+def check_staged(
+    manifest: Path, last: Path | None, launcher: Launcher = on_host
+) -> tuple[AofCheck, list[str]]:
+    """redis-check-aof (the service's own, run by `launcher`) on the staged copy
+    (after trimming a torn tail); BackupError when a restore would refuse it."""
     notes: list[str] = []
-    check = _check(manifest)
+    check = _check(manifest, launcher)
     if not check.valid and last is not None:
         trimmed = _trim_torn_tail(check, last)
         if trimmed:
             notes.append(trimmed)
-            check = _check(manifest)
+            check = _check(manifest, launcher)
     if not check.valid:
         raise BackupError(
             f"redis-check-aof on the copy to archive: {check.summary}; a restore would refuse "
@@ -188,15 +191,16 @@ def stage_aof(
     timeout: float,
     cli_hint: str,
     cli: str = "redis-cli",
+    launcher: Launcher = on_host,
 ) -> StagedAof:
     """A consistent, checked copy of the AOF in `staging` (see the module doc); no
     files when the server has no AOF. BackupError when no consistent copy could be
     taken or it fails the check."""
     if layout.aof_dir.is_dir():
-        return _stage_multi_part(client, layout, staging, timeout, cli_hint, cli)
+        return _stage_multi_part(client, layout, staging, timeout, cli_hint, cli, launcher)
     if layout.single_aof_path.is_file():
         with rewrites_held_off(client, timeout, cli=cli):
-            return _stage_single(layout, staging, cli_hint)
+            return _stage_single(layout, staging, cli_hint, launcher)
     return StagedAof()
 
 
@@ -207,6 +211,7 @@ def _stage_multi_part(
     timeout: float,
     cli_hint: str,
     cli: str,
+    launcher: Launcher,
 ) -> StagedAof:
     staged = StagedAof()
     with rewrites_held_off(client, timeout, staged.notes, cli) as waited:
@@ -246,20 +251,22 @@ def _stage_multi_part(
         )
     last = manifest.parent / loaded[-1].name if loaded else None
     try:
-        staged.check, notes = check_staged(manifest, last)
+        staged.check, notes = check_staged(manifest, last, launcher)
     except BackupError as exc:
         raise BackupError(exc.message, cli_hint) from None
     staged.notes += notes
     return staged
 
 
-def _stage_single(layout: DataLayout, staging: Path, cli_hint: str) -> StagedAof:
+def _stage_single(
+    layout: DataLayout, staging: Path, cli_hint: str, launcher: Launcher
+) -> StagedAof:
     """The old single-file AOF, copied and checked (a rewrite replaces it by a
     rename, so the copy is one file or the other, never a mix)."""
     copied = staging / layout.appendfilename
     shutil.copy2(layout.single_aof_path, copied)
     try:
-        check, notes = check_staged(copied, copied)
+        check, notes = check_staged(copied, copied, launcher)
     except BackupError as exc:
         raise BackupError(exc.message, cli_hint) from None
     return StagedAof({layout.appendfilename: copied}, notes, check)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from redis_runbook import __version__
 from redis_runbook.backup.aofset import SETTING as REWRITE_SETTING
 from redis_runbook.backup.aofset import stage_aof
 from redis_runbook.backup.base import Backend, BackupError
+from redis_runbook.bgsave import SAVE_FAILED_HINT, SaveFailed, bgsave_and_wait, info_fields
 from redis_runbook.config import Config
 from redis_runbook.fsops import stamp
 from redis_runbook.keyspace import count_keys
@@ -29,18 +29,10 @@ from redis_runbook.persistence.layout import DataLayout
 from redis_runbook.persistence.rdb import read_rdb_header
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step
-from redis_runbook.redisinfo import parse_info
 from redis_runbook.target import redis_cli_prefix
 from redis_runbook.units import format_bytes
 
 METADATA_FORMAT = 1
-POLL_S = 0.05
-BGSAVE_FAILED_HINT = "read the Redis log (redis-runbook diagnose); check free disk in the data dir"
-
-
-def info_fields(client: redis.Redis, section: str) -> dict[str, str]:
-    """INFO <section> as text fields."""
-    return parse_info(str(client.execute_command("INFO", section)))
 
 
 def _text(value: Any) -> str:
@@ -57,46 +49,6 @@ def config_get(client: redis.Redis, name: str) -> str:
     return values.get(name, "")
 
 
-def _saves(info: Mapping[str, str]) -> tuple[int, int]:
-    return int(info.get("rdb_saves", "0") or 0), int(info.get("rdb_last_save_time", "0") or 0)
-
-
-def bgsave_and_wait(client: redis.Redis, timeout: float) -> str:
-    """Start a BGSAVE (or join the one in progress) and poll INFO persistence until it
-    finished with `rdb_last_bgsave_status:ok` and the save counter (or LASTSAVE)
-    advanced. Returns one sentence; raises BackupError on failure or at the deadline."""
-    before = info_fields(client, "persistence")
-    joined = before.get("rdb_bgsave_in_progress") == "1"
-    if not joined:
-        try:
-            client.execute_command("BGSAVE", "SCHEDULE")
-        except redis.ResponseError as exc:
-            if "in progress" not in str(exc):
-                raise BackupError(f"BGSAVE refused: {exc}", BGSAVE_FAILED_HINT) from None
-            joined = True
-    deadline = time.monotonic() + timeout
-    saves, lastsave = _saves(before)
-    while True:
-        now = info_fields(client, "persistence")
-        new_saves, new_lastsave = _saves(now)
-        # rdb_saves counts a BGSAVE when it starts: a joined one is counted already.
-        advanced = joined or (new_saves > saves if "rdb_saves" in now else new_lastsave > lastsave)
-        if now.get("rdb_bgsave_in_progress") == "0" and advanced:
-            if now.get("rdb_last_bgsave_status") != "ok":
-                raise BackupError(
-                    "BGSAVE failed (rdb_last_bgsave_status:err): no backup was made",
-                    BGSAVE_FAILED_HINT,
-                )
-            how = "joined the BGSAVE in progress" if joined else "BGSAVE"
-            return f"{how}: finished ok (lastsave {new_lastsave})"
-        if time.monotonic() > deadline:
-            raise BackupError(
-                f"BGSAVE did not finish within {timeout:g} s",
-                "raise [backup] bgsave_timeout_seconds, or watch INFO persistence",
-            )
-        time.sleep(POLL_S)
-
-
 def archive_files(
     config: Config, layout: DataLayout, aof_files: Mapping[str, Path]
 ) -> dict[str, Path]:
@@ -104,7 +56,7 @@ def archive_files(
     see backup.aofset), and redis.conf when `[backup] include_conf` and it is set."""
     files: dict[str, Path] = {}
     if not layout.rdb_path.is_file():
-        raise BackupError(f"no RDB at {layout.rdb_path} after BGSAVE", BGSAVE_FAILED_HINT)
+        raise BackupError(f"no RDB at {layout.rdb_path} after BGSAVE", SAVE_FAILED_HINT)
     files[layout.dbfilename] = layout.rdb_path
     files.update(aof_files)
     conf = config.service.redis_conf
@@ -163,7 +115,10 @@ def plan_create(pctx: ProcedureContext, backend: Backend) -> Plan:
         client = pctx.client()
         try:
             state.redis_version = info_fields(client, "server").get("redis_version", "")
-            return bgsave_and_wait(client, config.backup.bgsave_timeout_seconds)
+            try:
+                return bgsave_and_wait(client, config.backup.bgsave_timeout_seconds)
+            except SaveFailed as exc:
+                raise BackupError(f"{exc.message}: no backup was made", exc.hint) from None
         finally:
             client.close()
 
@@ -186,7 +141,8 @@ def plan_create(pctx: ProcedureContext, backend: Backend) -> Plan:
         client = pctx.client()
         try:
             timeout = config.backup.bgsave_timeout_seconds
-            aof = stage_aof(client, layout, staging, timeout, hint, cli)
+            launcher = pctx.service.local_argv  # the service's own redis-check-aof
+            aof = stage_aof(client, layout, staging, timeout, hint, cli, launcher)
             if aof.files:
                 # A restore loads the AOF, a later point than the count: the writes
                 # until its copy are how far the two can be apart.
@@ -223,7 +179,7 @@ def plan_create(pctx: ProcedureContext, backend: Backend) -> Plan:
         resume=resume,
         notes=[*notes, f"archive {state.name} -> {config.backup.kind} {backend.location}"],
         steps=[
-            Step("BGSAVE and wait until it succeeded", save, on_failure=BGSAVE_FAILED_HINT),
+            Step("BGSAVE and wait until it succeeded", save, on_failure=SAVE_FAILED_HINT),
             Step("Count keys per database and category (SCAN)", count),
             Step(
                 f"Archive {layout.dbfilename}, {layout.appenddirname}/ (copied with no AOF "

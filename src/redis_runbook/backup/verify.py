@@ -30,7 +30,7 @@ from redis_runbook.persistence.rdb import (
     read_rdb_header,
     writers_of,
 )
-from redis_runbook.service.base import run_command
+from redis_runbook.service.base import Launcher, on_host, run_command
 from redis_runbook.throwaway import ThrowawayServer
 
 DrillStatus = Literal["ok", "warning", "failed"]
@@ -105,9 +105,10 @@ class DrillReport:
         }
 
 
-def installed_server_version() -> str | None:
-    """The local `redis-server --version` (`v=7.0.15`), None when unknown."""
-    done = run_command(["redis-server", "--version"], timeout=10)
+def installed_server_version(launcher: Launcher = on_host) -> str | None:
+    """`redis-server --version` (`v=7.0.15`) of the Redis that restores would load
+    into (the service's own), None when unknown."""
+    done = run_command(launcher(["redis-server", "--version"], []), timeout=60)
     for word in done.stdout.split():
         if word.startswith("v="):
             return word[2:]
@@ -192,14 +193,16 @@ def drill(
     categories: Sequence[Category],
     rpo_hours: float,
     timeout: float = 60.0,
+    launcher: Launcher = on_host,
 ) -> DrillReport:
-    """Run the restore drill on archive `name` (or `latest`). UnknownName when it does
-    not exist; every other problem is a failed check in the report."""
+    """Run the restore drill on archive `name` (or `latest`) with the Redis programs
+    `launcher` runs (the service's own: a compose service's image). UnknownName when
+    it does not exist; every other problem is a failed check in the report."""
     archive = backend.find(name)
     report = DrillReport(archive=archive, rpo_hours=rpo_hours)
     workdir = Path(tempfile.mkdtemp(prefix="redis-runbook-drill-"))
     try:
-        _drill(backend, report, workdir, categories, timeout)
+        _drill(backend, report, workdir, categories, timeout, launcher)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     age = archive.age_hours()
@@ -218,6 +221,7 @@ def _drill(
     workdir: Path,
     categories: Sequence[Category],
     timeout: float,
+    launcher: Launcher,
 ) -> None:
     archive = report.archive
     staging = workdir / "archive"
@@ -234,13 +238,13 @@ def _drill(
         report.add("rdb", "failed", f"no {rdb.name} in the archive")
         return
     header = read_rdb_header(rdb)
-    done = run_command(["redis-check-rdb", str(rdb)], timeout=timeout)
+    done = run_command(launcher(["redis-check-rdb", str(rdb)], [workdir]), timeout=timeout)
     check = parse_check_rdb(done.stdout + done.stderr, done.returncode)
     if not check.ok:
         report.add("redis-check-rdb", "failed", check.summary)
         return
     report.add("redis-check-rdb", "ok", f"{check.summary}; {header.summary}")
-    report.server_version = installed_server_version()
+    report.server_version = installed_server_version(launcher)
     newest = max_rdb_version_of(report.server_version or "")
     if header.version is not None and newest is not None and header.version > newest:
         report.add(
@@ -253,7 +257,9 @@ def _drill(
     report.add("rdb-version", "ok", f"RDB {header.version} loads on Redis {report.server_version}")
     manifests = sorted(staging.glob(f"*/*{MANIFEST_SUFFIX}"))
     if manifests:  # `recover restore` loads this AOF: drill it, not the RDB alone
-        done = run_command(["redis-check-aof", str(manifests[0])], timeout=timeout)
+        done = run_command(
+            launcher(["redis-check-aof", str(manifests[0])], [workdir]), timeout=timeout
+        )
         aof_check = parse_check_aof(done.stdout + done.stderr, done.returncode)
         if not aof_check.valid:
             report.add(
@@ -261,7 +267,8 @@ def _drill(
             )
             return
         report.add("redis-check-aof", "ok", aof_check.summary)
-    _load(report, workdir, rdb, manifests[0] if manifests else None, categories, timeout)
+    manifest = manifests[0] if manifests else None
+    _load(report, workdir, rdb, manifest, categories, timeout, launcher)
 
 
 def _load(
@@ -271,11 +278,12 @@ def _load(
     manifest: Path | None,
     categories: Sequence[Category],
     timeout: float,
+    launcher: Launcher,
 ) -> None:
     """Load what a restore loads into a throwaway server: with an AOF, the AOF dir
     and the RDB with `appendonly yes` (Redis then loads the AOF), else the RDB."""
     settings = dict(DRILL_SETTINGS)
-    server = ThrowawayServer(workdir / "server", settings)
+    server = ThrowawayServer(workdir / "server", settings, launcher=launcher)
     shutil.move(rdb, server.data_dir / rdb.name)
     settings["dbfilename"] = rdb.name
     what = f"{rdb.name} (AOF off: the archive has no AOF)"

@@ -16,6 +16,7 @@ from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.procedure import run_plan
 from redis_runbook.cli.render import err, out, print_json
 from redis_runbook.procedures.context import ProcedureContext
+from redis_runbook.service import make_service
 from redis_runbook.units import format_bytes
 
 app = typer.Typer(
@@ -118,7 +119,8 @@ def verify(
     options = globals_of(ctx)
     config = options.load().config
     backend = make_backend(config.backup)
-    report = drill(backend, archive, config.categories, config.backup.rpo_hours, timeout)
+    launcher = make_service(config).local_argv  # the Redis a restore would load into
+    report = drill(backend, archive, config.categories, config.backup.rpo_hours, timeout, launcher)
     if json_output or options.json:
         print_json(report.to_json())
     else:

@@ -129,6 +129,12 @@ def offline_checks(
         assert found.aof is not None
         assert found.aof_check is not None
         found.comparison = compare_outcomes(
-            layout, found.aof, found.aof_check, found.cut, categories, timeout
+            layout,
+            found.aof,
+            found.aof_check,
+            found.cut,
+            categories,
+            timeout,
+            service.local_argv,
         )
     return found

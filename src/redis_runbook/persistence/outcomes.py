@@ -27,6 +27,7 @@ from redis_runbook.persistence.aof import AofLayout
 from redis_runbook.persistence.aof_check import AofCheck
 from redis_runbook.persistence.layout import DataLayout
 from redis_runbook.persistence.resp import CutCommands, read_commands
+from redis_runbook.service.base import Launcher, on_host
 from redis_runbook.throwaway import Loaded, ensure_room, load_and_count
 
 Choice = Literal["aof", "rdb"]
@@ -193,9 +194,10 @@ def _measure(
     settings: dict[str, str],
     categories: Sequence[Category],
     timeout: float,
+    launcher: Launcher,
 ) -> Outcome:
     try:
-        outcome.loaded = load_and_count(workdir, settings, categories, timeout)
+        outcome.loaded = load_and_count(workdir, settings, categories, timeout, launcher)
     except RunbookError as exc:
         outcome.error = exc.message
     except OSError as exc:
@@ -223,9 +225,11 @@ def compare_outcomes(
     cut: CutCommands,
     categories: Sequence[Category],
     timeout: float,
+    launcher: Launcher = on_host,
 ) -> Comparison:
-    """Load both ways out on copies (one after the other: they may be big) and
-    choose. Nothing in the data dir is written."""
+    """Load both ways out on copies (one after the other: they may be big), each in
+    a throwaway server of the service's own Redis (`launcher`), and choose. Nothing
+    in the data dir is written."""
     bad = damaged_last_file(aof, check)
     assert bad is not None
     assert check.ok_up_to is not None
@@ -251,7 +255,7 @@ def compare_outcomes(
             work = root / "aof"
             try:
                 _copy_cut_aof(aof, layout, bad, check.ok_up_to, work / "data")
-                _measure(aof_out, work, aof_settings, categories, timeout)
+                _measure(aof_out, work, aof_settings, categories, timeout, launcher)
             except OSError as exc:
                 aof_out.error = f"cannot copy the AOF: {exc.strerror}"
             shutil.rmtree(work, ignore_errors=True)
@@ -260,7 +264,7 @@ def compare_outcomes(
                 (work / "data").mkdir(parents=True)
                 shutil.copy2(layout.rdb_path, work / "data" / layout.dbfilename)
                 settings = {"dbfilename": layout.dbfilename}
-                _measure(rdb_out, work, settings, categories, timeout)
+                _measure(rdb_out, work, settings, categories, timeout, launcher)
             except OSError as exc:
                 rdb_out.error = f"cannot copy {layout.dbfilename}: {exc.strerror}"
     finally:

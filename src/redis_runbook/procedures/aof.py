@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from redis_runbook.backup.available import list_backups
 from redis_runbook.errors import Refused
-from redis_runbook.fsops import copy_aside, move_aside
+from redis_runbook.fsops import chown_tree, copy_aside, move_aside
 from redis_runbook.persistence.aof import AofLayout
 from redis_runbook.persistence.aof_check import check_aof, parse_check_aof
 from redis_runbook.persistence.files import (
@@ -45,6 +46,8 @@ from redis_runbook.persistence.resp import read_commands
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
 from redis_runbook.service import RunState
+from redis_runbook.service.base import Launcher, on_host
+from redis_runbook.throwaway import aof_from_rdb
 from redis_runbook.waiting import wait_started
 
 READY_TIMEOUT_S = 300.0
@@ -178,27 +181,30 @@ def _repair_steps(ctx: ProcedureContext, state: AofState, keep_rdb: bool = False
     ]
 
 
-def write_aof_from_rdb(layout: DataLayout) -> str:
-    """A new AOF whose base is a copy of dump.rdb and whose incr file is empty (or,
-    for the old single-file layout, an AOF that is just the RDB preamble)."""
+def write_aof_from_rdb(
+    layout: DataLayout, launcher: Launcher = on_host, timeout: float = TOOL_TIMEOUT_S
+) -> str:
+    """A new AOF holding what dump.rdb holds, owned like it. The multi-part AOF
+    (Redis 7+) is written by the service's own Redis (`launcher`): a throwaway
+    server loads a copy of the RDB and rewrites its AOF, so the manifest and files
+    are in the format of the version that will read them. The old single-file
+    layout is an AOF that is just the RDB preamble."""
     rdb = layout.rdb_path
     owner = rdb.stat()
-    name = layout.appendfilename
     if layout.aof_dir.parent == layout.data_dir and not layout.single_aof_path.exists():
-        directory = layout.aof_dir
-        directory.mkdir(mode=0o755)
-        base, incr = f"{name}.1.base.rdb", f"{name}.1.incr.aof"
-        shutil.copy2(rdb, directory / base)
-        (directory / incr).touch(mode=0o644)
-        manifest = directory / f"{name}.manifest"
-        manifest.write_text(f"file {base} seq 1 type b\nfile {incr} seq 1 type i\n")
-        made = [directory, directory / base, directory / incr, manifest]
-    else:
-        shutil.copy2(rdb, layout.single_aof_path)
-        made = [layout.single_aof_path]
-    for path in made:
-        os.chown(path, owner.st_uid, owner.st_gid)
-    return f"built {made[0]} from a copy of {rdb.name}"
+        work = Path(tempfile.mkdtemp(prefix=".redis-runbook-aof.", dir=layout.data_dir.parent))
+        try:
+            built = aof_from_rdb(rdb, work, layout.appenddirname, layout.appendfilename,
+                                 timeout, launcher)  # fmt: skip
+            built.rename(layout.aof_dir)  # same filesystem: the dir appears whole
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        chown_tree(layout.aof_dir, owner.st_uid, owner.st_gid)
+        how = "Redis rewrote it from a copy of"
+        return f"built {layout.aof_dir} ({how} {rdb.name} in a throwaway server)"
+    shutil.copy2(rdb, layout.single_aof_path)
+    os.chown(layout.single_aof_path, owner.st_uid, owner.st_gid)
+    return f"built {layout.single_aof_path} from a copy of {rdb.name}"
 
 
 def _fallback_steps(ctx: ProcedureContext, state: AofState) -> list[Step]:
@@ -227,7 +233,10 @@ def _fallback_steps(ctx: ProcedureContext, state: AofState) -> list[Step]:
     steps = [Step("move the damaged AOF aside", move, destructive=True)]
     if layout.appendonly is not False:
         steps.append(
-            Step(f"build a new AOF from {layout.rdb_path.name}", lambda: write_aof_from_rdb(layout))
+            Step(
+                f"build a new AOF from {layout.rdb_path.name}",
+                lambda: write_aof_from_rdb(layout, ctx.service.local_argv),
+            )
         )
     return steps + _start_steps(ctx, Step("verify PING and the keys loaded", verify))
 

@@ -24,7 +24,7 @@ from typing import Any
 from redis_runbook.backup.base import NOTHING_TO_RESTORE_HINT, Archive, Backend
 from redis_runbook.backup.verify import compare_counts
 from redis_runbook.errors import Refused
-from redis_runbook.fsops import move_aside, stamp
+from redis_runbook.fsops import chown_tree, move_aside, stamp
 from redis_runbook.inflight import Leftover, alive, process_start
 from redis_runbook.keyspace import count_keys
 from redis_runbook.locks import REDIS_LOCK_KEY, clear_foreign_lock
@@ -100,7 +100,9 @@ def _stage_into(
             "restore onto a Redis at least as new as the one that wrote it, or pick an older "
             "archive: redis-runbook backup list",
         )
-    done = run_command(["redis-check-rdb", str(rdb)], timeout=TOOL_TIMEOUT_S)
+    launcher = ctx.service.local_argv  # the Redis that will load it checks it
+    done = run_command(launcher(["redis-check-rdb", str(rdb)], [rdb.parent]),
+                       timeout=TOOL_TIMEOUT_S)  # fmt: skip
     rdb_check = parse_check_rdb(done.stdout + done.stderr, done.returncode)
     if not rdb_check.ok:
         raise Refused(f"{archive.name}: {rdb.name} is damaged: {rdb_check.summary}",
@@ -111,8 +113,8 @@ def _stage_into(
     if manifests:
         aof_dir = data / layout.appenddirname
         shutil.move(manifests[0].parent, aof_dir)
-        done = run_command(["redis-check-aof", str(aof_dir / manifests[0].name)],
-                           timeout=TOOL_TIMEOUT_S)  # fmt: skip
+        argv = launcher(["redis-check-aof", str(aof_dir / manifests[0].name)], [aof_dir])
+        done = run_command(argv, timeout=TOOL_TIMEOUT_S)
         aof_check = parse_check_aof(done.stdout + done.stderr, done.returncode)
         if not aof_check.valid:
             raise Refused(f"{archive.name}: its AOF is not valid: {aof_check.summary}",
@@ -120,7 +122,7 @@ def _stage_into(
         staged.checks.append(f"AOF: {aof_check.summary}")
     elif layout.appendonly is not False:
         # The trap: with appendonly yes and no AOF, Redis would start empty.
-        staged.checks.append(write_aof_from_rdb(_relocated(layout, data)))
+        staged.checks.append(write_aof_from_rdb(_relocated(layout, data), launcher))
     return staged
 
 
@@ -147,13 +149,6 @@ def remove_stale_staging(parent: Path) -> list[str]:
 
 def _relocated(layout: DataLayout, data_dir: Path) -> DataLayout:
     return DataLayout(**{**layout.__dict__, "data_dir": data_dir})
-
-
-def _chown_tree(path: Path, uid: int, gid: int) -> None:
-    os.chown(path, uid, gid)
-    for root, dirs, files in os.walk(path):
-        for name in [*dirs, *files]:
-            os.chown(Path(root) / name, uid, gid)
 
 
 def plan_restore(
@@ -191,7 +186,7 @@ def plan_restore(
     def swap() -> str:
         staged.aside = move_aside(layout.data_dir, "before-restore")
         staged.data.rename(layout.data_dir)
-        _chown_tree(layout.data_dir, uid, gid)
+        chown_tree(layout.data_dir, uid, gid)
         shutil.rmtree(staged.root, ignore_errors=True)  # what is left: our extraction
         return f"previous data moved to {staged.aside}; {archive.name} in place, owned {uid}:{gid}"
 
@@ -225,7 +220,9 @@ def plan_restore(
             "keys": restored,
             "verdict": check.to_json(),
         }
-        (layout.data_dir / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
+        written = layout.data_dir / PROVENANCE
+        written.write_text(json.dumps(provenance, indent=2) + "\n")
+        os.chown(written, uid, gid)  # the data dir holds only the server user's files
         if check.status == "failed":
             raise StepFailed(f"key counts do not match the archive: {check.detail}")
         return f"{restored.get('total', 0)} keys; {check.detail}"

@@ -8,13 +8,16 @@ that failed; none of them waits without a deadline.
 from __future__ import annotations
 
 import subprocess
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 import redis
 
+from redis_runbook.bgsave import SaveFailed, bgsave_and_wait, save_deadline
 from redis_runbook.children import die_with_parent
 from redis_runbook.config import TargetConfig
 from redis_runbook.diagnose_patterns import since_last_start
@@ -26,6 +29,17 @@ SAVE_FAILED_HINT = (
     "permissions); only if losing the writes since the last save is acceptable: "
     "redis-runbook recover restart --no-save"
 )
+
+
+#: How to run one of Redis' own programs (`redis-check-aof`, `redis-check-rdb`,
+#: `redis-server`) of the service's version on files of the host: `(argv, paths the
+#: program reads or writes) -> the command`. On the host, the argv itself.
+Launcher = Callable[[list[str], Sequence[Path]], list[str]]
+
+
+def on_host(argv: list[str], paths: Sequence[Path]) -> list[str]:
+    """The host's own Redis programs (PATH)."""
+    return argv
 
 
 class ServiceError(RunbookError):
@@ -103,6 +117,12 @@ class Service(ABC):
     ) -> subprocess.CompletedProcess[str]:
         """Run a Redis tool next to the data; returns the completed process."""
 
+    def local_argv(self, argv: list[str], paths: Sequence[Path]) -> list[str]:
+        """A Launcher: run the service's own `argv[0]` on host files under `paths`
+        (a staged archive, a throwaway copy). The host's programs unless the
+        service's are elsewhere (compose: the service's image)."""
+        return on_host(argv, paths)
+
     def start_logs(self, tail: int = 200) -> list[str]:
         """The log lines of the latest start attempt (what explains a failed start)."""
         return since_last_start(self.logs(tail))
@@ -159,19 +179,29 @@ def checked_command(argv: list[str], hint: str, timeout: float = 120.0) -> str:
     return done.stdout
 
 
-def save_now(target: TargetConfig) -> None:
-    """A synchronous SAVE before a service manager stops Redis (SHUTDOWN would make
-    a restart policy start it again). Raises ServiceError when the save fails."""
+def save_now(target: TargetConfig) -> float:
+    """A BGSAVE of every write so far, waited for by polling (a blocking SAVE of a
+    multi-GB dataset outlasts any command timeout), before a service manager stops
+    Redis (SHUTDOWN would make a restart policy start it again). Returns the seconds
+    it took: the final save on SIGTERM may take as long again. ServiceError when the
+    save fails, Redis left running."""
     client = make_client(target)
+    began = time.monotonic()
     try:
-        client.execute_command("SAVE")
+        bgsave_and_wait(client, save_deadline(client), fresh=True)
+    except SaveFailed as exc:
+        raise ServiceError(f"save before stopping: {exc.message}", SAVE_FAILED_HINT) from None
     except redis.RedisError as exc:
-        raise ServiceError(
-            f"SAVE before stopping failed: {exc}",
-            SAVE_FAILED_HINT,
-        ) from None
+        raise ServiceError(f"save before stopping failed: {exc}", SAVE_FAILED_HINT) from None
     finally:
         client.close()
+    return time.monotonic() - began
+
+
+def stop_grace(timeout: float, saved_in: float) -> float:
+    """How long a manager lets Redis stop: `timeout`, or room for a final save as
+    long as the one just made (twice it, plus half a minute)."""
+    return max(timeout, 2 * saved_in + 30)
 
 
 def parse_owner(owner: str) -> tuple[int, int]:

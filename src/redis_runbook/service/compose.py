@@ -6,7 +6,9 @@ the container (`exec`), or in a one-off container with the same volumes (`run
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from redis_runbook.config import ServiceConfig, TargetConfig
@@ -19,7 +21,18 @@ from redis_runbook.service.base import (
     parse_owner,
     run_command,
     save_now,
+    stop_grace,
 )
+
+#: Terminal control sequences: CSI (`ESC [ ... final`, e.g. the `ESC[2K` that compose
+#: 2.26 puts before every `logs --no-log-prefix` line, docker/compose#11727), OSC and
+#: two-byte escapes. Log lines are matched against Redis' own messages and printed.
+TERMINAL_CODES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+
+
+def strip_terminal_codes(line: str) -> str:
+    """`line` without terminal control sequences."""
+    return TERMINAL_CODES.sub("", line)
 
 
 class ComposeService(Service):
@@ -76,7 +89,7 @@ class ComposeService(Service):
 
     def stop(self, save: bool = True, timeout: float = 30.0) -> None:
         if save and self.state().state is RunState.RUNNING:
-            save_now(self.target)
+            timeout = stop_grace(timeout, save_now(self.target))
         self._checked([*self.base(), "stop", "-t", str(int(timeout)), self.name], timeout + 30)
 
     def fence(self, timeout: float = 30.0) -> str:
@@ -100,7 +113,7 @@ class ComposeService(Service):
             self.name,
         ]
         done = run_command(argv, timeout=30)
-        return (done.stdout + done.stderr).splitlines()
+        return [strip_terminal_codes(line) for line in (done.stdout + done.stderr).splitlines()]
 
     def tool_argv(self, argv: list[str]) -> list[str]:
         """The command that runs `argv` next to the data: `exec -T` in the running
@@ -123,6 +136,35 @@ class ComposeService(Service):
         self, argv: list[str], stdin: str | None = None, timeout: float = 300.0
     ) -> subprocess.CompletedProcess[str]:
         return run_command(self.tool_argv(argv), stdin=stdin, timeout=timeout)
+
+    def image(self) -> str:
+        """The service's image (`docker compose config`), e.g. `redis:8.4`."""
+        out = self._checked([*self.base(), "config", "--format", "json"], timeout=30)
+        try:
+            service = json.loads(out)["services"][self.name]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise ServiceError(
+                f"{' '.join(self.base())} config names no service {self.name}",
+                f"check [service] compose_service; {' '.join(self.base())} config --services",
+            ) from None
+        image = service.get("image")
+        if not isinstance(image, str) or not image:
+            raise ServiceError(
+                f"compose service {self.name} names no image",
+                "give the service an `image:` (a built one is named there too)",
+            )
+        return image
+
+    def local_argv(self, argv: list[str], paths: Sequence[Path]) -> list[str]:
+        """`docker run` of the service's image on the host's network, each path
+        mounted at the same path, as root (the files are the tool's, in its temp
+        dirs): the Redis that will load the data checks and loads it, whatever
+        version the host's own tools are."""
+        mounts = [arg for path in paths for arg in ("-v", f"{path}:{path}")]
+        return [
+            "docker", "run", "--rm", "-i", "--network", "host", "--user", "0:0",
+            "--entrypoint", argv[0], *mounts, self.image(), *argv[1:],
+        ]  # fmt: skip
 
 
 def _json_rows(text: str) -> list[dict[str, object]]:

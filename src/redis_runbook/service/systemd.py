@@ -15,6 +15,7 @@ from redis_runbook.service.base import (
     parse_owner,
     run_command,
     save_now,
+    stop_grace,
 )
 from redis_runbook.service.process import proc_state
 
@@ -64,7 +65,7 @@ class SystemdService(Service):
 
     def stop(self, save: bool = True, timeout: float = 30.0) -> None:
         if save and self.state().state is RunState.RUNNING:
-            save_now(self.target)
+            timeout = stop_grace(timeout, save_now(self.target))
         self._checked(["systemctl", "stop", self.unit], timeout + 30)
 
     def fence(self, timeout: float = 30.0) -> str:

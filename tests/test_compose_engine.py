@@ -1,0 +1,259 @@
+"""The compose backend end to end on a real Docker engine (tests/docker_engine.py):
+Redis in a container of a compose project, host networking on 127.0.0.1, data in a
+host directory owned by 999:999 as in the seed's compose file.
+
+The CLI runs with Debian's own Redis tools on PATH (7.0 on bookworm) whatever the
+session's Redis is: the shape of a host whose container runs Redis 8.4, where every
+check must run with the service's own binaries."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+from redis_runbook.config import load_config
+from redis_runbook.lab.borglab import ensure_repo
+from redis_runbook.lab.seed import SeedPlan, seed
+from redis_runbook.ports import free_port
+from tests.conftest import wait_until
+from tests.docker_engine import IMAGE_OWNER, DockerEngine, EngineError, docker_engine
+from tests.helpers import run_cli
+
+OWNER = tuple(int(part) for part in IMAGE_OWNER.split(":"))
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[DockerEngine]:
+    try:
+        context = docker_engine()
+        started = context.__enter__()
+    except EngineError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield started
+    finally:
+        context.__exit__(None, None, None)
+
+
+def host_path() -> str:
+    """PATH without the session's Redis build: Debian's own tools, as on a compose host."""
+    server = shutil.which("redis-server")
+    build = str(Path(server).parent) if server else None
+    parts = os.environ["PATH"].split(os.pathsep)
+    return os.pathsep.join(p for p in parts if p != build or build == "/usr/bin")
+
+
+@dataclass
+class ComposeApp:
+    """One compose project with a `redis` service and the CLI's config for it."""
+
+    dir: Path
+    data: Path
+    port: int
+    engine: DockerEngine
+
+    @property
+    def compose_file(self) -> Path:
+        return self.dir / "docker-compose.yml"
+
+    @property
+    def config(self) -> Path:
+        return self.dir / "redis-runbook.toml"
+
+    def env(self) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_RUNBOOK_")}
+        return (
+            base
+            | self.engine.env
+            | {
+                "PATH": host_path(),
+                "REDIS_RUNBOOK_CONFIG": str(self.config),
+                "XDG_STATE_HOME": str(self.dir / "xdg"),
+            }
+        )
+
+    def cli(self, *args: str, timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
+        return run_cli(*args, env=self.env(), timeout=timeout)
+
+    def compose(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.engine.docker("compose", "-f", str(self.compose_file), *args)
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=30)
+
+    def wait_ready(self) -> None:
+        def answers() -> bool | None:
+            try:
+                with self.client() as client:
+                    return client.info("persistence")["loading"] == 0 or None
+            except redis.RedisError:
+                return None
+
+        wait_until(answers, f"the container's Redis on port {self.port} to answer", timeout=120)
+
+
+def write_app(root: Path, engine: DockerEngine) -> ComposeApp:
+    """The seed's compose layout (AOF everysec, noeviction, a long stop grace) on a
+    free port of 127.0.0.1 with host networking, and a config with a borg repo."""
+    root.mkdir(parents=True)
+    data = root / "data"
+    data.mkdir()
+    os.chown(data, *OWNER)
+    port = free_port()
+    app = ComposeApp(root, data, port, engine)
+    app.compose_file.write_text(
+        f"""services:
+  redis:
+    image: {engine.image}
+    network_mode: host
+    user: "{IMAGE_OWNER}"
+    command: [redis-server, --port, "{port}", --bind, 127.0.0.1, --dir, /data,
+              --appendonly, "yes", --appendfsync, everysec, --maxmemory, 256mb,
+              --maxmemory-policy, noeviction, --save, "3600 1"]
+    volumes:
+      - {data}:/data
+    stop_grace_period: 2m
+"""
+    )
+    backup = ensure_repo(root)
+    assert backup is not None
+    app.config.write_text(
+        f'[target]\nurl = "redis://127.0.0.1:{port}/0"\n\n'
+        f'[service]\nkind = "compose"\ncompose_file = "{app.compose_file}"\n'
+        f'compose_service = "redis"\ndata_dir = "{data}"\ncontainer_data_dir = "/data"\n'
+        f'owner = "{IMAGE_OWNER}"\n\n[server]\nmaxmemory = "256mb"\n\n'
+        f'[backup]\nkind = "borg"\nrepository = "{backup["repository"]}"\n'
+        f'passphrase_file = "{backup["passphrase_file"]}"\n\n'
+        f'[runbook]\nstate_dir = "{root / "state"}"\n'
+    )
+    return app
+
+
+@pytest.fixture
+def app(tmp_path: Path, engine: DockerEngine) -> Iterator[ComposeApp]:
+    """A running, seeded compose Redis; its containers are removed at teardown."""
+    app = write_app(tmp_path / "app", engine)
+    app.compose("up", "-d")
+    app.wait_ready()
+    seed(load_config(app.config, env={}).config.target, SeedPlan())
+    yield app
+    with contextlib.suppress(EngineError):
+        app.compose("down", "-t", "0")
+
+
+def persistent_keys(app: ComposeApp) -> set[bytes]:
+    """Keys without a TTL (the seed's expiring keys come and go on their own)."""
+    with app.client() as client:
+        return {key for key in client.scan_iter(count=1000) if client.ttl(key) == -1}
+
+
+def owned_by_image_user(path: Path) -> bool:
+    stat = path.stat()
+    return (stat.st_uid, stat.st_gid) == OWNER
+
+
+def test_the_engine_has_no_bridge_network(engine: DockerEngine) -> None:
+    """Containers can only share the host's loopback: no bridge network exists."""
+    names = set(engine.docker("network", "ls", "--format", "{{.Name}}").stdout.split())
+    assert names == {"host", "none"}
+
+
+def test_diagnose_reads_compose_state_and_logs_without_terminal_codes(app: ComposeApp) -> None:
+    """A healthy container diagnoses clean; stopped, it is scenario A with the
+    container's state and log lines free of compose's ESC[2K prefixes."""
+    healthy = app.cli("diagnose", "--json")
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    app.compose("stop", "-t", "30", "redis")
+    down = app.cli("diagnose")
+    assert down.returncode == 2, down.stdout + down.stderr
+    assert "service: stopped (Exited (0)" in down.stdout
+    assert "\x1b" not in down.stdout + down.stderr
+
+
+def test_restart_saves_stops_starts_and_verifies_every_key(app: ComposeApp) -> None:
+    """`recover restart` through `docker compose`: every key back after the restart,
+    the data dir still the image user's."""
+    before = persistent_keys(app)
+    done = app.cli("--yes", "recover", "restart")
+    assert done.returncode == 0, done.stdout + done.stderr
+    app.wait_ready()
+    assert persistent_keys(app) == before
+    assert owned_by_image_user(app.data)
+    assert [p for p in app.data.rglob("*") if not owned_by_image_user(p)] == []
+
+
+def test_recover_aof_repairs_inside_the_container_and_keeps_the_owner(app: ComposeApp) -> None:
+    """Garbage after the last command of the last AOF file, the container killed:
+    `recover aof` checks and fixes with the container's own redis-check-aof; the copy
+    set aside keeps the owner of what it copies."""
+    with app.client() as client:
+        client.set("runbook-test:last", "kept")
+    before = persistent_keys(app)
+    app.compose("kill", "-s", "SIGKILL", "redis")
+    incr = sorted((app.data / "appendonlydir").glob("*.incr.aof"))[-1]
+    with incr.open("ab") as handle:
+        handle.write(b"!garbage!@#$%^&*\r\n")
+    app.compose("start", "redis")  # refuses the file and exits
+
+    def exited() -> bool | None:
+        state = app.compose("ps", "--all", "--format", "{{.State}}", "redis").stdout
+        return "exited" in state or None
+
+    wait_until(exited, "the container to refuse the AOF and exit", timeout=120)
+    found = app.cli("diagnose")
+    assert found.returncode == 2
+    assert "recover aof" in found.stdout + found.stderr
+    fixed = app.cli("--yes", "recover", "aof")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    app.wait_ready()
+    assert persistent_keys(app) == before
+    aside = list(app.data.parent.glob("appendonlydir.*.before-fix")) + list(
+        app.data.glob("appendonlydir.*.before-fix")
+    )
+    assert aside, "the AOF dir as it was is kept aside"
+    assert all(owned_by_image_user(p) for p in aside)
+    assert all(owned_by_image_user(p) for p in aside[0].rglob("*"))
+
+
+def test_backup_verify_and_restore_through_compose(app: ComposeApp) -> None:
+    """backup create, backup verify and recover restore with the container's own
+    Redis (the host's tools may be older than the archive's RDB): every key back,
+    the swapped-in data dir owned by the image user."""
+    before = persistent_keys(app)
+    created = app.cli("backup", "create")
+    assert created.returncode == 0, created.stdout + created.stderr
+    verified = app.cli("backup", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    with app.client() as client:
+        client.flushall()
+    restored = app.cli("--yes", "recover", "restore", "--force", "--i-understand-data-loss")
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    app.wait_ready()
+    assert persistent_keys(app) == before
+    assert owned_by_image_user(app.data)
+    assert [p for p in app.data.rglob("*") if not owned_by_image_user(p)] == []
+
+
+def test_a_save_that_fails_before_the_stop_leaves_redis_running(app: ComposeApp) -> None:
+    """The data dir not writable by the container's user: the BGSAVE before the
+    stop fails, `recover restart` stops there and the container keeps running
+    with every key."""
+    before = persistent_keys(app)
+    app.data.chmod(0o555)
+    try:
+        done = app.cli("--yes", "recover", "restart")
+    finally:
+        app.data.chmod(0o755)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "save before stopping: BGSAVE failed" in done.stdout + done.stderr
+    state = app.compose("ps", "--all", "--format", "{{.State}}", "redis").stdout
+    assert state.strip() == "running"
+    assert persistent_keys(app) == before
