@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -38,6 +40,15 @@ HEALTH_JSON_KEYS = {
     "server",
     "checks",
 }
+
+
+def pytest_report_header() -> str:
+    """Which Redis the session runs on (`./run test` runs one session per version)."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        return "redis-server: not on PATH"
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False)
+    return f"redis-server: {exe}: {version.stdout.strip()}"
 
 
 class RedisFactory(Protocol):

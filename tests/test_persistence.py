@@ -33,6 +33,7 @@ from redis_runbook.persistence.rdb import (
 )
 from redis_runbook.service.process import ProcessService
 from tests.conftest import RedisFactory, info, plain_client, process_config, wait_until
+from tests.server_version import too_new_rdb_version
 
 GARBAGE = b"!garbage!@#$%^&*\r\n"
 
@@ -110,7 +111,7 @@ def damaged_rdb(layout: DataLayout, tmp_path: Path, how: str) -> Path:
     elif how == "truncated":
         del data[len(data) * 6 // 10 :]
     elif how == "too-new":
-        data[:9] = b"REDIS0013"
+        data[:9] = b"REDIS%04d" % too_new_rdb_version()
     elif how == "not-rdb":
         data[:5] = b"XEDIS"
     path = tmp_path / f"{how}.rdb"
@@ -123,7 +124,7 @@ def damaged_rdb(layout: DataLayout, tmp_path: Path, how: str) -> Path:
     [
         ("crc", "RDB CRC error", {"check-sum"}),
         ("truncated", "Unexpected EOF reading RDB file", {"read-key", "read-object-value"}),
-        ("too-new", "Can't handle RDB format version 13", {"start"}),
+        ("too-new", f"Can't handle RDB format version {too_new_rdb_version()}", {"start"}),
         ("not-rdb", "Wrong signature trying to load DB from file", {"start"}),
     ],
 )
@@ -146,8 +147,9 @@ def test_redis_check_rdb_verdicts(
     assert check.summary.startswith(f"[offset {check.offset}] {error}")
     header = read_rdb_header(path)
     if how == "too-new":
-        assert (header.version, check.format_version) == (13, 13)
-        assert "Redis 8.6" in header.summary
+        newer = too_new_rdb_version()
+        assert (header.version, check.format_version) == (newer, newer)
+        assert header.summary.startswith(f"RDB version {newer} ({writers_of(newer)})")
     if how == "not-rdb":
         assert not header.magic_ok
         assert header.summary.startswith("not an RDB file")

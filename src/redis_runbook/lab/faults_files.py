@@ -31,7 +31,7 @@ from redis_runbook.lab.faults_base import (
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.persistence.aof import AofFileState, AofLayout, discover_aof
 from redis_runbook.persistence.layout import set_conf_directive
-from redis_runbook.persistence.rdb import max_rdb_version_of
+from redis_runbook.persistence.rdb import read_rdb_header
 from redis_runbook.redisinfo import parse_info
 
 GARBAGE = b"!garbage!@#$%^&*\r\n"
@@ -221,12 +221,12 @@ def rdb_truncate(server: RedisServer) -> Injected:
     return _started(server, Injected("rdb-truncate", summary, [path], [copy]))
 
 
-def rdb_newer(server: RedisServer, installed: str | None = None) -> Injected:
-    """Write a newer RDB version into the header (REDIS0013, or newer than what the
-    installed redis-server reads): a dump from a newer Redis."""
+def rdb_newer(server: RedisServer) -> Injected:
+    """Write a newer RDB version into the header (REDIS0013, or one past what this
+    server just wrote, whichever is newer): a dump from a newer Redis."""
     path = _rdb_prepared(server)
-    ceiling = max_rdb_version_of(installed or "7.0") or 10
-    version = max(13, ceiling + 1)
+    written = read_rdb_header(path).version or 10
+    version = max(13, written + 1)
     data = path.read_bytes()
     copy = keep_copy(server, path)
     path.write_bytes(b"REDIS%04d" % version + data[9:])
