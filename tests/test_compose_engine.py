@@ -257,3 +257,77 @@ def test_a_save_that_fails_before_the_stop_leaves_redis_running(app: ComposeApp)
     state = app.compose("ps", "--all", "--format", "{{.State}}", "redis").stdout
     assert state.strip() == "running"
     assert persistent_keys(app) == before
+
+
+def test_emergency_start_brings_the_container_back_empty_and_keeps_the_data(
+    app: ComposeApp,
+) -> None:
+    """A container whose AOF base is cut in half (nothing `--fix` can repair):
+    `emergency-start` moves the data dir aside whole, re-creates it owned by the
+    image user, and the container starts empty on it."""
+    app.compose("stop", "-t", "60", "redis")
+    (base,) = list((app.data / "appendonlydir").glob("*.base.*"))
+    base.write_bytes(base.read_bytes()[: base.stat().st_size // 2])
+    broken = base.read_bytes()
+    done = app.cli("--yes", "recover", "emergency-start", "--i-understand-data-loss")
+    assert done.returncode == 0, done.stdout + done.stderr
+    app.wait_ready()
+    with app.client() as client:
+        assert client.dbsize() == 0
+    (aside,) = list(app.data.parent.glob("data.*.emergency"))
+    assert (aside / "appendonlydir" / base.name).read_bytes() == broken
+    assert owned_by_image_user(app.data)
+
+
+def test_failover_fences_a_frozen_container_through_compose_then_promotes(
+    tmp_path: Path, engine: DockerEngine
+) -> None:
+    """The master's container frozen (`docker compose pause`, Redis answers nothing):
+    `failover --to` kills it through compose (so no restart policy brings it back
+    to take writes) and promotes the replica, which keeps every key."""
+    app = write_app(tmp_path / "app", engine)
+    replica_port = free_port()
+    text = app.compose_file.read_text()
+    app.compose_file.write_text(
+        text
+        + f"""  replica:
+    image: {engine.image}
+    network_mode: host
+    user: "{IMAGE_OWNER}"
+    command: [redis-server, --port, "{replica_port}", --bind, 127.0.0.1, --dir, /tmp,
+              --replicaof, 127.0.0.1, "{app.port}", --save, ""]
+"""
+    )
+    config = app.config.read_text().replace(
+        f'url = "redis://127.0.0.1:{app.port}/0"',
+        f'url = "redis://127.0.0.1:{app.port}/0"\nreplicas = ["127.0.0.1:{replica_port}"]',
+    )
+    app.config.write_text(config)
+    app.compose("up", "-d")
+    try:
+        app.wait_ready()
+        seed(load_config(app.config, env={}).config.target, SeedPlan())
+        replica = redis.Redis(port=replica_port, socket_timeout=30)
+
+        def in_sync() -> bool | None:
+            with app.client() as client:
+                offset = client.info("replication")["master_repl_offset"]
+            info = replica.info("replication")
+            up = info.get("master_link_status") == "up"
+            return (up and info.get("slave_repl_offset") == offset) or None
+
+        wait_until(in_sync, "the replica to catch up", timeout=120)
+        keys = persistent_keys(app)
+        app.compose("pause", "redis")
+        done = app.cli("--yes", "failover", "--to", f"127.0.0.1:{replica_port}",
+                       "--i-understand-data-loss")  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        state = app.compose("ps", "--all", "--format", "{{.State}}", "redis").stdout
+        assert state.strip() == "exited"
+        assert replica.info("replication")["role"] == "master"
+        with replica as promoted:
+            held = {k for k in promoted.scan_iter(count=1000) if promoted.ttl(k) == -1}
+        assert held == keys
+    finally:
+        with contextlib.suppress(EngineError):
+            app.compose("down", "-t", "0")

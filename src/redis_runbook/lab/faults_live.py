@@ -35,9 +35,10 @@ VALUE = "v" * 10_000
 FILL_TIMEOUT_S = 60.0
 UMOUNT_TIMEOUT_S = 10.0
 BLOCKED_KEY = "fault:blocked:queue"
-#: Redis 7.4+ freezes TIME for the whole of a script and exposes os.clock() (the
-#: server's CPU seconds, which a busy loop advances) instead; 7.0/7.2 have no `os`
-#: (reading the global is an error there, hence the pcall) and a TIME that moves.
+#: Redis 8 returns one TIME for the whole of a script and offers os.clock() (the
+#: server's CPU seconds, which a busy loop advances; redis/redis#12971) instead;
+#: 7.0 has no `os` (reading the global is an error there, hence the pcall) and a
+#: TIME that moves.
 BUSY_SCRIPT = """
 local has_clock, clock = pcall(function() return os.clock end)
 local function now_us()
