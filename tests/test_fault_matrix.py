@@ -133,7 +133,9 @@ def test_a_broken_rdb_without_an_aof_points_to_a_restore_then_emergency_start(
     status, env = lab_env
     inject(fault, lab_server(status.dir))
     document = json.loads(run_cli("--json", "diagnose", env=env).stdout)
-    (scenario,) = [s for s in document["scenarios"] if s["cause"] == cause]
+    found = [s for s in document["scenarios"] if s["cause"] == cause]
+    assert len(found) == 1, document  # the whole diagnosis when it is not there
+    (scenario,) = found
     assert scenario["code"] == "D"
     assert scenario["files"] == ["dump.rdb"]
     assert scenario["next_command"] == "redis-runbook recover emergency-start"
