@@ -130,6 +130,8 @@ def write_app(root: Path, engine: DockerEngine) -> ComposeApp:
         f'[service]\nkind = "compose"\ncompose_file = "{app.compose_file}"\n'
         f'compose_service = "redis"\ndata_dir = "{data}"\ncontainer_data_dir = "/data"\n'
         f'owner = "{IMAGE_OWNER}"\n\n[server]\nmaxmemory = "256mb"\n\n'
+        # Room for a slow PING on a loaded host, as the lab tests allow.
+        "[thresholds.latency_ms]\nwarning = 500\ncritical = 1000\n\n"
         f'[backup]\nkind = "borg"\nrepository = "{backup["repository"]}"\n'
         f'passphrase_file = "{backup["passphrase_file"]}"\n\n'
         f'[runbook]\nstate_dir = "{root / "state"}"\n'
