@@ -28,7 +28,7 @@ from redis_runbook.target import client_kwargs, make_client
 
 LIVE_LOCK_MS = 10 * 60 * 1000  # "active with a live lock" stays live for 10 minutes
 DEAD_LOCK_MS = 1  # a lock that expires at once: the worker died mid-job
-DEADLINE_S = 30.0
+DEADLINE_S = 120.0  # the whole BullMQ part; a lab seed takes ~1 s
 
 
 @dataclass(frozen=True)
@@ -65,15 +65,6 @@ def _bullmq_connection(target: TargetConfig) -> dict[str, Any]:
         "password": handshake.password,
         "socket_connect_timeout": target.connect_timeout,
     }
-
-
-async def _wait_for(predicate: Any, what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise LabError(f"lab seed: timed out waiting for {what}")
 
 
 async def _enrich_batch(conn: dict[str, Any], plan: SeedPlan, report: SeedReport) -> None:
@@ -140,22 +131,25 @@ async def _outreach_send(conn: dict[str, Any], plan: SeedPlan, report: SeedRepor
                 for i in range(done + failing)
             ]
         )
-
-        async def process(job: Any, token: str) -> dict[str, Any]:
-            if job.data.get("fail"):
-                raise RuntimeError("SMTP 550: mailbox unavailable")
-            return {"sent": True}
-
-        worker = Worker("outreach-send", process, {"connection": conn, "drainDelay": 1})
-
-        async def finished() -> bool:
-            counts = await queue.getJobCounts("completed", "failed")
-            return bool(counts["completed"] >= done and counts["failed"] >= failing)
-
+        # Each job is fetched and finished by hand with the worker's own scripts
+        # (moveToActive, moveToFinished): a running Worker's loop, timers and
+        # close() once hung a loaded test run for minutes; this has nothing to wait on.
+        worker = Worker("outreach-send", None, {"connection": conn, "autorun": False})
         try:
-            await _wait_for(finished, "outreach-send jobs to complete and fail")
+            for _ in range(done + failing):
+                token = uuid.uuid4().hex
+                job = await worker.getNextJob(token)
+                if job is None:
+                    raise LabError("lab seed: outreach-send had no job to process")
+                if job.data.get("fail"):
+                    await job.moveToFailed(RuntimeError("SMTP 550: mailbox unavailable"), token)
+                else:
+                    await job.moveToCompleted({"sent": True}, token)
         finally:
             await worker.close()
+        counts = await queue.getJobCounts("completed", "failed")
+        if counts != {"completed": done, "failed": failing}:
+            raise LabError(f"lab seed: outreach-send ended with {counts}")
         report.queues["outreach-send"] = {"completed": done, "failed": failing}
     finally:
         await queue.close()
@@ -220,6 +214,12 @@ def seed(target: TargetConfig, plan: SeedPlan, force: bool = False) -> SeedRepor
         await _outreach_send(conn, plan, report)
         await _nurturing(conn, plan, report)
 
-    asyncio.run(all_queues())
+    try:
+        asyncio.run(asyncio.wait_for(all_queues(), DEADLINE_S))
+    except TimeoutError:
+        raise LabError(
+            f"lab seed: the BullMQ queues were not written within {DEADLINE_S:.0f} s",
+            "redis-runbook health",
+        ) from None
     report.seconds = time.perf_counter() - started
     return report
