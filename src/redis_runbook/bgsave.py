@@ -1,7 +1,8 @@
 """BGSAVE and wait for it by polling INFO persistence, never a blocking SAVE: a
 multi-GB dataset takes longer than any command timeout to save, and a client that
 gives up does not stop the save. Used by `backup create` and by the service
-managers that save before they stop Redis."""
+managers that save before they stop Redis. The same polling waits out an AOF
+rewrite (`wait_no_rewrite`) for the AOF copy, the throwaway AOF builder and the lab."""
 
 from __future__ import annotations
 
@@ -81,3 +82,24 @@ def bgsave_and_wait(client: redis.Redis, timeout: float, *, fresh: bool = False)
         if time.monotonic() > deadline:
             raise SaveFailed(f"BGSAVE did not finish within {timeout:g} s")
         time.sleep(POLL_S)
+
+
+class RewriteTimeout(RunbookError):
+    """An AOF rewrite was still in progress or scheduled at the deadline."""
+
+
+def aof_rewriting(info: dict[str, str]) -> bool:
+    """True while INFO persistence says an AOF rewrite is in progress or scheduled."""
+    return "1" in (info.get("aof_rewrite_in_progress"), info.get("aof_rewrite_scheduled"))
+
+
+def wait_no_rewrite(client: redis.Redis, timeout: float) -> tuple[float, dict[str, str]]:
+    """Poll INFO persistence until no AOF rewrite is in progress or scheduled.
+    Returns the seconds waited and the last fields read; RewriteTimeout at the
+    deadline."""
+    started = time.monotonic()
+    while aof_rewriting(info := info_fields(client, "persistence")):
+        if time.monotonic() - started > timeout:
+            raise RewriteTimeout(f"an AOF rewrite was still running after {timeout:g} s")
+        time.sleep(POLL_S)
+    return time.monotonic() - started, info

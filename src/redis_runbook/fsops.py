@@ -122,9 +122,9 @@ def _copy_owners(source: Path, copy: Path) -> None:
             relative = Path(root).relative_to(source)
             pairs += [(Path(root) / n, copy / relative / n) for n in [*dirs, *files]]
     for original, copied in pairs:
-        stat = original.lstat()
-        if (copied.lstat().st_uid, copied.lstat().st_gid) != (stat.st_uid, stat.st_gid):
-            os.chown(copied, stat.st_uid, stat.st_gid, follow_symlinks=False)
+        want, have = original.lstat(), copied.lstat()
+        if (have.st_uid, have.st_gid) != (want.st_uid, want.st_gid):
+            os.chown(copied, want.st_uid, want.st_gid, follow_symlinks=False)
 
 
 def chown_tree(path: Path, uid: int, gid: int) -> None:

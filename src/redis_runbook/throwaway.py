@@ -15,7 +15,6 @@ import contextlib
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 import redis
 
+from redis_runbook.bgsave import RewriteTimeout, wait_no_rewrite
 from redis_runbook.children import die_with_parent
 from redis_runbook.config import Category, TargetConfig
 from redis_runbook.errors import RunbookError
@@ -139,7 +139,10 @@ class ThrowawayServer:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def stop(self) -> None:
-        """SHUTDOWN NOSAVE; SIGKILL when it does not go within 10 s."""
+        """SHUTDOWN NOSAVE; SIGTERM when it does not go within 10 s (a `docker run`
+        client passes it on to its container, where SIGKILL of the client would
+        leave the container running; the server saves nothing: `save ""`), then
+        SIGKILL."""
         process = self.process
         if process is None or process.poll() is not None:
             return
@@ -149,9 +152,11 @@ class ThrowawayServer:
                 client.shutdown(nosave=True)
             finally:
                 client.close()
-        if not wait_exit(process.pid, 10.0):
+        for signal_process in (process.terminate, process.kill):
+            if wait_exit(process.pid, 10.0):
+                break
             with contextlib.suppress(ProcessLookupError):
-                process.kill()
+                signal_process()
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=10.0)
 
@@ -238,23 +243,16 @@ def aof_from_rdb(
     server = ThrowawayServer(workdir, settings, launcher=launcher)
     shutil.copy2(rdb, server.data_dir / rdb.name)
     with server:
-        deadline = time.monotonic() + timeout
         server.start(timeout)
         client = make_client(server.target())
         try:
+            # CONFIG SET appendonly yes starts (or schedules) the rewrite before it replies.
             client.config_set("appendonly", "yes")
-            while True:
-                info = parse_info(str(client.execute_command("INFO", "persistence")))
-                rewriting = info.get("aof_rewrite_in_progress") == "1" or (
-                    info.get("aof_rewrite_scheduled") == "1"
-                )
-                if info.get("aof_enabled") == "1" and not rewriting:
-                    if info.get("aof_last_bgrewrite_status") != "ok":
-                        raise ThrowawayError(f"the AOF rewrite of {rdb.name} failed")
-                    break
-                if time.monotonic() > deadline:
-                    raise ThrowawayError(f"the AOF rewrite of {rdb.name} took over {timeout:g} s")
-                time.sleep(0.05)
+            _, info = wait_no_rewrite(client, timeout)
+            if info.get("aof_enabled") != "1" or info.get("aof_last_bgrewrite_status") != "ok":
+                raise ThrowawayError(f"the AOF rewrite of {rdb.name} failed")
+        except RewriteTimeout:
+            raise ThrowawayError(f"the AOF rewrite of {rdb.name} took over {timeout:g} s") from None
         except redis.RedisError as exc:
             raise ThrowawayError(f"cannot build the AOF in a throwaway server: {exc}") from None
         finally:

@@ -19,19 +19,19 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 
+from redis_runbook import bgsave
 from redis_runbook.backup.base import BackupError
+from redis_runbook.bgsave import info_fields
 from redis_runbook.errors import RunbookError
 from redis_runbook.persistence.aof import read_manifest
 from redis_runbook.persistence.aof_check import AofCheck, parse_check_aof
 from redis_runbook.persistence.layout import DataLayout
-from redis_runbook.redisinfo import parse_info
 from redis_runbook.service.base import Launcher, on_host, run_command
 
 POLL_S = 0.05
@@ -50,25 +50,19 @@ class StagedAof:
 
 
 def _persistence(client: redis.Redis) -> dict[str, str]:
-    return parse_info(str(client.execute_command("INFO", "persistence")))
-
-
-def _rewriting(info: dict[str, str]) -> bool:
-    return "1" in (info.get("aof_rewrite_in_progress"), info.get("aof_rewrite_scheduled"))
+    return info_fields(client, "persistence")
 
 
 def wait_no_rewrite(client: redis.Redis, timeout: float) -> float:
     """Poll until no AOF rewrite is in progress or scheduled; the seconds waited.
     BackupError at the deadline."""
-    started = time.monotonic()
-    while _rewriting(_persistence(client)):
-        if time.monotonic() - started > timeout:
-            raise BackupError(
-                f"an AOF rewrite was still running after {timeout:g} s: no consistent copy",
-                "raise [backup] bgsave_timeout_seconds, or run backup create again later",
-            )
-        time.sleep(POLL_S)
-    return time.monotonic() - started
+    try:
+        return bgsave.wait_no_rewrite(client, timeout)[0]
+    except bgsave.RewriteTimeout as exc:
+        raise BackupError(
+            f"{exc.message}: no consistent copy",
+            "raise [backup] bgsave_timeout_seconds, or run backup create again later",
+        ) from None
 
 
 def _hold(client: redis.Redis) -> str | None:
@@ -227,7 +221,7 @@ def _stage_multi_part(
                     f"cannot copy {layout.aof_dir}: {exc.strerror}", "check free space in TMPDIR"
                 ) from None
             after = _persistence(client)
-            if after.get("aof_rewrites") == before and not _rewriting(after):
+            if after.get("aof_rewrites") == before and not bgsave.aof_rewriting(after):
                 break
             if attempt == COPY_ATTEMPTS - 1:
                 raise BackupError(

@@ -10,11 +10,11 @@ first; a file "lost" from the manifest is moved there, never deleted.
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import redis
 
+from redis_runbook.bgsave import RewriteTimeout, wait_no_rewrite
 from redis_runbook.errors import LabError
 from redis_runbook.lab.faults_base import (
     Injected,
@@ -32,7 +32,6 @@ from redis_runbook.lab.server import RedisServer
 from redis_runbook.persistence.aof import AofFileState, AofLayout, discover_aof
 from redis_runbook.persistence.layout import set_conf_directive
 from redis_runbook.persistence.rdb import read_rdb_header
-from redis_runbook.redisinfo import parse_info
 
 GARBAGE = b"!garbage!@#$%^&*\r\n"
 CRC_MARKER = b"0123456789abcdef"
@@ -111,20 +110,11 @@ def _rewrite_then_write(server: RedisServer) -> None:
     """BGREWRITEAOF (a BASE with data), wait for it, write more (a non-empty INCR)."""
     write_markers(server, prefix="fault:base")
     conn = client(server)
-    deadline = time.monotonic() + REWRITE_TIMEOUT_S
     try:
         conn.execute_command("BGREWRITEAOF")
-        while True:
-            persistence = parse_info(str(conn.execute_command("INFO", "persistence")))
-            busy = {
-                persistence.get("aof_rewrite_in_progress"),
-                persistence.get("aof_rewrite_scheduled"),
-            }
-            if busy == {"0"}:
-                break
-            if time.monotonic() > deadline:
-                raise LabError(f"the AOF rewrite did not finish within {REWRITE_TIMEOUT_S:g} s")
-            time.sleep(0.05)
+        wait_no_rewrite(conn, REWRITE_TIMEOUT_S)
+    except RewriteTimeout as exc:
+        raise LabError(exc.message) from None
     except redis.RedisError as exc:
         raise LabError(f"BGREWRITEAOF before the fault failed: {exc}") from None
     finally:
