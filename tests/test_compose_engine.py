@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from redis_runbook.config import load_config
 from redis_runbook.lab.borglab import ensure_repo
 from redis_runbook.lab.seed import SeedPlan, seed
 from redis_runbook.ports import free_port
+from redis_runbook.service.compose import THROWAWAY_LABEL
 from tests.conftest import wait_until
 from tests.docker_engine import IMAGE_OWNER, DockerEngine, EngineError, docker_engine
 from tests.helpers import run_cli
@@ -157,9 +159,13 @@ def persistent_keys(app: ComposeApp) -> set[bytes]:
         return {key for key in client.scan_iter(count=1000) if client.ttl(key) == -1}
 
 
-def owned_by_image_user(path: Path) -> bool:
-    stat = path.stat()
-    return (stat.st_uid, stat.st_gid) == OWNER
+def not_owned_by_image_user(tree: Path) -> list[Path]:
+    """`tree` and everything under it whose owner is not the image's user."""
+    return [
+        path
+        for path in [tree, *tree.rglob("*")]
+        if (path.lstat().st_uid, path.lstat().st_gid) != OWNER
+    ]
 
 
 def test_the_engine_has_no_bridge_network(engine: DockerEngine) -> None:
@@ -188,8 +194,7 @@ def test_restart_saves_stops_starts_and_verifies_every_key(app: ComposeApp) -> N
     assert done.returncode == 0, done.stdout + done.stderr
     app.wait_ready()
     assert persistent_keys(app) == before
-    assert owned_by_image_user(app.data)
-    assert [p for p in app.data.rglob("*") if not owned_by_image_user(p)] == []
+    assert not_owned_by_image_user(app.data) == []
 
 
 def test_recover_aof_repairs_inside_the_container_and_keeps_the_owner(app: ComposeApp) -> None:
@@ -221,8 +226,7 @@ def test_recover_aof_repairs_inside_the_container_and_keeps_the_owner(app: Compo
         app.data.glob("appendonlydir.*.before-fix")
     )
     assert aside, "the AOF dir as it was is kept aside"
-    assert all(owned_by_image_user(p) for p in aside)
-    assert all(owned_by_image_user(p) for p in aside[0].rglob("*"))
+    assert [path for copy in aside for path in not_owned_by_image_user(copy)] == []
 
 
 def test_backup_verify_and_restore_through_compose(app: ComposeApp) -> None:
@@ -240,8 +244,7 @@ def test_backup_verify_and_restore_through_compose(app: ComposeApp) -> None:
     assert restored.returncode == 0, restored.stdout + restored.stderr
     app.wait_ready()
     assert persistent_keys(app) == before
-    assert owned_by_image_user(app.data)
-    assert [p for p in app.data.rglob("*") if not owned_by_image_user(p)] == []
+    assert not_owned_by_image_user(app.data) == []
 
 
 def test_a_save_that_fails_before_the_stop_leaves_redis_running(app: ComposeApp) -> None:
@@ -278,7 +281,7 @@ def test_emergency_start_brings_the_container_back_empty_and_keeps_the_data(
         assert client.dbsize() == 0
     (aside,) = list(app.data.parent.glob("data.*.emergency"))
     assert (aside / "appendonlydir" / base.name).read_bytes() == broken
-    assert owned_by_image_user(app.data)
+    assert not_owned_by_image_user(app.data) == []
 
 
 def test_failover_fences_a_frozen_container_through_compose_then_promotes(
@@ -333,3 +336,66 @@ def test_failover_fences_a_frozen_container_through_compose_then_promotes(
     finally:
         with contextlib.suppress(EngineError):
             app.compose("down", "-t", "0")
+
+
+def held_image(engine: DockerEngine, workdir: Path) -> str:
+    """The service's image with a `redis-server` first on PATH that never starts
+    Redis: a throwaway server that stays in its container, as one loading a big
+    archive does."""
+    image, container = f"{engine.image}-held", f"rrtest-held-{os.getpid()}"
+    script = workdir / "redis-server"
+    script.write_text("#!/bin/sh\nexec sleep 3600\n")
+    script.chmod(0o755)
+    engine.docker("create", "--name", container, engine.image, "true")
+    try:
+        engine.docker("cp", str(script), f"{container}:/usr/local/sbin/redis-server")
+        engine.docker("commit", container, image)
+    finally:
+        engine.docker("rm", "--force", container)
+    return image
+
+
+def throwaway_containers(engine: DockerEngine) -> list[str]:
+    """`ID COMMAND` of every container the tool ran with its throwaway label."""
+    ps = engine.docker("ps", "--all", "--no-trunc", "--filter", f"label={THROWAWAY_LABEL}",
+                       "--format", "{{.ID}} {{.Command}}")  # fmt: skip
+    return ps.stdout.splitlines()
+
+
+def test_a_drill_container_left_by_a_killed_run_is_removed_by_the_next(
+    app: ComposeApp, engine: DockerEngine, tmp_path: Path
+) -> None:
+    """`backup verify` killed (SIGKILL) while its throwaway Redis runs in a
+    container: a killed `docker run` client does not stop its container, so it is
+    left running; the next run that needs one removes it first, and leaves none of
+    its own."""
+    created = app.cli("backup", "create")
+    assert created.returncode == 0, created.stdout + created.stderr
+    real = app.compose_file.read_text()
+    app.compose_file.write_text(
+        real.replace(f"image: {engine.image}", f"image: {held_image(engine, tmp_path)}")
+    )
+    tool = subprocess.Popen(
+        [sys.executable, "-m", "redis_runbook", "backup", "verify"],
+        env=app.env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+
+        def drilling() -> list[str] | None:
+            held = [row for row in throwaway_containers(engine) if "redis-server" in row]
+            return held or None
+
+        left = wait_until(drilling, "the verify drill's container", timeout=300)
+    finally:
+        tool.kill()
+        tool.wait()
+    assert [row for row in throwaway_containers(engine) if row in left] == left
+    app.compose_file.write_text(real)
+    verified = app.cli("backup", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+    def none_left() -> bool | None:
+        return throwaway_containers(engine) == [] or None
+
+    wait_until(none_left, "no throwaway container to be left", timeout=60)

@@ -6,12 +6,15 @@ the container (`exec`), or in a one-off container with the same volumes (`run
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
 from redis_runbook.config import ServiceConfig, TargetConfig
+from redis_runbook.inflight import process_start
 from redis_runbook.service.base import (
     RunState,
     Service,
@@ -30,6 +33,27 @@ from redis_runbook.service.base import (
 TERMINAL_CODES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 
 
+#: Label of every one-off container `local_argv` runs: `host:pid:start` of the tool
+#: run that started it. A tool killed with SIGKILL cannot stop its `docker run`
+#: (a killed client does not stop its container), so the next run removes them.
+THROWAWAY_LABEL = "io.redis-runbook.throwaway"
+
+
+def _owner_label() -> str:
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{process_start(pid)}"
+
+
+def _orphaned(owner: str) -> bool:
+    """True when `owner` (a THROWAWAY_LABEL value) is a tool run on this host that
+    has ended; a label from another host is never judged here."""
+    host, _, rest = owner.partition(":")
+    pid, _, started = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    return process_start(int(pid)) != started
+
+
 def strip_terminal_codes(line: str) -> str:
     """`line` without terminal control sequences."""
     return TERMINAL_CODES.sub("", line)
@@ -45,6 +69,8 @@ class ComposeService(Service):
         self.container_dir = service.container_data_dir
         self.owner = parse_owner(service.owner)
         self.target = target
+        self._image: str | None = None
+        self._orphans_removed = False
 
     @property
     def data_dir_in_service(self) -> Path:
@@ -138,7 +164,12 @@ class ComposeService(Service):
         return run_command(self.tool_argv(argv), stdin=stdin, timeout=timeout)
 
     def image(self) -> str:
-        """The service's image (`docker compose config`), e.g. `redis:8.4`."""
+        """The service's image (`docker compose config`, read once), e.g. `redis:8.4`."""
+        if self._image is None:
+            self._image = self._configured_image()
+        return self._image
+
+    def _configured_image(self) -> str:
         out = self._checked([*self.base(), "config", "--format", "json"], timeout=30)
         try:
             service = json.loads(out)["services"][self.name]
@@ -159,12 +190,35 @@ class ComposeService(Service):
         """`docker run` of the service's image on the host's network, each path
         mounted at the same path, as root (the files are the tool's, in its temp
         dirs): the Redis that will load the data checks and loads it, whatever
-        version the host's own tools are."""
+        version the host's own tools are. The container is labelled with this tool
+        run; the first call removes those that a killed run left behind."""
+        if not self._orphans_removed:
+            self.remove_orphans()
+            self._orphans_removed = True
         mounts = [arg for path in paths for arg in ("-v", f"{path}:{path}")]
         return [
             "docker", "run", "--rm", "-i", "--network", "host", "--user", "0:0",
+            "--label", f"{THROWAWAY_LABEL}={_owner_label()}",
             "--entrypoint", argv[0], *mounts, self.image(), *argv[1:],
         ]  # fmt: skip
+
+    def remove_orphans(self) -> list[str]:
+        """Remove the one-off containers of tool runs on this host that have ended
+        (killed mid-drill: their throwaway Redis would run on, holding a port and
+        memory). Returns their ids."""
+        out = self._checked(
+            ["docker", "ps", "--all", "--filter", f"label={THROWAWAY_LABEL}",
+             "--format", f'{{{{.ID}}}} {{{{.Label "{THROWAWAY_LABEL}"}}}}'],
+            timeout=30,
+        )  # fmt: skip
+        orphans = [
+            ident
+            for ident, _, owner in (line.partition(" ") for line in out.splitlines())
+            if ident and _orphaned(owner.strip())
+        ]
+        if orphans:
+            self._checked(["docker", "rm", "--force", *orphans], timeout=60)
+        return orphans
 
 
 def _json_rows(text: str) -> list[dict[str, object]]:
