@@ -149,6 +149,21 @@ def test_restart_stops_at_a_failed_save_and_leaves_redis_running(
     assert ("stop Redis with SHUTDOWN SAVE", "failed") in outcomes
 
 
+def test_restart_waits_for_a_shutdown_save_longer_than_the_stop_timeout(lab_env: Lab) -> None:
+    """SHUTDOWN SAVE of a big dataset takes longer than the 30 s stop timeout (4 GiB
+    did in the production-size bench): the restart waits as long as a save of the
+    dataset may take instead of failing while Redis is still saving. The save is
+    made to take 45 s with `rdb-key-save-delay` (a sleep per key, not CPU)."""
+    status, env = lab_env
+    client = client_of(status)
+    keys = client.dbsize()
+    client.config_set("rdb-key-save-delay", str(45_000_000 // keys))
+    result = run_cli("--yes", "recover", "restart", env=env, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert client_of(status).dbsize() == keys
+    assert client_of(status).config_get("rdb-key-save-delay")["rdb-key-save-delay"] == "0"
+
+
 def test_restart_revives_a_hung_server(lab_env: Lab) -> None:
     status, env = lab_env
     assert status.pid is not None

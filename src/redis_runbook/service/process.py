@@ -12,6 +12,7 @@ from pathlib import Path
 
 import redis
 
+from redis_runbook.bgsave import save_deadline
 from redis_runbook.config import ServiceConfig, TargetConfig
 from redis_runbook.diagnose_patterns import since_last_start
 from redis_runbook.service.base import (
@@ -107,12 +108,16 @@ def shutdown_pid(
 ) -> None:
     """Stop the redis-server `pid` answering at `target`: continue it if it is
     stopped (hung), SHUTDOWN SAVE|NOSAVE, SIGTERM when it does not answer, then wait
-    for the exit with a deadline. ServiceError when the save is refused (the server
-    keeps running) or the process does not exit."""
+    for the exit with a deadline: `timeout`, or with `save` as long as a save of
+    this dataset may take (a 4 GiB SHUTDOWN SAVE outlasts 30 s). ServiceError when
+    the save is refused (the server keeps running) or the process does not exit."""
     if proc_state(pid) in ("T", "t"):
         os.kill(pid, signal.SIGCONT)  # a stopped (hung) process can neither save nor exit
     client = make_client(target)
     try:
+        if save:
+            with contextlib.suppress(redis.RedisError):
+                timeout = max(timeout, save_deadline(client))
         client.shutdown(save=save, nosave=not save)
     except redis.ConnectionError:
         pass  # expected: the server closed the connection as it exited
@@ -128,8 +133,8 @@ def shutdown_pid(
         client.close()
     if not wait_exit(pid, timeout):
         raise ServiceError(
-            f"redis-server (pid {pid}) did not exit within {timeout:g} s",
-            f"kill -CONT {pid}; kill {pid}   # then read {log}",
+            f"redis-server (pid {pid}) did not exit within {timeout:.0f} s",
+            f"read {log} (still saving?); if it is hung: kill -CONT {pid}; kill {pid}",
         )
 
 
