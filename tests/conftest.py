@@ -25,6 +25,7 @@ from redis_runbook.lab.lifecycle import LabStatus
 from redis_runbook.lab.seed import SeedPlan, seed
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.service.process import pid_alive
+from tests.docker_engine import DockerEngine, EngineError, docker_engine
 from tests.node import NodeError, NodeLauncher, ensure_node_modules, node_available
 
 T = TypeVar("T")
@@ -216,3 +217,17 @@ def node() -> Iterator[NodeLauncher]:
     launcher = NodeLauncher()
     yield launcher
     launcher.cleanup()
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[DockerEngine]:
+    """One private Docker engine for the session (tests/docker_engine.py)."""
+    try:
+        context = docker_engine()
+        started = context.__enter__()
+    except EngineError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield started
+    finally:
+        context.__exit__(None, None, None)

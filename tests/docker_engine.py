@@ -41,6 +41,11 @@ class DockerEngine:
     def env(self) -> dict[str, str]:
         return {"DOCKER_HOST": self.host}
 
+    @property
+    def base_image(self) -> str:
+        """The Debian tree alone (Debian's Redis 7.0, python3, borg), no build added."""
+        return f"rrtest/redis-base:{self.redis_version}"
+
     def docker(self, *args: str, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
         """`docker ARGS` against this engine; EngineError when it fails."""
         done = subprocess.run(
@@ -85,7 +90,7 @@ def _wait_for_engine(engine: DockerEngine, daemon: subprocess.Popen[bytes], log:
 def _import_images(engine: DockerEngine, rootfs: Path, server: str) -> None:
     """The session's image: the bookworm tree, plus the session's Redis build in
     /usr/local/bin when it is not the tree's own (Debian's /usr/bin one)."""
-    base = f"rrtest/redis-base:{engine.redis_version}"
+    base = engine.base_image
     engine.docker(
         "import", "-c", f"USER {IMAGE_OWNER}", "-c", "WORKDIR /data",
         "-c", 'CMD ["redis-server"]', str(rootfs), base,

@@ -26,23 +26,10 @@ from redis_runbook.lab.seed import SeedPlan, seed
 from redis_runbook.ports import free_port
 from redis_runbook.service.compose import THROWAWAY_LABEL
 from tests.conftest import wait_until
-from tests.docker_engine import IMAGE_OWNER, DockerEngine, EngineError, docker_engine
+from tests.docker_engine import IMAGE_OWNER, DockerEngine, EngineError
 from tests.helpers import run_cli
 
 OWNER = tuple(int(part) for part in IMAGE_OWNER.split(":"))
-
-
-@pytest.fixture(scope="session")
-def engine() -> Iterator[DockerEngine]:
-    try:
-        context = docker_engine()
-        started = context.__enter__()
-    except EngineError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield started
-    finally:
-        context.__exit__(None, None, None)
 
 
 def host_path() -> str:
