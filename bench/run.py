@@ -1,7 +1,9 @@
 """Benchmarks against the seed runbook's own procedures, side by side in one run.
 
-    ./run bench [--only health|diagnose|assess|stale|stale-live|oom|reconstruct|exporter|failover]
+    ./run bench [--only health|diagnose|assess|stale|stale-live|oom|reconstruct|exporter|
+                        failover|production]
                 [--runs N]
+                [--production-bytes N] [--production-backends process,compose]
                 [--oom-keys N] [--stale-jobs N] [--reconstruct-rows N]
 
 health (seed §2.1): the seed's health-check script (its redis-cli calls, with
@@ -30,6 +32,12 @@ the stale jobs left (see bench_stale_live.py). Needs Node (tests/interop).
 failover: a planned Sentinel switchover, `redis-runbook failover` vs SENTINEL FAILOVER
 sent by hand and polled, time until a new master takes a write (see bench_failover.py).
 
+production (issue 13): a 4 GiB dataset through recover restart, backup create, backup
+verify, recover restore and recover aof, on the process backend and on compose with a
+private Docker engine (see bench_production.py). `--production-bytes N`,
+`--production-backends process,compose`. Needs root for the engine; ~9 GB of RAM and
+~30 GB of disk under /var/tmp.
+
 Prints Markdown tables for docs/benchmarks.md. Benchmarks are not tests: nothing
 here asserts a timing.
 """
@@ -55,6 +63,7 @@ from bench_diagnose import bench_diagnose
 from bench_exporter import bench_exporter
 from bench_failover import bench_failover
 from bench_oom import bench_oom
+from bench_production import bench_production
 from bench_reconstruct import bench_reconstruct
 from bench_restore import bench_restore
 from bench_stale import bench_stale
@@ -146,6 +155,7 @@ def main() -> None:
             "reconstruct",
             "exporter",
             "failover",
+            "production",
         ],
         help="Run one benchmark only.",
     )
@@ -159,6 +169,14 @@ def main() -> None:
     parser.add_argument("--monitor-cycles", type=int, default=720, help="exporter: monitor.")
     parser.add_argument("--failover-rounds", type=int, default=3, help="failover: rounds.")
     parser.add_argument("--restore-bytes", type=int, default=2**30, help="restore: data size.")
+    parser.add_argument(
+        "--production-bytes", type=int, default=4 * 2**30, help="production: used_memory."
+    )
+    parser.add_argument(
+        "--production-backends",
+        default="process,compose",
+        help="production: process, compose or both (comma-separated).",
+    )
     parser.add_argument("--stale-jobs", type=int, default=100_000, help="stale: active jobs.")
     parser.add_argument(
         "--reconstruct-rows", type=int, default=1_000_000, help="reconstruct: pending rows."
@@ -211,6 +229,10 @@ def main() -> None:
             print()
         bench_exporter(args.exporter_queues, args.exporter_keys, args.runs, args.monitor_cycles,
                        machine())  # fmt: skip
+    if args.only in (None, "production"):
+        if args.only is None:
+            print()
+        bench_production(args.production_bytes, args.production_backends.split(","), machine())
 
 
 def bench_health(runs: int) -> None:
