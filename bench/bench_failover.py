@@ -21,8 +21,7 @@ from pathlib import Path
 
 import redis
 
-from redis_runbook import tomlwrite
-from redis_runbook.config import Config
+from redis_runbook.config import Config, toml
 from redis_runbook.lab.topology import SERVICE, Topology, start_topology
 from redis_runbook.procedures.failover import FailoverContext, plan_sentinel_failover
 
@@ -82,7 +81,7 @@ def bench_failover(rounds: int, machine: str) -> None:
             sentinel = top.sentinel_config()
             config_path = Path(tmp) / "rr.toml"
             config_path.write_text(
-                tomlwrite.dumps(
+                toml.dumps(
                     {
                         "target": {
                             "url": top.target().url,

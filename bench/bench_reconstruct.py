@@ -32,7 +32,7 @@ from typing import Any
 import psycopg
 import redis
 
-from redis_runbook import tomlwrite
+from redis_runbook.config import toml
 from redis_runbook.lab.pg_example import ExampleRows, create_example, example_sources
 from redis_runbook.lab.postgres import FAST_SETTINGS, PostgresServer, find_bindir
 from redis_runbook.lab.server import RedisServer
@@ -152,7 +152,7 @@ def _setup(tmp: Path, rows: int) -> tuple[RedisServer, PostgresServer, str, Path
     config = tmp / "rr.toml"
     section = {"dsn_file": str(dsn_file), "sources": example_sources()[:1]}
     config.write_text(
-        tomlwrite.dumps(
+        toml.dumps(
             {
                 "target": {"url": f"redis://127.0.0.1:{server.port}/0", "command_timeout": 30.0},
                 "runbook": {"state_dir": str(tmp / "state")},

@@ -4,7 +4,7 @@ and keys that were not observed. Pure functions, so every sequence is exact."""
 from __future__ import annotations
 
 from redis_runbook.checks.base import Status
-from redis_runbook.config_monitoring import AlertsConfig
+from redis_runbook.config.monitoring import AlertsConfig
 from redis_runbook.monitoring.alerting import AlertState, Observation, step
 
 OK, WARN, CRIT, UNKNOWN = Status.OK, Status.WARNING, Status.CRITICAL, Status.UNKNOWN

@@ -20,11 +20,11 @@ import pytest
 import redis
 from pydantic import ValidationError
 
-from redis_runbook import tomlwrite
 from redis_runbook.backup.base import BackupCorrupt
 from redis_runbook.backup.borg import BorgBackend
 from redis_runbook.backup.directory import sha256_of
-from redis_runbook.config_backup import BackupConfig
+from redis_runbook.config import toml
+from redis_runbook.config.backup import BackupConfig
 from tests.conftest import Lab
 from tests.helpers import run_cli
 
@@ -55,7 +55,7 @@ def backup_env(
     config = tomllib.loads(status.config_path.read_text())
     config.pop("backup", None)
     own_config = tmp_path / "rr-backup.toml"
-    own_config.write_text(tomlwrite.dumps(config))
+    own_config.write_text(toml.dumps(config))
     env = {
         **env,
         "REDIS_RUNBOOK_CONFIG": str(own_config),
@@ -268,7 +268,7 @@ def test_no_repository_configured(lab_env: Lab, tmp_path: Path) -> None:
     config = tomllib.loads(status.config_path.read_text())
     config.pop("backup", None)  # the lab's own repository
     bare = tmp_path / "no-backup.toml"
-    bare.write_text(tomlwrite.dumps(config))
+    bare.write_text(toml.dumps(config))
     done = run_cli("backup", "list", env=env | {"REDIS_RUNBOOK_CONFIG": str(bare)})
     assert done.returncode == 2
     assert "[backup] repository is not set" in done.stderr

@@ -164,7 +164,7 @@ def test_every_problem_is_reported(tmp_path: Path) -> None:
 
 
 def test_defaults_round_trip_through_toml(tmp_path: Path) -> None:
-    from redis_runbook.tomlwrite import dumps
+    from redis_runbook.config.toml import dumps
 
     path = write(tmp_path, dumps(Config().model_dump(mode="json", exclude_none=True)))
     assert load_config(path, env={}).config == Config()
@@ -258,3 +258,14 @@ def test_config_validate_and_commands_refuse_a_bad_port_with_exit_2(tmp_path: Pa
         assert "Traceback" not in result.stderr
         assert f"error: {path}: target.url: port 70000 is out of range" in result.stderr
         assert "HINT: " in result.stderr
+
+
+def test_the_default_state_dir_comes_from_the_env_given_not_the_process(tmp_path: Path) -> None:
+    """load_config(env=...) reads XDG_STATE_HOME (then HOME) from that env only."""
+    loaded = load_config(env={"XDG_STATE_HOME": str(tmp_path / "xdg")})
+    assert loaded.config.runbook.state_dir == tmp_path / "xdg" / "redis-runbook"
+    loaded = load_config(env={"HOME": str(tmp_path / "home")})
+    assert loaded.config.runbook.state_dir == tmp_path / "home/.local/state/redis-runbook"
+    (tmp_path / "c.toml").write_text(f'[runbook]\nstate_dir = "{tmp_path / "set"}"\n')
+    loaded = load_config(tmp_path / "c.toml", env={"XDG_STATE_HOME": str(tmp_path / "xdg")})
+    assert loaded.config.runbook.state_dir == tmp_path / "set"

@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from redis_runbook.checks import CHECK_ORDER
 from redis_runbook.config import Config, load_config
-from redis_runbook.config_monitoring import ExporterConfig
+from redis_runbook.config.monitoring import ExporterConfig
 from redis_runbook.errors import RunbookError
 from redis_runbook.lab.faults import FaultOptions, inject
 from redis_runbook.lab.seed import SeedPlan, seed

@@ -17,9 +17,8 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from redis_runbook import tomlwrite
 from redis_runbook.checks import run_health
-from redis_runbook.config import Config, RunbookConfig, Thresholds
+from redis_runbook.config import Config, RunbookConfig, Thresholds, toml
 from redis_runbook.diagnose import diagnose
 from redis_runbook.errors import Refused
 from redis_runbook.lab.server import RedisServer
@@ -59,7 +58,7 @@ def write_config(
         "thresholds": RELAXED,
         "runbook": {"state_dir": str(tmp_path / "state")},
     }
-    path.write_text(tomlwrite.dumps(document))
+    path.write_text(toml.dumps(document))
     return path
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis
 
-from redis_runbook import tomlwrite
+from redis_runbook.config import toml
 from redis_runbook.lab.topology import SERVICE, Topology, start_topology
 from tests.conftest import wait_until
 from tests.helpers import run_cli
@@ -58,7 +58,7 @@ def write_config(tmp_path: Path, topology: Topology) -> Path:
         "runbook": {"state_dir": str(tmp_path / "state")},
     }
     path = tmp_path / "redis-runbook.toml"
-    path.write_text(tomlwrite.dumps(config))
+    path.write_text(toml.dumps(config))
     return path
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from redis_runbook.config import Band, Config, RunbookConfig, Thresholds
-from redis_runbook.config_monitoring import (
+from redis_runbook.config.monitoring import (
     AlertsConfig,
     MonitorConfig,
     SmtpConfig,

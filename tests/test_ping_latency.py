@@ -21,7 +21,7 @@ import pytest
 from redis_runbook.checks import run_health
 from redis_runbook.checks.base import CheckResult, Status
 from redis_runbook.config import Band, Config, RunbookConfig, TargetConfig, Thresholds
-from redis_runbook.config_monitoring import AlertsConfig, MonitorConfig, WebhookConfig
+from redis_runbook.config.monitoring import AlertsConfig, MonitorConfig, WebhookConfig
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.monitoring.monitor import Monitor
 from tests.peers import WebhookPeer, running, start_webhook

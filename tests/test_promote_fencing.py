@@ -18,9 +18,15 @@ from typing import Any
 
 import pytest
 
-from redis_runbook import tomlwrite
 from redis_runbook.checks import run_health
-from redis_runbook.config import Config, RunbookConfig, ServiceConfig, TargetConfig, Thresholds
+from redis_runbook.config import (
+    Config,
+    RunbookConfig,
+    ServiceConfig,
+    TargetConfig,
+    Thresholds,
+    toml,
+)
 from redis_runbook.diagnose import diagnose
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.lab.topology import Topology, start_topology
@@ -68,7 +74,7 @@ def write_config(
         "thresholds": RELAXED,
         "runbook": {"state_dir": str(tmp_path / "state")},
     }
-    path.write_text(tomlwrite.dumps(document))
+    path.write_text(toml.dumps(document))
     return path
 
 

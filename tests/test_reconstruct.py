@@ -22,9 +22,8 @@ import pytest
 import redis
 from bullmq import Queue
 
-from redis_runbook import tomlwrite
 from redis_runbook.cli.reconstruct import parse_since
-from redis_runbook.config import Config
+from redis_runbook.config import Config, toml
 from redis_runbook.lab.pg_example import ExampleRows, create_example, example_sources
 from redis_runbook.lab.postgres import FAST_SETTINGS, PostgresServer
 from redis_runbook.lab.server import RedisServer
@@ -79,7 +78,7 @@ def setup(
     dsn_file.write_text(dsn + "\n")
     dsn_file.chmod(0o600)
     section = {"dsn_file": str(dsn_file), **reconstruct, "sources": sources or example_sources()}
-    return cli_env(tmp_path, server, tomlwrite.dumps({"reconstruct": section}))
+    return cli_env(tmp_path, server, toml.dumps({"reconstruct": section}))
 
 
 def source(base: str = "enrich", **changes: Any) -> dict[str, Any]:

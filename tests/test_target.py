@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from redis_runbook import secret
 from redis_runbook.checks import run_health
-from redis_runbook.config import Config, TargetConfig
+from redis_runbook.config import Config, TargetConfig, secrets
 from redis_runbook.errors import SecretError
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.target import connect, make_client
@@ -62,7 +61,7 @@ def test_failing_password_command_does_not_echo_its_output() -> None:
     # joined marker, must not appear.
     argv = ["sh", "-c", "echo $0$1-out; echo $0$1-err >&2; exit 3", "leaked", "-secret"]
     with pytest.raises(SecretError) as caught:
-        secret.from_command(argv, "target.password_command")
+        secrets.from_command(argv, "target.password_command")
     assert "exited with status 3" in caught.value.message
     assert "leaked-secret" not in caught.value.message + caught.value.hint
 
@@ -70,16 +69,16 @@ def test_failing_password_command_does_not_echo_its_output() -> None:
 def test_secret_sources(tmp_path: Path) -> None:
     path = tmp_path / "pw"
     path.write_text("from-file\nsecond line ignored\n")
-    assert secret.from_file(path, "k") == "from-file"
-    assert secret.from_command(["echo", "from-command"], "k") == "from-command"
-    assert secret.from_env("PW_VAR", "k", {"PW_VAR": "from-env"}) == "from-env"
+    assert secrets.from_file(path, "k") == "from-file"
+    assert secrets.from_command(["echo", "from-command"], "k") == "from-command"
+    assert secrets.from_env("PW_VAR", "k", {"PW_VAR": "from-env"}) == "from-env"
     with pytest.raises(SecretError, match="cannot read"):
-        secret.from_file(tmp_path / "absent", "k")
+        secrets.from_file(tmp_path / "absent", "k")
     (tmp_path / "empty").write_text("")
     with pytest.raises(SecretError, match="is empty"):
-        secret.from_file(tmp_path / "empty", "k")
+        secrets.from_file(tmp_path / "empty", "k")
     with pytest.raises(SecretError, match="command not found"):
-        secret.from_command(["/nonexistent/vault"], "k")
+        secrets.from_command(["/nonexistent/vault"], "k")
 
 
 def test_redaction_of_any_url_in_any_text(tmp_path: Path) -> None:

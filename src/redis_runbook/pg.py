@@ -20,8 +20,8 @@ from urllib.parse import quote
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from redis_runbook import secret
-from redis_runbook.config_reconstruct import ReconstructConfig
+from redis_runbook.config import secrets
+from redis_runbook.config.reconstruct import ReconstructConfig
 from redis_runbook.errors import EXIT_REFUSED, ConfigError, RunbookError
 
 APPLICATION_NAME = "redis-runbook"
@@ -105,13 +105,13 @@ def resolve_dsn(config: ReconstructConfig, env: Mapping[str, str] | None = None)
     the source cannot produce it."""
     if config.dsn_env:
         key = "reconstruct.dsn_env"
-        value = secret.from_env(config.dsn_env, key, env)
+        value = secrets.from_env(config.dsn_env, key, env)
     elif config.dsn_file:
         key = "reconstruct.dsn_file"
-        value = secret.from_file(config.dsn_file, key)
+        value = secrets.from_file(config.dsn_file, key)
     elif config.dsn_command:
         key = "reconstruct.dsn_command"
-        value = secret.from_command(config.dsn_command, key)
+        value = secrets.from_command(config.dsn_command, key)
     else:
         raise ConfigError(
             "[reconstruct] names no PostgreSQL DSN",

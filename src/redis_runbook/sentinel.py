@@ -19,8 +19,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from redis_runbook import secret
-from redis_runbook.config import SentinelConfig, TargetConfig
+from redis_runbook.config import SentinelConfig, TargetConfig, secrets
 from redis_runbook.errors import RunbookError, TargetUnavailable, UnknownName
 
 ROLE_RETRY_S = 0.25
@@ -34,7 +33,7 @@ def split_address(address: str) -> tuple[str, int]:
 
 
 def _password(config: SentinelConfig, env: Mapping[str, str] | None) -> str | None:
-    return secret.resolve(
+    return secrets.resolve(
         "target.sentinel",
         env_var=config.password_env,
         file=config.password_file,

@@ -33,8 +33,8 @@ from redis.exceptions import (
 )
 from redis.retry import Retry
 
-from redis_runbook import __version__, secret
-from redis_runbook.config import TargetConfig
+from redis_runbook import __version__
+from redis_runbook.config import TargetConfig, secrets
 from redis_runbook.errors import (
     AuthFailed,
     ConfigError,
@@ -299,7 +299,7 @@ def client_kwargs(
     the current master (TargetUnavailable when no Sentinel names one); `node` aims at
     one given data node instead."""
     url_kwargs = parse_url(target.url)
-    password = url_kwargs.pop("password", None) or secret.resolve(
+    password = url_kwargs.pop("password", None) or secrets.resolve(
         "target",
         env_var=target.password_env,
         file=target.password_file,

@@ -10,7 +10,7 @@ from pathlib import Path
 from redis_runbook.backup.base import Backend, BackupError
 from redis_runbook.backup.borg import BorgBackend
 from redis_runbook.backup.directory import DirectoryBackend
-from redis_runbook.config_backup import BackupConfig
+from redis_runbook.config.backup import BackupConfig
 
 
 def make_backend(config: BackupConfig, env: Mapping[str, str] | None = None) -> Backend:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from redis_runbook.backup import make_backend
 from redis_runbook.backup.base import Archive
-from redis_runbook.config_backup import BackupConfig
+from redis_runbook.config.backup import BackupConfig
 from redis_runbook.errors import RunbookError
 
 

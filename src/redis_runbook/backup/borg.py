@@ -23,7 +23,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from redis_runbook import secret
 from redis_runbook.backup.base import (
     METADATA_NAME,
     Archive,
@@ -36,7 +35,8 @@ from redis_runbook.backup.base import (
     unknown_archive,
 )
 from redis_runbook.children import die_with_parent
-from redis_runbook.config_backup import BackupConfig
+from redis_runbook.config import secrets
+from redis_runbook.config.backup import BackupConfig
 from redis_runbook.errors import RunbookError
 
 SECRET_VARS = ("BORG_PASSPHRASE", "BORG_PASSCOMMAND", "BORG_PASSPHRASE_FD", "BORG_NEW_PASSPHRASE")
@@ -101,9 +101,9 @@ class BorgBackend(Backend):
     def _passphrase(self) -> str | None:
         cfg = self.config
         if cfg.passphrase_env:
-            return secret.from_env(cfg.passphrase_env, "backup.passphrase_env", self.base_env)
+            return secrets.from_env(cfg.passphrase_env, "backup.passphrase_env", self.base_env)
         if cfg.passphrase_file:
-            return secret.from_file(cfg.passphrase_file, "backup.passphrase_file")
+            return secrets.from_file(cfg.passphrase_file, "backup.passphrase_file")
         return None
 
     def _spawn(

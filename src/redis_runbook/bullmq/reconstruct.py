@@ -43,7 +43,7 @@ import redis.asyncio as aioredis
 from redis_runbook.bullmq.jobid import JobIdTemplate, check_job_id
 from redis_runbook.bullmq.keys import QueueRef
 from redis_runbook.config import Source
-from redis_runbook.config_reconstruct import ReconstructConfig, RowTemplate
+from redis_runbook.config.reconstruct import ReconstructConfig, RowTemplate
 from redis_runbook.errors import RunbookError
 from redis_runbook.pg import Dsn, SourceError, aconnect, connect, query_error
 

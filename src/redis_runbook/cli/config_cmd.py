@@ -6,11 +6,10 @@ from typing import Annotated, Any
 
 import typer
 
-from redis_runbook import tomlwrite
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.render import out, print_json
-from redis_runbook.config import LoadedConfig
-from redis_runbook.config_monitoring import shown_webhook_url
+from redis_runbook.config import LoadedConfig, toml
+from redis_runbook.config.monitoring import shown_webhook_url
 from redis_runbook.target import display_url
 
 app = typer.Typer(help="Show or validate the configuration.", no_args_is_help=True)
@@ -47,7 +46,7 @@ def show(
         print_json({"source": _source(loaded), "config": data})
         return
     out.print(f"# source: {_source(loaded)}", markup=False)
-    out.print(tomlwrite.dumps(data), markup=False, end="")
+    out.print(toml.dumps(data), markup=False, end="")
 
 
 @app.command("validate")

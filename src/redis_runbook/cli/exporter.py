@@ -11,7 +11,7 @@ import typer
 
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.render import err
-from redis_runbook.config_monitoring import is_loopback_listen, split_listen
+from redis_runbook.config.monitoring import is_loopback_listen, split_listen
 from redis_runbook.errors import ConfigError, Refused
 from redis_runbook.monitoring.exporter import serve
 from redis_runbook.target import target_display

@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
-from redis_runbook import secret
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.procedure import UnderstoodOption, run_plan
 from redis_runbook.cli.render import err
+from redis_runbook.config import secrets
 from redis_runbook.errors import ConfigError, Refused, UnknownName
 from redis_runbook.procedures.failover import FailoverContext, plan_sentinel_failover
 from redis_runbook.procedures.promote import plan_promote
@@ -64,7 +64,7 @@ def failover(
     # A secret source that fails is a configuration error (exit 2) as for every other
     # command, not a master that "does not answer" (a refusal, exit 3).
     target = config.target
-    secret.resolve(
+    secrets.resolve(
         "target",
         env_var=target.password_env,
         file=target.password_file,

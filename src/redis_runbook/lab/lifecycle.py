@@ -15,7 +15,7 @@ import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from redis_runbook import tomlwrite
+from redis_runbook.config import toml
 from redis_runbook.errors import LabError
 from redis_runbook.lab.borglab import ensure_repo
 from redis_runbook.lab.server import RedisServer
@@ -127,7 +127,7 @@ def _write_lab_config(server: RedisServer, maxmemory: str) -> None:
         config["backup"] = backup
     config.update(kept_sections(server.workdir))
     header = "# Written by `redis-runbook lab up`: points redis-runbook at the lab Redis.\n\n"
-    (server.workdir / CONFIG_NAME).write_text(header + tomlwrite.dumps(config))
+    (server.workdir / CONFIG_NAME).write_text(header + toml.dumps(config))
     (server.workdir / STATE_NAME).write_text(json.dumps({"port": server.port}) + "\n")
 
 

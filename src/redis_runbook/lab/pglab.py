@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from redis_runbook import tomlwrite
+from redis_runbook.config import toml
 from redis_runbook.errors import LabError
 from redis_runbook.lab.lifecycle import POSTGRES_DIR as PG_DIR
 from redis_runbook.lab.pg_example import ExampleRows, create_example, example_sources
@@ -76,7 +76,7 @@ def _add_reconstruct_section(directory: Path, dsn_file: Path) -> None:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise LabError(f"cannot read the lab config {config_path}: {exc}") from None
     data["reconstruct"] = {"dsn_file": str(dsn_file), "sources": example_sources()}
-    config_path.write_text(HEADER + tomlwrite.dumps(data))
+    config_path.write_text(HEADER + toml.dumps(data))
 
 
 def up(directory: Path) -> LabPostgres:

@@ -21,7 +21,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from redis_runbook import tomlwrite
+from redis_runbook.config import toml
 from redis_runbook.errors import LabError
 from redis_runbook.lab.lifecycle import kept_sections
 from redis_runbook.lab.server import RedisServer
@@ -208,7 +208,7 @@ def _write_lab_config(directory: Path, master_port: int, sentinel_ports: list[in
         "# Written by `redis-runbook lab up --sentinel`: points redis-runbook at the lab's\n"
         "# Sentinels, which name the current master.\n\n"
     )
-    (directory / CONFIG_NAME).write_text(header + tomlwrite.dumps(config))
+    (directory / CONFIG_NAME).write_text(header + toml.dumps(config))
 
 
 def _current_master(state: dict[str, Any], current: TopologyStatus) -> int:

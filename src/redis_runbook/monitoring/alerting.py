@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from redis_runbook.checks.base import Status
-from redis_runbook.config_monitoring import AlertsConfig
+from redis_runbook.config.monitoring import AlertsConfig
 
 Kind = Literal["FIRING", "ESCALATED", "REPEAT", "RESOLVED"]
 

@@ -15,8 +15,8 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from urllib.parse import urlsplit
 
-from redis_runbook import secret
-from redis_runbook.config_monitoring import AlertsConfig, SmtpConfig, WebhookConfig
+from redis_runbook.config import secrets
+from redis_runbook.config.monitoring import AlertsConfig, SmtpConfig, WebhookConfig
 from redis_runbook.errors import RunbookError
 from redis_runbook.monitoring.alerting import Notification
 
@@ -80,7 +80,7 @@ class SmtpSink(Sink):
         """Connect, (STARTTLS,) log in when configured, send, quit."""
         c = self.config
         try:
-            password = secret.resolve(
+            password = secrets.resolve(
                 "alerts.smtp",
                 env_var=c.password_env,
                 file=c.password_file,
@@ -123,7 +123,7 @@ class WebhookSink(Sink):
         c = self.config
         if c.url:
             return c.url
-        url = secret.resolve(
+        url = secrets.resolve(
             f"alerts.webhooks[{self.name}]",
             env_var=c.url_env,
             file=c.url_file,

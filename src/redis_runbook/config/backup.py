@@ -1,5 +1,5 @@
 """The `[backup]` section of the configuration (seed §4.3, §6.4): where archives go
-and where the repository passphrase comes from. Kept apart from config.py (which
+and where the repository passphrase comes from. Kept apart from config/model.py (which
 registers it) so that each module stays small.
 
     [backup]
@@ -19,15 +19,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from redis_runbook.config.base import Section
 
 ARCHIVE_DATE = "{date}"
-
-
-class Section(BaseModel):
-    """Like config.Section: unknown keys are errors, not silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class BackupConfig(Section):

@@ -36,15 +36,11 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from redis_runbook.config.base import Section
 
 _ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+$")
-
-
-class Section(BaseModel):
-    """Like config.Section: unknown keys are errors, not silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 def _one_source(section: BaseModel, what: str, keys: tuple[str, ...]) -> list[str]:

@@ -21,14 +21,15 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from redis_runbook.config_backup import BackupConfig
-from redis_runbook.config_errors import describe_validation_error
-from redis_runbook.config_monitoring import AlertsConfig, ExporterConfig, MonitorConfig
-from redis_runbook.config_reconstruct import ReconstructConfig
-from redis_runbook.config_reconstruct import Source as Source
+from redis_runbook.config.backup import BackupConfig
+from redis_runbook.config.base import Section
+from redis_runbook.config.errors import describe_validation_error
+from redis_runbook.config.monitoring import AlertsConfig, ExporterConfig, MonitorConfig
+from redis_runbook.config.reconstruct import ReconstructConfig
+from redis_runbook.config.reconstruct import Source as Source
 from redis_runbook.errors import ConfigError
 from redis_runbook.globs import common_key, prefix_glob
 from redis_runbook.target_url import URL_SCHEMES as URL_SCHEMES
@@ -38,12 +39,6 @@ from redis_runbook.units import parse_size
 ENV_PREFIX = "REDIS_RUNBOOK_"
 ENV_CONFIG = "REDIS_RUNBOOK_CONFIG"
 DEFAULT_PATHS = (Path("redis-runbook.toml"), Path("/etc/redis-runbook/redis-runbook.toml"))
-
-
-class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, not silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 def _host_port(address: str) -> str:
@@ -326,10 +321,12 @@ class BullMQConfig(Section):
         return self.max_stalled_count_per_queue.get(queue, self.max_stalled_count)
 
 
-def default_state_dir() -> Path:
-    """$XDG_STATE_HOME/redis-runbook, else ~/.local/state/redis-runbook."""
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "redis-runbook"
+def default_state_dir(env: Mapping[str, str] | None = None) -> Path:
+    """$XDG_STATE_HOME/redis-runbook, else $HOME/.local/state/redis-runbook, read
+    from `env` (the process environment by default)."""
+    env = os.environ if env is None else env
+    home = env.get("HOME") or str(Path.home())
+    return Path(env.get("XDG_STATE_HOME") or str(Path(home) / ".local" / "state")) / "redis-runbook"
 
 
 class RunbookConfig(Section):
@@ -495,7 +492,9 @@ def load_config(explicit: Path | None = None, env: Mapping[str, str] | None = No
     raw = _read_toml(path) if path else {}
     applied = apply_env_overrides(raw, env)
     try:
-        config = Config.model_validate(_merge(Config().model_dump(exclude_none=True), raw))
+        defaults = Config().model_dump(exclude_none=True)
+        defaults["runbook"]["state_dir"] = default_state_dir(env)
+        config = Config.model_validate(_merge(defaults, raw))
     except ValidationError as exc:
         problems = describe_validation_error(exc, Config, str(path or "defaults"), applied)
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""

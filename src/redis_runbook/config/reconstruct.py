@@ -1,5 +1,5 @@
 """The `[reconstruct]` section of the configuration (seed §5.3): where PostgreSQL
-is, and which rows become which BullMQ jobs. Kept apart from config.py (which
+is, and which rows become which BullMQ jobs. Kept apart from config/model.py (which
 re-exports it) so that each module stays small.
 
     [reconstruct]
@@ -26,17 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from redis_runbook.bullmq.jobid import JobIdTemplate
 from redis_runbook.bullmq.keys import invalid_queue_name
-
-
-class Section(BaseModel):
-    """Like config.Section: unknown keys are errors, not silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
+from redis_runbook.config.base import Section
 
 SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 SQL_PARAMETERS = ("since",)
