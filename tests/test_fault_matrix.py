@@ -134,7 +134,7 @@ def test_a_broken_rdb_without_an_aof_points_to_a_restore_then_emergency_start(
     inject(fault, lab_server(status.dir))
     document = json.loads(run_cli("--json", "diagnose", env=env).stdout)
     found = [s for s in document["scenarios"] if s["cause"] == cause]
-    assert len(found) == 1, document  # the whole diagnosis when it is not there
+    assert len(found) == 1, json.dumps(document, indent=1)  # the whole diagnosis
     (scenario,) = found
     assert scenario["code"] == "D"
     assert scenario["files"] == ["dump.rdb"]

@@ -29,6 +29,7 @@ from redis_runbook.persistence.rdb import (
     max_rdb_version_of,
     parse_check_rdb,
     read_rdb_header,
+    with_trailer,
     writers_of,
 )
 from redis_runbook.service.process import ProcessService
@@ -153,6 +154,31 @@ def test_redis_check_rdb_verdicts(
     if how == "not-rdb":
         assert not header.magic_ok
         assert header.summary.startswith("not an RDB file")
+
+
+def test_an_rdb_cut_inside_a_stream_is_truncated_not_corrupt(
+    redis_factory: RedisFactory, tmp_path: Path
+) -> None:
+    """Cut in the middle of a stream's listpack (BullMQ's events stream), Redis blames
+    the listpack, not a short read; the file's missing EOF trailer says it was cut.
+    A whole file with a flipped bit keeps its trailer: still a checksum error."""
+    server = redis_factory()
+    with plain_client(server) as client:
+        for i in range(3000):
+            client.xadd("bull:q:events", {"event": "waiting", "jobId": str(i), "prev": "x" * 20})
+        client.save()
+    server.kill()
+    config = process_config(server)
+    service = ProcessService(config.service, config.target)
+    data = (server.data_dir / "dump.rdb").read_bytes()
+    cut = tmp_path / "cut.rdb"
+    cut.write_bytes(data[: len(data) // 2])  # the stream is nearly the whole file
+    check = with_trailer(check_rdb(service, cut), cut)
+    assert (check.ok, check.ends_with_eof, check.problem) == (False, False, "truncated")
+    whole = with_trailer(
+        check_rdb(service, server.data_dir / "dump.rdb"), server.data_dir / "dump.rdb"
+    )
+    assert (whole.ok, whole.ends_with_eof, whole.problem) == (True, True, None)
 
 
 def test_redis_check_rdb_on_a_missing_file(

@@ -28,6 +28,7 @@ from redis_runbook.persistence.rdb import (
     max_rdb_version_of,
     parse_check_rdb,
     read_rdb_header,
+    with_trailer,
     writers_of,
 )
 from redis_runbook.service.base import Launcher, on_host, run_command
@@ -239,7 +240,7 @@ def _drill(
         return
     header = read_rdb_header(rdb)
     done = run_command(launcher(["redis-check-rdb", str(rdb)], [workdir]), timeout=timeout)
-    check = parse_check_rdb(done.stdout + done.stderr, done.returncode)
+    check = with_trailer(parse_check_rdb(done.stdout + done.stderr, done.returncode), rdb)
     if not check.ok:
         report.add("redis-check-rdb", "failed", check.summary)
         return

@@ -26,6 +26,7 @@ from redis_runbook.persistence.rdb import (
     check_rdb,
     installed_redis_version,
     read_rdb_header,
+    with_trailer,
 )
 from redis_runbook.persistence.resp import CutCommands
 from redis_runbook.service.base import Service
@@ -110,7 +111,7 @@ def offline_checks(
         try:
             found.rdb_header = read_rdb_header(rdb_path)
             path = in_service(service, layout, rdb_path)
-            found.rdb_check = check_rdb(service, path, timeout)
+            found.rdb_check = with_trailer(check_rdb(service, path, timeout), rdb_path)
         except RunbookError as exc:
             found.rdb_error = exc.message
 

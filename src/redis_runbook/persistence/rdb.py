@@ -9,7 +9,7 @@ version N`), so a dump from 8.x does not load on 7.0.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +18,7 @@ from redis_runbook.service.base import Service
 
 RDB_MAGIC = b"REDIS"
 HEADER_SIZE = 9  # "REDIS" + 4 ASCII digits
+RDB_TRAILER = 9  # the EOF opcode 0xFF and an 8-byte CRC64 (zeros when rdbchecksum no)
 
 #: (first release, RDB version it writes), oldest first. 8.2 and 8.4 still write 12
 #: (v13 came with 8.6, redis/librdb#93).
@@ -127,6 +128,8 @@ class RdbCheck:
     details: tuple[str, ...] = ()
     keys_read: int | None = None
     output: str = field(default="", repr=False)
+    #: Whether the file ends with the EOF opcode and its checksum (see with_trailer).
+    ends_with_eof: bool | None = None
 
     @property
     def problem(self) -> RdbProblem | None:
@@ -144,6 +147,10 @@ class RdbCheck:
             return "not-rdb"
         if _VERSION_ERROR.search(error):
             return "too-new"
+        if self.ends_with_eof is False:
+            # Cut inside a blob (a stream's listpack, say), Redis reports the blob, not
+            # a short read: the missing trailer tells that the file ends early.
+            return "truncated"
         return "corrupt"
 
     @property
@@ -207,6 +214,26 @@ def parse_check_rdb(output: str, returncode: int | None) -> RdbCheck:
         keys_read=keys_read,
         output=output,
     )
+
+
+def ends_with_eof(path: Path) -> bool | None:
+    """Whether `path` ends like a whole RDB: the EOF opcode (0xFF) and the 8-byte
+    checksum after it. A file cut short ends elsewhere (1 in 256 by chance on 0xFF).
+    None when it cannot be read or is too short to tell."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, 2)
+            if handle.tell() < HEADER_SIZE + RDB_TRAILER:
+                return None
+            handle.seek(-RDB_TRAILER, 2)
+            return handle.read(1) == b"\xff"
+    except OSError:
+        return None
+
+
+def with_trailer(check: RdbCheck, path: Path) -> RdbCheck:
+    """`check` knowing whether the file on the host at `path` ends like a whole RDB."""
+    return replace(check, ends_with_eof=ends_with_eof(path))
 
 
 def check_rdb(service: Service, path_in_service: Path, timeout: float = 10.0) -> RdbCheck:

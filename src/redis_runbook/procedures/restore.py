@@ -36,6 +36,7 @@ from redis_runbook.persistence.rdb import (
     max_rdb_version_of,
     parse_check_rdb,
     read_rdb_header,
+    with_trailer,
     writers_of,
 )
 from redis_runbook.procedures.aof import write_aof_from_rdb
@@ -103,7 +104,7 @@ def _stage_into(
     launcher = ctx.service.local_argv  # the Redis that will load it checks it
     done = run_command(launcher(["redis-check-rdb", str(rdb)], [rdb.parent]),
                        timeout=TOOL_TIMEOUT_S)  # fmt: skip
-    rdb_check = parse_check_rdb(done.stdout + done.stderr, done.returncode)
+    rdb_check = with_trailer(parse_check_rdb(done.stdout + done.stderr, done.returncode), rdb)
     if not rdb_check.ok:
         raise Refused(f"{archive.name}: {rdb.name} is damaged: {rdb_check.summary}",
                       "pick another archive: redis-runbook backup list")  # fmt: skip
