@@ -15,7 +15,7 @@ from typing import Any
 
 from redis_runbook import lab
 from redis_runbook.config import Config, load_config
-from redis_runbook.diagnose import diagnose
+from redis_runbook.diagnose.engine import diagnose
 from redis_runbook.lab.faults import inject
 from redis_runbook.lab.lifecycle import lab_server
 from redis_runbook.lab.seed import SeedPlan, seed

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from redis_runbook.checks import run_health
 from redis_runbook.config import Config, RunbookConfig, Thresholds, toml
-from redis_runbook.diagnose import diagnose
+from redis_runbook.diagnose.engine import diagnose
 from redis_runbook.errors import Refused
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.lab.topology import SERVICE, Topology, start_topology

@@ -27,7 +27,7 @@ from redis_runbook.config import (
     Thresholds,
     toml,
 )
-from redis_runbook.diagnose import diagnose
+from redis_runbook.diagnose.engine import diagnose
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.lab.topology import Topology, start_topology
 from redis_runbook.service import ServiceError

@@ -13,12 +13,12 @@ import redis
 
 from redis_runbook import lab
 from redis_runbook.config import load_config
-from redis_runbook.diagnose_patterns import match_lines
 from redis_runbook.lab.faults import inject
 from redis_runbook.lab.lifecycle import lab_server
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.locks import file_lock
 from redis_runbook.ports import free_port
+from redis_runbook.redislog import match_lines
 from redis_runbook.service import RunState, make_service
 from redis_runbook.target import display_url
 from redis_runbook.waiting import wait_started

@@ -15,7 +15,7 @@ import pytest
 
 from redis_runbook.checks import CHECK_ORDER, HealthReport, Status, run_health
 from redis_runbook.config import Band, Config, TargetConfig, Thresholds
-from redis_runbook.diagnose import diagnose
+from redis_runbook.diagnose.engine import diagnose
 from redis_runbook.lab.server import PRODUCTION_LIKE, RedisServer
 from redis_runbook.units import format_bytes, parse_size
 from tests.conftest import RedisFactory, config_for, named, process_config

@@ -11,9 +11,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis_runbook.bullmq.keys import WORKER_WAITS
 from redis_runbook.config import Config
 from redis_runbook.memory import MemoryFigures, info_fields, read_memory
-from redis_runbook.procedures.clients import WORKER_WAITS
 from redis_runbook.redisinfo import parse_client_list
 from redis_runbook.snapshot import LatencyEvent
 from redis_runbook.stall import stall_errors

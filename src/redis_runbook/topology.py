@@ -26,8 +26,8 @@ from redis_runbook.config import Config
 from redis_runbook.errors import RunbookError
 from redis_runbook.memory import info_fields
 from redis_runbook.redisinfo import parse_pairs
-from redis_runbook.sentinel import SentinelView, split_address, view_of
 from redis_runbook.target import make_client, redis_cli_prefix
+from redis_runbook.target.sentinel import SentinelView, split_address, view_of
 
 TOPOLOGY_CHECKS = (
     "sentinels",

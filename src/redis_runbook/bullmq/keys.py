@@ -21,6 +21,10 @@ SUFFIXES = (
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 _DIGITS = re.compile(r"^\d+$")
 
+# Blocking commands BullMQ workers use to wait for jobs (v5: BZPOPMIN on the
+# marker key; older: BRPOPLPUSH / BLMOVE); blocked there is a worker idling.
+WORKER_WAITS = frozenset({"bzpopmin", "brpoplpush", "blmove", "bzmpop", "xread", "xreadgroup"})
+
 
 def escape_glob(text: str) -> str:
     """Escape Redis glob characters so `text` matches only itself in SCAN MATCH."""

@@ -10,11 +10,11 @@ from rich.table import Table
 from rich.text import Text
 
 from redis_runbook.backup import make_backend
-from redis_runbook.backup.create import plan_create
 from redis_runbook.backup.verify import DrillReport, drill
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.procedure import run_plan
 from redis_runbook.cli.render import err, out, print_json
+from redis_runbook.procedures.backup import plan_create
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.service import make_service
 from redis_runbook.units import format_bytes

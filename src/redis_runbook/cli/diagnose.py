@@ -15,9 +15,9 @@ from rich.text import Text
 from redis_runbook.checks import Status
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.render import STATUS_STYLE, out, print_json
-from redis_runbook.diagnose import Diagnosis
-from redis_runbook.diagnose import diagnose as run_diagnose
-from redis_runbook.diagnose_rules import SEED_SECTIONS, Scenario
+from redis_runbook.diagnose.engine import Diagnosis
+from redis_runbook.diagnose.engine import diagnose as run_diagnose
+from redis_runbook.diagnose.scenario import SEED_SECTIONS, Scenario
 
 
 def scenario_panel(scenario: Scenario) -> Panel:

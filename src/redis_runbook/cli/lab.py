@@ -17,7 +17,8 @@ from redis_runbook.config import load_config
 from redis_runbook.errors import LabError
 from redis_runbook.lab.faults import FAULTS, FaultOptions, UnknownFault, inject
 from redis_runbook.lab.faults_live import heal
-from redis_runbook.lab.lifecycle import CONFIG_NAME, STATE_NAME, has_postgres, lab_server
+from redis_runbook.lab.layout import STATE_NAME
+from redis_runbook.lab.lifecycle import CONFIG_NAME, has_postgres, lab_server
 from redis_runbook.lab.seed import SeedPlan, seed
 from redis_runbook.lab.sentinel_lab import (
     TopologyStatus,

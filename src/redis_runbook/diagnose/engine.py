@@ -20,20 +20,15 @@ from typing import Any
 from redis_runbook.checks import Status
 from redis_runbook.checks.base import worst
 from redis_runbook.config import Config
-from redis_runbook.diagnose_evidence import Evidence, collect
-from redis_runbook.diagnose_live import (
+from redis_runbook.diagnose.down import corrupt_scenarios, down_scenario, unknown_reason
+from redis_runbook.diagnose.evidence import Evidence, collect
+from redis_runbook.diagnose.running import (
     degraded_scenarios,
     oom_scenarios,
     unresponsive,
     writes_refused,
 )
-from redis_runbook.diagnose_rules import (
-    SEED_SECTIONS,
-    Scenario,
-    corrupt_scenarios,
-    down_scenario,
-    unknown_reason,
-)
+from redis_runbook.diagnose.scenario import SEED_SECTIONS, Scenario
 from redis_runbook.service import RunState
 from redis_runbook.service.base import Service
 
@@ -222,7 +217,7 @@ def decide(ev: Evidence) -> Diagnosis:
 def _with_topology(diagnosis: Diagnosis, config: Config, env: Mapping[str, str] | None) -> None:
     """For a Sentinel target, scenario A comes from the topology (the [service] host
     may no longer hold the master)."""
-    from redis_runbook.diagnose_topology import topology_notes, topology_scenarios
+    from redis_runbook.diagnose.sentinel import topology_notes, topology_scenarios
     from redis_runbook.topology import check_topology
 
     topology, checks = check_topology(config, env)
@@ -248,7 +243,7 @@ def diagnose(
     if config.target.sentinel is not None:
         _with_topology(diagnosis, config, env)
     elif config.target.replicas:  # without Sentinel: two masters are a split brain
-        from redis_runbook.diagnose_topology import replica_scenarios
+        from redis_runbook.diagnose.sentinel import replica_scenarios
         from redis_runbook.replicas import check_replicas
 
         found = replica_scenarios(check_replicas(config, env))

@@ -26,18 +26,18 @@ import redis
 from redis_runbook.backup.available import Backups, list_backups
 from redis_runbook.checks import CheckResult, evaluate
 from redis_runbook.config import Config
-from redis_runbook.diagnose_patterns import (
-    LogMatch,
-    line_time,
-    match_lines,
-    since_last_start,
-)
 from redis_runbook.errors import RunbookError, TargetUnavailable
 from redis_runbook.persistence.files import OfflineEvidence, data_layout, offline_checks
 from redis_runbook.persistence.layout import (
     DataLayout,
 )
 from redis_runbook.redisinfo import error_counts, parse_info
+from redis_runbook.redislog import (
+    LogMatch,
+    line_time,
+    match_lines,
+    since_last_start,
+)
 from redis_runbook.service import RunState, Service, ServiceState, make_service
 from redis_runbook.service.process import ProcessService, proc_state, tail_lines
 from redis_runbook.snapshot import Snapshot, take_snapshot

@@ -5,8 +5,8 @@ when the server answers nothing, what it says to the stall probe."""
 from __future__ import annotations
 
 from redis_runbook.checks import Status
-from redis_runbook.diagnose_evidence import Evidence
-from redis_runbook.diagnose_rules import (
+from redis_runbook.diagnose.evidence import Evidence
+from redis_runbook.diagnose.scenario import (
     CMD_BLOCKED,
     CMD_CLIENTS,
     CMD_HEALTH,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from redis_runbook.checks.base import CheckResult, Status
 from redis_runbook.config import Config
-from redis_runbook.diagnose_rules import Scenario
+from redis_runbook.diagnose.scenario import Scenario
 from redis_runbook.topology import Topology, fence_commands
 
 

@@ -18,13 +18,12 @@ from pathlib import Path
 from redis_runbook.config import toml
 from redis_runbook.errors import LabError
 from redis_runbook.lab.borglab import ensure_repo
+from redis_runbook.lab.layout import POSTGRES_DIR, STATE_NAME
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.ports import port_free
 
 LAB_MAXMEMORY = "64mb"
 CONFIG_NAME = "redis-runbook.toml"
-STATE_NAME = "lab.json"
-POSTGRES_DIR = "postgres"  # `lab up --with-postgres`: the cluster, see lab/pglab.py
 #: The sections `lab up` writes; a rewrite of the lab config keeps every other one.
 LAB_SECTIONS = frozenset({"target", "service", "server", "backup"})
 

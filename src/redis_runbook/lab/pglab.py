@@ -21,7 +21,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from redis_runbook.config import toml
 from redis_runbook.errors import LabError
-from redis_runbook.lab.lifecycle import POSTGRES_DIR as PG_DIR
+from redis_runbook.lab.layout import POSTGRES_DIR as PG_DIR
 from redis_runbook.lab.pg_example import ExampleRows, create_example, example_sources
 from redis_runbook.lab.postgres import PostgresServer
 

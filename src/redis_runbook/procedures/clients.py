@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from redis_runbook.bullmq.keys import WORKER_WAITS
 from redis_runbook.errors import Refused, UnknownName
 from redis_runbook.memory import redis_errors
 from redis_runbook.procedures.context import ProcedureContext
@@ -20,10 +21,6 @@ from redis_runbook.procedures.engine import Confirm, Plan, Step
 from redis_runbook.redisinfo import parse_client_list
 from redis_runbook.stall import stall_errors
 from redis_runbook.units import format_bytes, format_duration
-
-# Blocking commands BullMQ workers use to wait for jobs (v5: BZPOPMIN on the
-# marker key; older: BRPOPLPUSH / BLMOVE); blocked there is a worker idling.
-WORKER_WAITS = frozenset({"bzpopmin", "brpoplpush", "blmove", "bzmpop", "xread", "xreadgroup"})
 
 
 def _int(fields: dict[str, str], name: str) -> int:

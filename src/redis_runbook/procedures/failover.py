@@ -31,8 +31,8 @@ from redis_runbook.procedures.engine import Confirm, Plan, Runner, Step, StepFai
 from redis_runbook.procedures.replica_links import LINK_TIMEOUT_S, wait_linked
 from redis_runbook.procedures.write_pause import WritePause, disconnect_clients
 from redis_runbook.redisinfo import parse_pairs
-from redis_runbook.sentinel import ask_sentinels, split_address
 from redis_runbook.target import make_client
+from redis_runbook.target.sentinel import ask_sentinels, split_address
 from redis_runbook.topology import Topology, gather, node_command, node_view
 
 PROBE_KEY = "redis-runbook:failover-probe"

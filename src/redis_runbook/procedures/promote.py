@@ -39,7 +39,7 @@ from redis_runbook.procedures.fencing import (
     stopped_master_line,
 )
 from redis_runbook.redisinfo import parse_pairs
-from redis_runbook.sentinel import split_address
+from redis_runbook.target.sentinel import split_address
 from redis_runbook.topology import NodeView, node_command, node_view
 
 FAILOVER_TIMEOUT_MS = 10_000

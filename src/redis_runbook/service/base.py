@@ -20,8 +20,8 @@ import redis
 from redis_runbook.bgsave import SaveFailed, bgsave_and_wait, save_deadline
 from redis_runbook.children import die_with_parent
 from redis_runbook.config import TargetConfig
-from redis_runbook.diagnose_patterns import since_last_start
 from redis_runbook.errors import RunbookError
+from redis_runbook.redislog import since_last_start
 from redis_runbook.target import make_client
 
 SAVE_FAILED_HINT = (

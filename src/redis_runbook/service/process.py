@@ -14,7 +14,7 @@ import redis
 
 from redis_runbook.bgsave import save_deadline
 from redis_runbook.config import ServiceConfig, TargetConfig
-from redis_runbook.diagnose_patterns import since_last_start
+from redis_runbook.redislog import since_last_start
 from redis_runbook.service.base import (
     SAVE_FAILED_HINT,
     RunState,

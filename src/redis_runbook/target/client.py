@@ -333,9 +333,7 @@ def client_kwargs(
         if node is not None:
             kwargs["host"], kwargs["port"] = node
         elif target.sentinel is not None:
-            from redis_runbook.sentinel import resolve_master  # imports this module
-
-            kwargs["host"], kwargs["port"] = resolve_master(target, env)
+            raise ValueError("a Sentinel target needs its master resolved: use target.make_client")
     # Hints name the node this client reaches (a Sentinel target: the master found).
     address = (kwargs["host"], kwargs["port"]) if scheme != "unix" else None
     kwargs["handshake"] = replace(handshake, redis_cli=redis_cli_prefix(target, address))

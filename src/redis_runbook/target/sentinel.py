@@ -21,6 +21,7 @@ from redis.retry import Retry
 
 from redis_runbook.config import SentinelConfig, TargetConfig, secrets
 from redis_runbook.errors import RunbookError, TargetUnavailable, UnknownName
+from redis_runbook.target.client import make_client
 
 ROLE_RETRY_S = 0.25
 _preferred: dict[tuple[str, ...], int] = {}
@@ -112,8 +113,6 @@ def sentinel_cli(config: SentinelConfig, address: str) -> str:
 
 
 def _role(target: TargetConfig, host: str, port: int, env: Mapping[str, str] | None) -> str:
-    from redis_runbook.target import make_client  # target.py imports this module lazily
-
     client = make_client(target, env, node=(host, port))
     try:
         reply: Any = client.execute_command("ROLE")
