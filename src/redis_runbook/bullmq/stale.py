@@ -68,7 +68,7 @@ def _read_window(
 ) -> list[tuple[str, str, int]]:
     keys = [queue.key("active"), queue.key("repeat")]
     args: list[str | int] = [queue.base, first, last, "" if max_stalled is None else max_stalled]
-    reply: Any = client.eval(READ_SCRIPT, len(keys), *keys, *args)
+    reply: Any = client.register_script(READ_SCRIPT)(keys=keys, args=args)  # EVALSHA
     return [
         (_text(reply[i]), _text(reply[i + 1]), int(reply[i + 2])) for i in range(0, len(reply), 3)
     ]
@@ -188,7 +188,7 @@ def recover_call(
                                    "stalled", "repeat")]  # fmt: skip
     args: list[str | int | float] = [queue.base, "1" if count_as_stall else "0", queue.layout,
             "1" if break_immortal else "0", max_stalled, budget, budget_ms]  # fmt: skip
-    reply: Any = client.eval(SCRIPT, len(keys), *keys, *args)
+    reply: Any = client.register_script(SCRIPT)(keys=keys, args=args)  # EVALSHA
     notes: dict[str, list[str]] = {"failed": [], "immortal": [], "orphan": []}
     for entry in reply[5:]:
         kind, _, job_id = _text(entry).partition(":")
