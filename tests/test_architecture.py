@@ -40,7 +40,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "errors",
         "redaction",
         "redislog",
-        "redisinfo",
+        "replies",
         "units",
         "globs",
         "target_url",

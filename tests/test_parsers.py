@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from redis_runbook.redisinfo import (
+from redis_runbook.replies import (
     DbStats,
     error_counts,
     keyspace,

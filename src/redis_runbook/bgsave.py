@@ -11,7 +11,7 @@ import time
 import redis
 
 from redis_runbook.errors import RunbookError
-from redis_runbook.redisinfo import parse_info
+from redis_runbook.replies import parse_info
 
 POLL_S = 0.05
 SAVE_FAILED_HINT = "read the Redis log (redis-runbook diagnose); check free disk in the data dir"
@@ -25,7 +25,7 @@ class SaveFailed(RunbookError):
     default_hint = SAVE_FAILED_HINT
 
 
-def info_fields(client: redis.Redis, section: str) -> dict[str, str]:
+def read_info(client: redis.Redis, section: str) -> dict[str, str]:
     """INFO <section> as text fields."""
     return parse_info(str(client.execute_command("INFO", section)))
 
@@ -33,7 +33,7 @@ def info_fields(client: redis.Redis, section: str) -> dict[str, str]:
 def save_deadline(client: redis.Redis) -> float:
     """Seconds to allow a save of this dataset: four times the last BGSAVE, or
     used_memory at 20 MB/s, and never under a minute."""
-    persistence, memory = info_fields(client, "persistence"), info_fields(client, "memory")
+    persistence, memory = read_info(client, "persistence"), read_info(client, "memory")
     last = max(int(persistence.get("rdb_last_bgsave_time_sec", "-1") or -1), 0)
     used = int(memory.get("used_memory", "0") or 0)
     return max(60.0, 4.0 * last, used / MIN_SAVE_RATE)
@@ -44,7 +44,7 @@ def _saves(info: dict[str, str]) -> tuple[int, int]:
 
 
 def _wait_idle(client: redis.Redis, deadline: float, timeout: float) -> None:
-    while info_fields(client, "persistence").get("rdb_bgsave_in_progress") == "1":
+    while read_info(client, "persistence").get("rdb_bgsave_in_progress") == "1":
         if time.monotonic() > deadline:
             raise SaveFailed(f"the BGSAVE in progress did not finish within {timeout:g} s")
         time.sleep(POLL_S)
@@ -59,7 +59,7 @@ def bgsave_and_wait(client: redis.Redis, timeout: float, *, fresh: bool = False)
     deadline = time.monotonic() + timeout
     if fresh:
         _wait_idle(client, deadline, timeout)
-    before = info_fields(client, "persistence")
+    before = read_info(client, "persistence")
     joined = before.get("rdb_bgsave_in_progress") == "1"
     if not joined:
         try:
@@ -70,7 +70,7 @@ def bgsave_and_wait(client: redis.Redis, timeout: float, *, fresh: bool = False)
             joined = True
     saves, lastsave = _saves(before)
     while True:
-        now = info_fields(client, "persistence")
+        now = read_info(client, "persistence")
         new_saves, new_lastsave = _saves(now)
         # rdb_saves counts a BGSAVE when it starts: a joined one is counted already.
         advanced = joined or (new_saves > saves if "rdb_saves" in now else new_lastsave > lastsave)
@@ -98,7 +98,7 @@ def wait_no_rewrite(client: redis.Redis, timeout: float) -> tuple[float, dict[st
     Returns the seconds waited and the last fields read; RewriteTimeout at the
     deadline."""
     started = time.monotonic()
-    while aof_rewriting(info := info_fields(client, "persistence")):
+    while aof_rewriting(info := read_info(client, "persistence")):
         if time.monotonic() - started > timeout:
             raise RewriteTimeout(f"an AOF rewrite was still running after {timeout:g} s")
         time.sleep(POLL_S)

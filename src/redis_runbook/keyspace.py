@@ -21,7 +21,7 @@ import redis
 
 from redis_runbook.config import Category, TargetConfig
 from redis_runbook.globs import glob_regex
-from redis_runbook.redisinfo import keyspace, parse_info
+from redis_runbook.replies import keyspace, parse_info
 from redis_runbook.target import make_client
 
 OTHER = "other"

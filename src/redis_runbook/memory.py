@@ -10,7 +10,7 @@ from typing import Any
 
 import redis
 
-from redis_runbook.redisinfo import error_counts, number, parse_info
+from redis_runbook.replies import error_counts, info_fields, number
 from redis_runbook.target import classify
 from redis_runbook.units import format_bytes
 
@@ -23,15 +23,6 @@ def redis_errors(where: str) -> Iterator[None]:
         yield
     except redis.RedisError as exc:
         raise classify(exc, where) from None
-
-
-def info_fields(reply: Any) -> dict[str, str]:
-    """An INFO reply as {field: value}: raw text (the tool's clients, bytes or str)
-    or the dict a plain redis-py client parses it into."""
-    if isinstance(reply, dict):
-        return {str(k): str(v) for k, v in reply.items()}
-    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
-    return parse_info(text)
 
 
 @dataclass(frozen=True)

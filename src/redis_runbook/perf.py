@@ -13,8 +13,8 @@ from typing import Any
 
 from redis_runbook.bullmq.keys import WORKER_WAITS
 from redis_runbook.config import Config
-from redis_runbook.memory import MemoryFigures, info_fields, read_memory
-from redis_runbook.redisinfo import parse_client_list
+from redis_runbook.memory import MemoryFigures, read_memory
+from redis_runbook.replies import info_fields, parse_client_list
 from redis_runbook.snapshot import LatencyEvent
 from redis_runbook.stall import stall_errors
 from redis_runbook.target import make_client, redis_cli_prefix, target_display

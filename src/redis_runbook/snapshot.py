@@ -20,7 +20,7 @@ import redis
 
 from redis_runbook.config import TargetConfig
 from redis_runbook.errors import RunbookError
-from redis_runbook.redisinfo import parse_client_list, parse_info
+from redis_runbook.replies import parse_client_list, parse_info
 from redis_runbook.target import classify, client_cli, connect, make_client, target_display
 
 CONFIG_PARAMS = (

@@ -34,6 +34,7 @@ from redis.exceptions import BusyLoadingError
 
 from redis_runbook.config import TargetConfig
 from redis_runbook.errors import RunbookError, TargetUnavailable
+from redis_runbook.replies import text as reply_text
 from redis_runbook.target import (
     RunbookConnection,
     RunbookSSLConnection,
@@ -95,12 +96,6 @@ class StallProbe:
         return self.kind in ("busy", "held", "paused")
 
 
-def _text(value: object) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
 def probe_stall(
     target: TargetConfig, env: Mapping[str, str] | None = None, timeout: float | None = None
 ) -> StallProbe:
@@ -160,13 +155,13 @@ def _read(connection: Any, commands: list[tuple[Any, ...]], wait: float, cli: st
                 cli,
             )
         except BusyLoadingError as exc:
-            return StallProbe("answers", f"probe: {command[0]}: {exc}", cli, _text(exc))
+            return StallProbe("answers", f"probe: {command[0]}: {exc}", cli, reply_text(exc))
         except redis.ResponseError as exc:
             reply = exc
         except redis.RedisError as exc:
             return StallProbe("unknown", f"probe: {type(exc).__name__}: {exc}", cli)
         now = time.monotonic()
-        text = _text(reply)
+        text = reply_text(reply)
         if command[0] == PROBE_COMMAND:
             answered_at = now
             continue

@@ -24,8 +24,7 @@ import redis
 from redis_runbook.checks.base import CheckResult, Status, band_status, band_text
 from redis_runbook.config import Config
 from redis_runbook.errors import RunbookError
-from redis_runbook.memory import info_fields
-from redis_runbook.redisinfo import parse_pairs
+from redis_runbook.replies import info_fields, parse_pairs
 from redis_runbook.target import make_client, redis_cli_prefix
 from redis_runbook.target.sentinel import SentinelView, split_address, view_of
 

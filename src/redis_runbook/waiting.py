@@ -9,8 +9,8 @@ import redis
 
 from redis_runbook.config import TargetConfig
 from redis_runbook.errors import AuthFailed, TargetUnavailable
-from redis_runbook.redisinfo import parse_info
 from redis_runbook.redislog import match_lines, strip_prefix
+from redis_runbook.replies import parse_info
 from redis_runbook.service.base import RunState, Service, ServiceError
 from redis_runbook.target import make_client, target_display
 

@@ -27,7 +27,7 @@ import redis
 
 from redis_runbook import bgsave
 from redis_runbook.backup.base import BackupError
-from redis_runbook.bgsave import info_fields
+from redis_runbook.bgsave import read_info
 from redis_runbook.errors import RunbookError
 from redis_runbook.persistence.aof import read_manifest
 from redis_runbook.persistence.aof_check import AofCheck, parse_check_aof
@@ -50,7 +50,7 @@ class StagedAof:
 
 
 def _persistence(client: redis.Redis) -> dict[str, str]:
-    return info_fields(client, "persistence")
+    return read_info(client, "persistence")
 
 
 def wait_no_rewrite(client: redis.Redis, timeout: float) -> float:

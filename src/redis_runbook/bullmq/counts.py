@@ -17,7 +17,7 @@ from typing import Any
 import redis
 
 from redis_runbook.bullmq.keys import QueueRef
-from redis_runbook.redisinfo import parse_client_list
+from redis_runbook.replies import parse_client_list
 
 BATCH_QUEUES = 100
 ID_CHUNK = 1000

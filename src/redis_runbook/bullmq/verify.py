@@ -32,6 +32,7 @@ from redis_runbook.bullmq.aioclient import async_client
 from redis_runbook.bullmq.counts import QueueCounts, active_ids, queue_counts
 from redis_runbook.bullmq.keys import QueueRef
 from redis_runbook.config import TargetConfig
+from redis_runbook.replies import text
 
 Verdict = Literal[
     "processing",
@@ -50,13 +51,9 @@ EVENT_SCAN = 1000
 CONSUMING_EVENTS = frozenset({"active", "completed", "failed", "retries-exhausted", "progress"})
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
 def _number(value: Any) -> int | None:
     try:
-        return int(_text(value)) if value is not None else None
+        return int(text(value)) if value is not None else None
     except ValueError:
         return None
 
@@ -171,7 +168,7 @@ def _sample(client: redis.Redis, queues: Sequence[QueueRef]) -> dict[QueueRef, _
                 float(completed[0][1]) if completed else None,
                 float(failed[0][1]) if failed else None,
             ),
-            _text(last[0][0]) if last else None,
+            text(last[0][0]) if last else None,
             Limits(_number(meta[0]), _number(meta[1]), _number(meta[2]), max(0, int(limiter))),
         )
     return samples
@@ -222,7 +219,7 @@ def _event_names(client: redis.Redis, q: QueueRef, after: str | None, upto: str)
     entries: Any = client.xrange(q.key("events"), min=low, max=upto, count=EVENT_SCAN)
     names = []
     for _id, fields in entries:
-        values = {_text(k): _text(v) for k, v in fields.items()}
+        values = {text(k): text(v) for k, v in fields.items()}
         if not values.get("jobId", "").startswith(CANARY_PREFIX):
             names.append(values.get("event", ""))
     return names

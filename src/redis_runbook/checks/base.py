@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from redis_runbook.config import Band, Config
-from redis_runbook.redisinfo import number
+from redis_runbook.replies import number
 from redis_runbook.snapshot import Snapshot
 from redis_runbook.target import redis_cli_prefix
 from redis_runbook.units import format_size

@@ -13,7 +13,7 @@ from redis_runbook.checks.base import (
     check,
     unknown,
 )
-from redis_runbook.redisinfo import error_counts, number
+from redis_runbook.replies import error_counts, number
 from redis_runbook.units import format_bytes, format_duration
 
 

@@ -13,7 +13,7 @@ from redis_runbook.checks.base import (
     check,
     unknown,
 )
-from redis_runbook.redisinfo import keyspace
+from redis_runbook.replies import keyspace
 from redis_runbook.units import format_duration
 
 RECENT_SPIKE_S = 300

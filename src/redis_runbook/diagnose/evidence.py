@@ -31,13 +31,13 @@ from redis_runbook.persistence.files import OfflineEvidence, data_layout, offlin
 from redis_runbook.persistence.layout import (
     DataLayout,
 )
-from redis_runbook.redisinfo import error_counts, parse_info
 from redis_runbook.redislog import (
     LogMatch,
     line_time,
     match_lines,
     since_last_start,
 )
+from redis_runbook.replies import error_counts, parse_info
 from redis_runbook.service import RunState, Service, ServiceState, make_service
 from redis_runbook.service.process import ProcessService, proc_state, tail_lines
 from redis_runbook.snapshot import Snapshot, take_snapshot

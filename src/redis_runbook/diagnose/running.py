@@ -18,7 +18,7 @@ from redis_runbook.diagnose.scenario import (
     find_check,
 )
 from redis_runbook.errors import TargetUnavailable
-from redis_runbook.redisinfo import number
+from redis_runbook.replies import number
 from redis_runbook.stall import pause_hint
 from redis_runbook.target import redis_cli_prefix
 

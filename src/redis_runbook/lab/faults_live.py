@@ -27,7 +27,7 @@ from redis_runbook.lab.faults_base import (
 )
 from redis_runbook.lab.holder import BLOCKED_CLIENT_NAME
 from redis_runbook.lab.server import RedisServer
-from redis_runbook.redisinfo import parse_info
+from redis_runbook.replies import parse_info
 from redis_runbook.service.process import proc_state
 from redis_runbook.target import make_client
 

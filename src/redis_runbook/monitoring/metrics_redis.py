@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from redis_runbook.redisinfo import error_counts, keyspace, number, parse_pairs
+from redis_runbook.replies import error_counts, keyspace, number, parse_pairs
 from redis_runbook.snapshot import Snapshot
 
 #: INFO field -> (metric name, help). Counters end in `_total`.

@@ -20,7 +20,7 @@ from redis_runbook import __version__
 from redis_runbook.backup.aofset import SETTING as REWRITE_SETTING
 from redis_runbook.backup.aofset import stage_aof
 from redis_runbook.backup.base import Backend, BackupError
-from redis_runbook.bgsave import SAVE_FAILED_HINT, SaveFailed, bgsave_and_wait, info_fields
+from redis_runbook.bgsave import SAVE_FAILED_HINT, SaveFailed, bgsave_and_wait, read_info
 from redis_runbook.config import Config
 from redis_runbook.fsops import stamp
 from redis_runbook.keyspace import count_keys
@@ -29,14 +29,11 @@ from redis_runbook.persistence.layout import DataLayout
 from redis_runbook.persistence.rdb import read_rdb_header
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step
+from redis_runbook.replies import text
 from redis_runbook.target import redis_cli_prefix
 from redis_runbook.units import format_bytes
 
 METADATA_FORMAT = 1
-
-
-def _text(value: Any) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def config_get(client: redis.Redis, name: str) -> str:
@@ -45,7 +42,7 @@ def config_get(client: redis.Redis, name: str) -> str:
     reply: Any = client.execute_command("CONFIG", "GET", name)
     if not isinstance(reply, dict):
         reply = dict(zip(reply[::2], reply[1::2], strict=False))
-    values = {_text(k): _text(v) for k, v in reply.items()}
+    values = {text(k): text(v) for k, v in reply.items()}
     return values.get(name, "")
 
 
@@ -114,7 +111,7 @@ def plan_create(pctx: ProcedureContext, backend: Backend) -> Plan:
         """Step 1: BGSAVE (or join the one in progress) and wait for its success."""
         client = pctx.client()
         try:
-            state.redis_version = info_fields(client, "server").get("redis_version", "")
+            state.redis_version = read_info(client, "server").get("redis_version", "")
             try:
                 return bgsave_and_wait(client, config.backup.bgsave_timeout_seconds)
             except SaveFailed as exc:
@@ -146,7 +143,7 @@ def plan_create(pctx: ProcedureContext, backend: Backend) -> Plan:
             if aof.files:
                 # A restore loads the AOF, a later point than the count: the writes
                 # until its copy are how far the two can be apart.
-                changes = int(info_fields(client, "persistence")["rdb_changes_since_last_save"])
+                changes = int(read_info(client, "persistence")["rdb_changes_since_last_save"])
                 state.keys["changes"] = max(int(state.keys.get("changes", 0)), changes)
         finally:
             client.close()

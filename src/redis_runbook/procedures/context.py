@@ -10,7 +10,7 @@ from redis_runbook.config import Config
 from redis_runbook.journal import Journal
 from redis_runbook.locks import refuse_if_locked
 from redis_runbook.procedures.engine import Runner
-from redis_runbook.redisinfo import keyspace, parse_info
+from redis_runbook.replies import keyspace, parse_info
 from redis_runbook.service import Service, make_service
 from redis_runbook.target import make_client, target_display
 

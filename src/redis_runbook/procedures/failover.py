@@ -25,12 +25,11 @@ from redis_runbook.bullmq.counts import queue_counts
 from redis_runbook.bullmq.discovery import discover
 from redis_runbook.config import Config
 from redis_runbook.errors import Refused, RunbookError
-from redis_runbook.memory import info_fields
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Runner, Step, StepFailed
 from redis_runbook.procedures.replica_links import LINK_TIMEOUT_S, wait_linked
 from redis_runbook.procedures.write_pause import WritePause, disconnect_clients
-from redis_runbook.redisinfo import parse_pairs
+from redis_runbook.replies import info_fields, parse_pairs
 from redis_runbook.target import make_client
 from redis_runbook.target.sentinel import ask_sentinels, split_address
 from redis_runbook.topology import Topology, gather, node_command, node_view

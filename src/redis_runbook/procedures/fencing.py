@@ -24,8 +24,8 @@ import redis
 
 from redis_runbook.config import Config
 from redis_runbook.errors import RunbookError
-from redis_runbook.memory import info_fields
 from redis_runbook.procedures.engine import StepFailed
+from redis_runbook.replies import info_fields
 from redis_runbook.service import Service
 from redis_runbook.target.sentinel import split_address
 from redis_runbook.topology import node_command

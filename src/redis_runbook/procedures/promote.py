@@ -38,7 +38,7 @@ from redis_runbook.procedures.fencing import (
     persist_roles,
     stopped_master_line,
 )
-from redis_runbook.redisinfo import parse_pairs
+from redis_runbook.replies import parse_pairs
 from redis_runbook.target.sentinel import split_address
 from redis_runbook.topology import NodeView, node_command, node_view
 

@@ -37,7 +37,7 @@ from redis_runbook.pg import Dsn, resolve_dsn
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
 from redis_runbook.procedures.purge import LabelledProgress
-from redis_runbook.redisinfo import parse_info, text
+from redis_runbook.replies import parse_info, text
 from redis_runbook.target import classify
 from redis_runbook.units import format_bytes
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from redis_runbook.config import Config
 from redis_runbook.procedures.engine import StepFailed
-from redis_runbook.redisinfo import parse_pairs
+from redis_runbook.replies import parse_pairs
 from redis_runbook.target.sentinel import view_of
 from redis_runbook.topology import NodeView, node_view
 

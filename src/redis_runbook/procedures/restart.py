@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import redis
 
 from redis_runbook.keyspace import KeyCounts, count_by_category
-from redis_runbook.memory import info_fields
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
+from redis_runbook.replies import info_fields
 from redis_runbook.service import RunState
 from redis_runbook.target import redis_cli_prefix
 from redis_runbook.waiting import wait_started

@@ -42,7 +42,7 @@ from redis_runbook.persistence.rdb import (
 from redis_runbook.procedures.aof import write_aof_from_rdb
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
-from redis_runbook.redisinfo import parse_info
+from redis_runbook.replies import parse_info
 from redis_runbook.service import RunState
 from redis_runbook.service.base import run_command
 from redis_runbook.waiting import wait_started

@@ -22,7 +22,7 @@ from redis_runbook.errors import Refused
 from redis_runbook.journal import Journal
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
-from redis_runbook.redisinfo import parse_info, text
+from redis_runbook.replies import parse_info, text
 
 BREAK_WORD = "BREAK-LOCKS"
 LOCK_WAIT_MARGIN_S = 1.0

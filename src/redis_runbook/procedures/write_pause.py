@@ -23,7 +23,7 @@ import redis
 
 from redis_runbook.config import Config
 from redis_runbook.errors import RunbookError
-from redis_runbook.redisinfo import parse_client_list, text
+from redis_runbook.replies import parse_client_list, text
 from redis_runbook.target import make_client
 from redis_runbook.target.sentinel import split_address
 from redis_runbook.topology import node_command

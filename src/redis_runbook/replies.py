@@ -5,6 +5,7 @@ kept as strings and never break parsing."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 def text(reply: object) -> str:
@@ -23,6 +24,14 @@ def parse_info(text: str) -> dict[str, str]:
         if sep:
             fields[key.strip()] = value.strip()
     return fields
+
+
+def info_fields(reply: Any) -> dict[str, str]:
+    """An INFO reply as {field: value}: raw text (the tool's clients, bytes or str)
+    or the dict a plain redis-py client parses it into."""
+    if isinstance(reply, dict):
+        return {str(k): str(v) for k, v in reply.items()}
+    return parse_info(text(reply))
 
 
 def parse_pairs(text: str, sep: str = ",") -> dict[str, str]:
