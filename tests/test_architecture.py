@@ -16,7 +16,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli", "__main__"),
     ("lab",),
     ("procedures", "diagnose", "monitoring", "checklist", "perf"),
-    ("checks", "topology", "replicas", "snapshot", "stall", "keyspace_purge"),
+    ("checks", "snapshot", "stall", "keyspace_purge"),
     (
         "backup",
         "bullmq",

@@ -24,8 +24,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from redis_runbook.checks import run_health
+from redis_runbook.checks.topology import TOPOLOGY_CHECKS
 from redis_runbook.lab.topology import SERVICE, Topology, start_topology
-from redis_runbook.topology import TOPOLOGY_CHECKS
 from tests.conftest import plain_client, wait_until
 from tests.test_failover import cli, config_of, sentinel_toml
 

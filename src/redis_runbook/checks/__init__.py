@@ -10,6 +10,8 @@ from typing import Any
 from redis_runbook.checks import clients, memory, persistence  # noqa: F401 (registers)
 from redis_runbook.checks import server as _server  # noqa: F401 (registers)
 from redis_runbook.checks.base import REGISTRY, CheckResult, Context, Status, worst
+from redis_runbook.checks.replicas import check_replicas
+from redis_runbook.checks.topology import check_topology
 from redis_runbook.config import Config
 from redis_runbook.errors import AuthFailed, SecretError
 from redis_runbook.snapshot import Snapshot, take_snapshot
@@ -101,12 +103,8 @@ def run_health(config: Config, env: Mapping[str, str] | None = None) -> HealthRe
     snapshot = take_snapshot(config.target, env)
     checks = evaluate(snapshot, config)
     if config.target.sentinel is not None:
-        from redis_runbook.topology import check_topology
-
         checks += check_topology(config, env)[1]
     elif config.target.replicas:  # without Sentinel: ROLE on every listed node
-        from redis_runbook.replicas import check_replicas
-
         checks += check_replicas(config, env)
     info = snapshot.info
     server: dict[str, str] = {

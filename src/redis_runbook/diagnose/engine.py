@@ -19,6 +19,8 @@ from typing import Any
 
 from redis_runbook.checks import Status
 from redis_runbook.checks.base import worst
+from redis_runbook.checks.replicas import check_replicas
+from redis_runbook.checks.topology import check_topology
 from redis_runbook.config import Config
 from redis_runbook.diagnose.down import corrupt_scenarios, down_scenario, unknown_reason
 from redis_runbook.diagnose.evidence import Evidence, collect
@@ -218,7 +220,6 @@ def _with_topology(diagnosis: Diagnosis, config: Config, env: Mapping[str, str] 
     """For a Sentinel target, scenario A comes from the topology (the [service] host
     may no longer hold the master)."""
     from redis_runbook.diagnose.sentinel import topology_notes, topology_scenarios
-    from redis_runbook.topology import check_topology
 
     topology, checks = check_topology(config, env)
     answers = diagnosis.evidence.snapshot.reachable
@@ -244,7 +245,6 @@ def diagnose(
         _with_topology(diagnosis, config, env)
     elif config.target.replicas:  # without Sentinel: two masters are a split brain
         from redis_runbook.diagnose.sentinel import replica_scenarios
-        from redis_runbook.replicas import check_replicas
 
         found = replica_scenarios(check_replicas(config, env))
         diagnosis.scenarios = sorted(found + diagnosis.scenarios, key=lambda s: ORDER[s.code])

@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 from redis_runbook import __version__
 from redis_runbook.backup import make_backend
 from redis_runbook.checks import evaluate
+from redis_runbook.checks.topology import check_topology
 from redis_runbook.config import Config
 from redis_runbook.errors import RunbookError
 from redis_runbook.monitoring.metrics_redis import redis_metrics
@@ -178,8 +179,6 @@ class RunbookCollector(Collector):
         )
         results = evaluate(snapshot, self.config)
         if self.config.target.sentinel is not None:  # the topology checks too (~6 ms)
-            from redis_runbook.topology import check_topology
-
             results += check_topology(self.config, self.env)[1]
         for result in results:
             family.add_metric([result.name], int(result.status))

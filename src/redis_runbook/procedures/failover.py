@@ -32,7 +32,7 @@ from redis_runbook.procedures.write_pause import WritePause, disconnect_clients
 from redis_runbook.replies import info_fields, parse_pairs
 from redis_runbook.target import make_client
 from redis_runbook.target.sentinel import ask_sentinels, split_address
-from redis_runbook.topology import Topology, gather, node_command, node_view
+from redis_runbook.target.topology import Topology, gather, node_command, node_view
 
 PROBE_KEY = "redis-runbook:failover-probe"
 POLL_S = 0.05

@@ -28,7 +28,7 @@ from redis_runbook.procedures.engine import StepFailed
 from redis_runbook.replies import info_fields
 from redis_runbook.service import Service
 from redis_runbook.target.sentinel import split_address
-from redis_runbook.topology import node_command
+from redis_runbook.target.topology import node_command
 
 FENCE_TIMEOUT_S = 10.0
 POLL_S = 0.05

@@ -40,7 +40,7 @@ from redis_runbook.procedures.fencing import (
 )
 from redis_runbook.replies import parse_pairs
 from redis_runbook.target.sentinel import split_address
-from redis_runbook.topology import NodeView, node_command, node_view
+from redis_runbook.target.topology import NodeView, node_command, node_view
 
 FAILOVER_TIMEOUT_MS = 10_000
 POLL_S = 0.05

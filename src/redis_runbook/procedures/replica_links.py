@@ -21,7 +21,7 @@ from redis_runbook.config import Config
 from redis_runbook.procedures.engine import StepFailed
 from redis_runbook.replies import parse_pairs
 from redis_runbook.target.sentinel import view_of
-from redis_runbook.topology import NodeView, node_view
+from redis_runbook.target.topology import NodeView, node_view
 
 LINK_TIMEOUT_S = 30.0
 POLL_S = 0.1

@@ -26,7 +26,7 @@ from redis_runbook.errors import RunbookError
 from redis_runbook.replies import parse_client_list, text
 from redis_runbook.target import make_client
 from redis_runbook.target.sentinel import split_address
-from redis_runbook.topology import node_command
+from redis_runbook.target.topology import node_command
 
 LEASE_MS = 2000
 RENEW_S = 0.25

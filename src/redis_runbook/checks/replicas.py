@@ -17,7 +17,7 @@ from redis_runbook.errors import RunbookError
 from redis_runbook.replies import info_fields
 from redis_runbook.target import make_client, redis_cli_prefix
 from redis_runbook.target.sentinel import split_address
-from redis_runbook.topology import NodeView, node_view
+from redis_runbook.target.topology import NodeView, node_view
 
 
 def _url_node(config: Config, env: Mapping[str, str] | None) -> NodeView:
