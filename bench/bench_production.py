@@ -21,7 +21,6 @@ on PATH for the seed's platform)."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,12 +33,11 @@ import redis
 
 from redis_runbook import lab
 from redis_runbook.bgsave import wait_no_rewrite
-from redis_runbook.lab.borglab import ensure_repo
 from redis_runbook.lab.lifecycle import lab_server
-from redis_runbook.ports import free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.docker_engine import IMAGE_OWNER, DockerEngine, docker_engine
+from tests.compose_app import write_app
+from tests.docker_engine import DockerEngine, docker_engine
 
 VALUE_BYTES = 10_000
 SMALL_KEYS = 1_000_000  # at 4 GiB; fewer for a smaller run
@@ -172,61 +170,22 @@ def process_bed(root: Path, total_bytes: int) -> Bed:
     return bed
 
 
-def host_path() -> str:
-    """PATH without a Redis build first on it: the host's Debian tools."""
-    server = shutil.which("redis-server")
-    build = str(Path(server).parent) if server else ""
-    return os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
-                           if p != build or build == "/usr/bin")  # fmt: skip
-
-
 def compose_bed(root: Path, engine: DockerEngine, total_bytes: int) -> Bed:
-    """The seed's compose layout on a private engine: host network on 127.0.0.1, the
-    data dir owned by 999:999, AOF everysec, maxmemory 8gb, a 2 minute stop grace."""
-    data = root / "data"
-    data.mkdir(parents=True)
-    os.chown(data, *(int(part) for part in IMAGE_OWNER.split(":")))
-    port = free_port()
-    compose_file = root / "docker-compose.yml"
-    compose_file.write_text(
-        f"""services:
-  redis:
-    image: {engine.image}
-    network_mode: host
-    user: "{IMAGE_OWNER}"
-    command: [redis-server, --port, "{port}", --bind, 127.0.0.1, --dir, /data,
-              --appendonly, "yes", --appendfsync, everysec, --maxmemory, {MAXMEMORY},
-              --maxmemory-policy, noeviction]
-    volumes:
-      - {data}:/data
-    stop_grace_period: 2m
-"""
-    )
-    backup = ensure_repo(root)
-    assert backup is not None
-    config = root / "redis-runbook.toml"
-    config.write_text(
-        f'[target]\nurl = "redis://127.0.0.1:{port}/0"\n\n'
-        f'[service]\nkind = "compose"\ncompose_file = "{compose_file}"\n'
-        f'compose_service = "redis"\ndata_dir = "{data}"\ncontainer_data_dir = "/data"\n'
-        f'owner = "{IMAGE_OWNER}"\n\n[server]\nmaxmemory = "{MAXMEMORY}"\n\n'
-        f'[backup]\nkind = "borg"\nrepository = "{backup["repository"]}"\n'
-        f'passphrase_file = "{backup["passphrase_file"]}"\n'
-    )
+    """The seed's compose layout on a private engine (tests/compose_app.py) with the
+    seed's maxmemory: host network on 127.0.0.1, the data dir owned by 999:999, AOF
+    everysec, a 2 minute stop grace."""
+    app = write_app(root, engine, maxmemory=MAXMEMORY)
 
-    def compose(*args: str) -> None:
-        engine.docker("compose", "-f", str(compose_file), *args, timeout=STEP_TIMEOUT_S)
+    def kill() -> None:
+        app.compose("kill", "-s", "SIGKILL", "redis", timeout=STEP_TIMEOUT_S)
 
-    env = base_env(root / "state") | engine.env | {
-        "PATH": host_path(), "REDIS_RUNBOOK_CONFIG": str(config)}  # fmt: skip
-    bed = Bed(f"compose ({engine.redis_version})", port, env, data,
-              lambda: compose("kill", "-s", "SIGKILL", "redis"))  # fmt: skip
-    compose("up", "-d")
+    bed = Bed(f"compose ({engine.redis_version})", app.port, app.env(), app.data, kill)
+    app.compose("up", "-d", timeout=STEP_TIMEOUT_S)
     try:
         ready(bed)
         run_procedures(bed, total_bytes)
     finally:
-        compose("down", "-t", "120")
+        app.compose("down", "-t", "120", timeout=STEP_TIMEOUT_S)
     return bed
 
 

@@ -10,122 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
 
 from redis_runbook.config import load_config
-from redis_runbook.lab.borglab import ensure_repo
 from redis_runbook.lab.seed import SeedPlan, seed
 from redis_runbook.ports import free_port
 from redis_runbook.service.compose import THROWAWAY_LABEL
+from tests.compose_app import OWNER, ComposeApp, write_app
 from tests.conftest import wait_until
 from tests.docker_engine import IMAGE_OWNER, DockerEngine, EngineError
-from tests.helpers import run_cli
-
-OWNER = tuple(int(part) for part in IMAGE_OWNER.split(":"))
-
-
-def host_path() -> str:
-    """PATH without the session's Redis build: Debian's own tools, as on a compose host."""
-    server = shutil.which("redis-server")
-    build = str(Path(server).parent) if server else None
-    parts = os.environ["PATH"].split(os.pathsep)
-    return os.pathsep.join(p for p in parts if p != build or build == "/usr/bin")
-
-
-@dataclass
-class ComposeApp:
-    """One compose project with a `redis` service and the CLI's config for it."""
-
-    dir: Path
-    data: Path
-    port: int
-    engine: DockerEngine
-
-    @property
-    def compose_file(self) -> Path:
-        return self.dir / "docker-compose.yml"
-
-    @property
-    def config(self) -> Path:
-        return self.dir / "redis-runbook.toml"
-
-    def env(self) -> dict[str, str]:
-        base = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_RUNBOOK_")}
-        return (
-            base
-            | self.engine.env
-            | {
-                "PATH": host_path(),
-                "REDIS_RUNBOOK_CONFIG": str(self.config),
-                "XDG_STATE_HOME": str(self.dir / "xdg"),
-            }
-        )
-
-    def cli(self, *args: str, timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
-        return run_cli(*args, env=self.env(), timeout=timeout)
-
-    def compose(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.engine.docker("compose", "-f", str(self.compose_file), *args)
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=30)
-
-    def wait_ready(self) -> None:
-        def answers() -> bool | None:
-            try:
-                with self.client() as client:
-                    return client.info("persistence")["loading"] == 0 or None
-            except redis.RedisError:
-                return None
-
-        wait_until(answers, f"the container's Redis on port {self.port} to answer", timeout=120)
-
-
-def write_app(root: Path, engine: DockerEngine) -> ComposeApp:
-    """The seed's compose layout (AOF everysec, noeviction, a long stop grace) on a
-    free port of 127.0.0.1 with host networking, and a config with a borg repo."""
-    root.mkdir(parents=True)
-    data = root / "data"
-    data.mkdir()
-    os.chown(data, *OWNER)
-    port = free_port()
-    app = ComposeApp(root, data, port, engine)
-    app.compose_file.write_text(
-        f"""services:
-  redis:
-    image: {engine.image}
-    network_mode: host
-    user: "{IMAGE_OWNER}"
-    command: [redis-server, --port, "{port}", --bind, 127.0.0.1, --dir, /data,
-              --appendonly, "yes", --appendfsync, everysec, --maxmemory, 256mb,
-              --maxmemory-policy, noeviction, --save, "3600 1"]
-    volumes:
-      - {data}:/data
-    stop_grace_period: 2m
-"""
-    )
-    backup = ensure_repo(root)
-    assert backup is not None
-    app.config.write_text(
-        f'[target]\nurl = "redis://127.0.0.1:{port}/0"\n\n'
-        f'[service]\nkind = "compose"\ncompose_file = "{app.compose_file}"\n'
-        f'compose_service = "redis"\ndata_dir = "{data}"\ncontainer_data_dir = "/data"\n'
-        f'owner = "{IMAGE_OWNER}"\n\n[server]\nmaxmemory = "256mb"\n\n'
-        # Room for a slow PING on a loaded host, as the lab tests allow.
-        "[thresholds.latency_ms]\nwarning = 500\ncritical = 1000\n\n"
-        f'[backup]\nkind = "borg"\nrepository = "{backup["repository"]}"\n'
-        f'passphrase_file = "{backup["passphrase_file"]}"\n\n'
-        f'[runbook]\nstate_dir = "{root / "state"}"\n'
-    )
-    return app
 
 
 @pytest.fixture
