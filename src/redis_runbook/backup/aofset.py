@@ -49,10 +49,6 @@ class StagedAof:
     check: AofCheck | None = None
 
 
-def _persistence(client: redis.Redis) -> dict[str, str]:
-    return read_info(client, "persistence")
-
-
 def wait_no_rewrite(client: redis.Redis, timeout: float) -> float:
     """Poll until no AOF rewrite is in progress or scheduled; the seconds waited.
     BackupError at the deadline."""
@@ -212,7 +208,7 @@ def _stage_multi_part(
         if waited >= POLL_S:
             staged.notes.append(f"waited {waited:.1f} s for an AOF rewrite to finish")
         for attempt in range(COPY_ATTEMPTS):
-            before = _persistence(client).get("aof_rewrites")
+            before = read_info(client, "persistence").get("aof_rewrites")
             shutil.rmtree(staging / layout.appenddirname, ignore_errors=True)
             try:
                 staged.files = _stage_once(layout, staging)
@@ -220,7 +216,7 @@ def _stage_multi_part(
                 raise BackupError(
                     f"cannot copy {layout.aof_dir}: {exc.strerror}", "check free space in TMPDIR"
                 ) from None
-            after = _persistence(client)
+            after = read_info(client, "persistence")
             if after.get("aof_rewrites") == before and not bgsave.aof_rewriting(after):
                 break
             if attempt == COPY_ATTEMPTS - 1:
