@@ -2,7 +2,8 @@
 
     client.py     URL, TLS, ACL credentials, timeouts; the one-round-trip handshake;
                   clients aimed at one node; errors classified into one-line messages
-    sentinel.py   Sentinel: the current master (confirmed with ROLE), the topology
+    sentinel.py   Sentinel: the current master (confirmed with ROLE)
+    topology.py   what every Sentinel and data node says (NodeView, Topology)
 
 `make_client(target)` here resolves a Sentinel target's master first and then aims a
 client at it (client.py never asks Sentinel, so the two modules import one way).
