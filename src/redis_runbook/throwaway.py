@@ -237,18 +237,18 @@ def aof_from_rdb(
     server (the service's own, through `launcher`), switch AOF on (which rewrites
     it from memory) and wait until the rewrite succeeded. Returns the AOF directory
     it wrote, under `workdir/data`, in the format of the version that will read it.
-    ThrowawayError when it cannot."""
+    `timeout` covers the load and the rewrite together. ThrowawayError when it cannot."""
     settings = {"dbfilename": rdb.name, "appenddirname": appenddirname,
                 "appendfilename": appendfilename}  # fmt: skip
     server = ThrowawayServer(workdir, settings, launcher=launcher)
     shutil.copy2(rdb, server.data_dir / rdb.name)
     with server:
-        server.start(timeout)
+        remaining = max(timeout - server.start(timeout), 1.0)
         client = make_client(server.target())
         try:
             # CONFIG SET appendonly yes starts (or schedules) the rewrite before it replies.
             client.config_set("appendonly", "yes")
-            _, info = wait_no_rewrite(client, timeout)
+            _, info = wait_no_rewrite(client, remaining)
             if info.get("aof_enabled") != "1" or info.get("aof_last_bgrewrite_status") != "ok":
                 raise ThrowawayError(f"the AOF rewrite of {rdb.name} failed")
         except RewriteTimeout:
