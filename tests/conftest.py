@@ -19,12 +19,13 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from redis_runbook import lab
-from redis_runbook.checks import CheckResult, HealthReport
+from redis_runbook.checks import HealthReport
 from redis_runbook.config import Config, ServerExpectations, ServiceConfig, Thresholds, load_config
 from redis_runbook.lab.lifecycle import LabStatus
 from redis_runbook.lab.seed import SeedPlan, seed
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.service.process import pid_alive
+from redis_runbook.status import CheckResult
 from tests.docker_engine import DockerEngine, EngineError, docker_engine
 from tests.node import NodeError, NodeLauncher, ensure_node_modules, node_available
 

@@ -3,9 +3,9 @@ and keys that were not observed. Pure functions, so every sequence is exact."""
 
 from __future__ import annotations
 
-from redis_runbook.checks.base import Status
 from redis_runbook.config.monitoring import AlertsConfig
-from redis_runbook.monitoring.alerting import AlertState, Observation, step
+from redis_runbook.monitoring.alerting import AlertState, step
+from redis_runbook.status import CheckResult, Status
 
 OK, WARN, CRIT, UNKNOWN = Status.OK, Status.WARNING, Status.CRITICAL, Status.UNKNOWN
 TARGET = "redis://127.0.0.1:7000/0"
@@ -18,7 +18,7 @@ def run(
     states: dict[str, AlertState] = {}
     sent = []
     for cycle, status in enumerate(sequence):
-        obs = [Observation(key, status, summary=f"cycle {cycle}")]
+        obs = [CheckResult(key, status, summary=f"cycle {cycle}")]
         for n in step(states, obs, 1000.0 + cycle * gap, policy, TARGET):
             sent.append(f"{cycle}:{n.kind}")
     return sent
@@ -56,14 +56,14 @@ def test_unknown_is_notified_unless_switched_off() -> None:
 def test_an_unobserved_key_keeps_its_state_unless_its_scope_was_evaluated() -> None:
     policy = AlertsConfig(resolve_after_cycles=1)
     states: dict[str, AlertState] = {}
-    memory = Observation("redis:memory", CRIT, summary="91 %")
-    down = Observation("redis:connection", CRIT, summary="down")
+    memory = CheckResult("redis:memory", CRIT, summary="91 %")
+    down = CheckResult("redis:connection", CRIT, summary="down")
     assert [n.kind for n in step(states, [memory], 1.0, policy, TARGET)] == ["FIRING"]
     # Redis is down: memory is not observed and must not resolve.
     assert [n.key for n in step(states, [down], 2.0, policy, TARGET)] == ["redis:connection"]
     assert states["redis:memory"].firing
     # Back up, everything evaluated: both resolve (memory was not observed at all).
-    back = [Observation("redis:connection", OK)]
+    back = [CheckResult("redis:connection", OK)]
     resolved = step(states, back, 3.0, policy, TARGET, evaluated_scopes=("redis:",))
     assert sorted((n.key, n.kind) for n in resolved) == [
         ("redis:connection", "RESOLVED"),
@@ -81,7 +81,7 @@ def test_state_survives_a_json_round_trip() -> None:
     states: dict[str, AlertState] = {}
     step(
         states,
-        [Observation("redis:aof", CRIT, "err", "ok", "AOF write failed")],
+        [CheckResult("redis:aof", CRIT, "err", "ok", "AOF write failed")],
         5.0,
         AlertsConfig(),
         TARGET,

@@ -39,6 +39,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "config",
         "errors",
         "redaction",
+        "status",
         "redislog",
         "replies",
         "units",

@@ -49,15 +49,13 @@ def test_weekly_reports_slow_log_patterns_and_a_missing_repository(
         client.set(f"k{i}", "v")
     client.hgetall("nope")
     checklist = run_checklist("weekly", Config(target=redis_server.target(), thresholds=RELAXED))
-    by_title = {i.title: i for i in checklist.items}
+    by_title = {i.name: i for i in checklist.checked}
     slow = by_title["Review slow log for patterns"]
-    assert slow.status is not None
     assert slow.status.name == "WARNING"
-    assert "SET ×5" in slow.detail
+    assert "SET ×5" in slow.summary
     backup = by_title["Verify backup completion"]
-    assert backup.status is not None
     assert backup.status.name == "UNKNOWN"
-    assert "no [backup] repository" in backup.detail
+    assert "no [backup] repository" in backup.summary
 
 
 def test_weekly_and_monthly_with_a_real_archive(lab_env: Lab, tmp_path: Path) -> None:
@@ -94,7 +92,6 @@ def test_memory_trend_from_the_monitor_history(tmp_path: Path) -> None:
             {"t": now - (9 - day) * 86_400, "used_memory": used, "maxmemory": 8 * gib}, keep_days=35
         )
     item = memory_trend(config, now=now)
-    assert item.status is not None
     assert item.status.name == "WARNING"
-    assert item.detail.startswith("+100.0 MiB/day over 9.0 days")
-    assert "in 9 days" in item.detail
+    assert item.summary.startswith("+100.0 MiB/day over 9.0 days")
+    assert "in 9 days" in item.summary

@@ -16,13 +16,14 @@ from typing import Any
 
 import pytest
 
-from redis_runbook.checks import Status, run_health
+from redis_runbook.checks import run_health
 from redis_runbook.config import Band, Config
 from redis_runbook.diagnose.engine import Diagnosis, diagnose
 from redis_runbook.diagnose.evidence import parse_oom_kills
 from redis_runbook.lab.faults import FAULTS, FaultOptions, inject
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.redislog import match_lines, since_last_start
+from redis_runbook.status import Status
 from tests.conftest import RedisFactory, plain_client, process_config, wait_until
 from tests.helpers import run_cli
 from tests.server_version import config_error_lines

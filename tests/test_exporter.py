@@ -20,7 +20,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from redis_runbook.checks import CHECK_ORDER
+from redis_runbook.checks import CHECK_NAMES
 from redis_runbook.config import Config, load_config
 from redis_runbook.config.monitoring import ExporterConfig
 from redis_runbook.errors import RunbookError
@@ -123,7 +123,7 @@ def test_scrape_names_and_values_match_redis_and_bullmq(redis_server: RedisServe
     checks = {
         dict(labels)["check"] for name, labels in samples if name == "redis_runbook_check_status"
     }
-    assert checks == set(CHECK_ORDER)
+    assert checks == set(CHECK_NAMES)
 
 
 def test_a_read_only_acl_user_is_enough(redis_factory: RedisFactory, tmp_path: Path) -> None:

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 import redis
 
-from redis_runbook.checks import CHECK_ORDER, CheckResult, HealthReport, Status, run_health
-from redis_runbook.checks.base import worst
+from redis_runbook.checks import CHECK_NAMES, HealthReport, run_health
 from redis_runbook.config import Band, ServerExpectations
 from redis_runbook.lab.faults_live import BUSY_SCRIPT
 from redis_runbook.lab.server import PRODUCTION_LIKE, RedisServer
+from redis_runbook.status import CheckResult, Status, worst
 from tests.conftest import (
     HEALTH_JSON_KEYS,
     RedisFactory,
@@ -591,7 +591,7 @@ def test_json_document(redis_server: RedisServer) -> None:
         version = info(client, "server")["redis_version"]
     assert document["server"]["redis_version"] == version
     assert time.strptime(document["time"], "%Y-%m-%dT%H:%M:%SZ")
-    assert [c["name"] for c in document["checks"]] == list(CHECK_ORDER)
+    assert [c["name"] for c in document["checks"]] == list(CHECK_NAMES)
     for entry in document["checks"]:
         assert set(entry) == {"name", "status", "value", "threshold", "summary", "hint", "metric"}
         assert entry["status"] in {s.name for s in Status}

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from redis_runbook.checks import run_health
-from redis_runbook.checks.base import CheckResult, Status
 from redis_runbook.config import Band, Config, RunbookConfig, TargetConfig, Thresholds
 from redis_runbook.config.monitoring import AlertsConfig, MonitorConfig, WebhookConfig
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.monitoring.monitor import Monitor
+from redis_runbook.status import CheckResult, Status
 from tests.peers import WebhookPeer, running, start_webhook
 
 #: Far above what a PING through the relay takes, even on a loaded machine.
@@ -145,6 +145,6 @@ def test_the_monitor_sends_no_latency_alert_for_its_own_handshake(
     finally:
         relay.close()
     for report in reports:
-        [latency] = [o for o in report.observations if o.key == "redis:ping_latency"]
+        [latency] = [o for o in report.observations if o.name == "redis:ping_latency"]
         assert latency.status is Status.OK, latency.summary
     assert [p["key"] for p in hook.inbox.posts if "latency" in p["key"]] == []

@@ -13,6 +13,7 @@ from pathlib import Path
 import redis
 
 from redis_runbook.backup.verify import compare_counts
+from redis_runbook.status import Status
 from tests.conftest import Lab, wait_until
 from tests.helpers import run_cli
 from tests.test_backup import create
@@ -71,18 +72,18 @@ def test_per_category_judgement() -> None:
         "by_category": {"cache": 990_000, "bullmq": 0},
         "volatile_by_category": {"cache": 10_000, "bullmq": 0},
     }
-    assert compare_counts(recorded, lost_bullmq).status == "failed"
+    assert compare_counts(recorded, lost_bullmq).status is Status.CRITICAL
     one_lost = lost_bullmq | {"by_category": {"cache": 990_000, "bullmq": 9_999}}
-    assert compare_counts(recorded, one_lost).status == "failed"
-    assert compare_counts(recorded, one_lost, writes_since_load=1).status == "ok"
+    assert compare_counts(recorded, one_lost).status is Status.CRITICAL
+    assert compare_counts(recorded, one_lost, writes_since_load=1).status is Status.OK
     expired = {
         "by_category": {"cache": 985_000, "bullmq": 10_000},
         "volatile_by_category": {"cache": 5_000, "bullmq": 0},
     }
     check = compare_counts(recorded, expired)
-    assert check.status == "ok", check.detail
-    assert "5000 keys with a TTL expired since" in check.detail
-    assert compare_counts(recorded | {"changes": 3}, one_lost).status == "ok"
+    assert check.status is Status.OK, check.summary
+    assert "5000 keys with a TTL expired since" in check.summary
+    assert compare_counts(recorded | {"changes": 3}, one_lost).status is Status.OK
 
 
 def test_an_archive_taken_under_writes_verifies_and_restores(lab_env: Lab, tmp_path: Path) -> None:

@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from redis_runbook.checks import CHECK_ORDER, HealthReport, Status, run_health
+from redis_runbook.checks import CHECK_NAMES, HealthReport, run_health
 from redis_runbook.config import Band, Config, TargetConfig, Thresholds
 from redis_runbook.diagnose.engine import diagnose
 from redis_runbook.lab.server import PRODUCTION_LIKE, RedisServer
+from redis_runbook.status import Status
 from redis_runbook.units import format_bytes, parse_size
 from tests.conftest import RedisFactory, config_for, named, process_config
 from tests.pki import make_ca, make_leaf
@@ -117,7 +118,7 @@ def test_right_password_from_each_source(secured: RedisServer, tmp_path: Path, s
     fields = sources[source]
     config = Config(target=retarget(secured, **fields), thresholds=RELAXED)
     report = health_within(config, env={"MY_PW": PASSWORD})
-    assert [c.name for c in report.checks] == list(CHECK_ORDER)
+    assert [c.name for c in report.checks] == list(CHECK_NAMES)
     assert [c.name for c in report.checks if c.status is Status.UNKNOWN] == []
     assert report.status is not Status.UNKNOWN
     assert PASSWORD not in json.dumps(report.to_json()) + repr(report)
@@ -146,7 +147,7 @@ def test_acl_user_without_info(redis_factory: RedisFactory, tmp_path: Path) -> N
     config = acl_config(server, tmp_path, "monitor", "monpw")
     report = health_within(config)
     statuses = {c.name: c.status for c in report.checks}
-    assert list(statuses) == list(CHECK_ORDER)
+    assert list(statuses) == list(CHECK_NAMES)
     assert statuses.pop("ping_latency") is Status.OK
     assert set(statuses.values()) == {Status.UNKNOWN}
     assert report.status is Status.UNKNOWN

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from redis_runbook.checks import Status, run_health
+from redis_runbook.checks import run_health
 from redis_runbook.config import Config, TargetConfig
 from redis_runbook.errors import (
     EXIT_USAGE,
@@ -23,6 +23,7 @@ from redis_runbook.errors import (
     ServerOutOfMemory,
 )
 from redis_runbook.lab.server import RedisServer
+from redis_runbook.status import Status
 from redis_runbook.target import classify, connect, make_client
 from tests.conftest import RedisFactory, plain_client, wait_until
 from tests.helpers import run_cli

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from redis_runbook.backup import make_backend
-from redis_runbook.backup.verify import drill
-from redis_runbook.checks import CheckResult, evaluate
-from redis_runbook.checks.base import Status, worst
+from redis_runbook.backup.verify import DRILL_WORDS, drill
+from redis_runbook.checks import evaluate
 from redis_runbook.config import Config
 from redis_runbook.errors import RunbookError
 from redis_runbook.memory import redis_errors
@@ -27,6 +26,7 @@ from redis_runbook.monitoring.state import StateFiles
 from redis_runbook.perf import SlowEntry
 from redis_runbook.service.base import run_command
 from redis_runbook.snapshot import Snapshot, take_snapshot
+from redis_runbook.status import CheckResult, Status, worst
 from redis_runbook.target import make_client, target_display
 
 Period = Literal["daily", "weekly", "monthly"]
@@ -37,36 +37,51 @@ SLOWLOG_SAMPLE = 128
 
 
 @dataclass(frozen=True)
-class Item:
-    """One checklist line: checked (a Status) or manual (status None)."""
+class Manual:
+    """A line for a person to tick: what the tool cannot check."""
 
     title: str
-    status: Status | None
-    detail: str
-    hint: str | None = None
+    detail: str = "to do by hand"
 
-    def to_json(self) -> dict[str, Any]:
-        """Stable JSON (docs/json.md)."""
-        return {
-            "title": self.title,
-            "status": self.status.name if self.status is not None else "MANUAL",
-            "detail": self.detail,
-            "hint": self.hint,
-        }
+
+#: One checklist line: a check the tool made (named by its title) or a manual one.
+Line = CheckResult | Manual
+
+
+def line_json(line: Line) -> dict[str, Any]:
+    """Stable JSON of one line (docs/json.md); a manual line's status is MANUAL."""
+    if isinstance(line, Manual):
+        return {"title": line.title, "status": "MANUAL", "detail": line.detail, "hint": None}
+    return {
+        "title": line.name,
+        "status": line.status.name,
+        "detail": line.summary,
+        "hint": line.hint,
+    }
+
+
+def _item(title: str, status: Status, detail: str, hint: str | None = None) -> CheckResult:
+    """A line the tool checked."""
+    return CheckResult(title, status, summary=detail, hint=hint)
 
 
 @dataclass
 class Checklist:
-    """A period's items, in the seed's order, then the manual ones."""
+    """A period's lines, in the seed's order, then the manual ones."""
 
     period: Period
     target: str
-    items: list[Item] = field(default_factory=list)
+    items: list[Line] = field(default_factory=list)
+
+    @property
+    def checked(self) -> list[CheckResult]:
+        """The lines the tool checked."""
+        return [i for i in self.items if isinstance(i, CheckResult)]
 
     @property
     def status(self) -> Status:
-        """The worst checked item (manual items do not count)."""
-        return worst(i.status for i in self.items if i.status is not None)
+        """The worst checked line (manual lines do not count)."""
+        return worst(i.status for i in self.checked)
 
     def to_json(self) -> dict[str, Any]:
         """Stable JSON (docs/json.md)."""
@@ -75,25 +90,25 @@ class Checklist:
             "target": self.target,
             "status": self.status.name,
             "exit_code": int(self.status),
-            "items": [i.to_json() for i in self.items],
+            "items": [line_json(i) for i in self.items],
         }
 
 
-def _from_check(title: str, result: CheckResult) -> Item:
-    return Item(
+def _from_check(title: str, result: CheckResult) -> CheckResult:
+    return _item(
         title, result.status, f"{result.value} ({result.threshold}): {result.summary}", result.hint
     )
 
 
-def _checks(snapshot: Snapshot, config: Config, names: Mapping[str, str]) -> list[Item]:
+def _checks(snapshot: Snapshot, config: Config, names: Mapping[str, str]) -> list[CheckResult]:
     results = {r.name: r for r in evaluate(snapshot, config)}
     if not snapshot.reachable:
         down = next(iter(results.values()))
-        return [Item(title, down.status, down.summary, down.hint) for title in names.values()]
+        return [_item(title, down.status, down.summary, down.hint) for title in names.values()]
     return [_from_check(title, results[name]) for name, title in names.items()]
 
 
-def slowlog_patterns(config: Config) -> Item:
+def slowlog_patterns(config: Config) -> CheckResult:
     """The commands that fill the slow log, by name (the weekly "patterns"): the last
     128 entries, leaving out the tool's own connections."""
     title = "Review slow log for patterns"
@@ -101,22 +116,22 @@ def slowlog_patterns(config: Config) -> Item:
     try:
         client = make_client(config.target, decode=False)  # a secret source may fail here
     except RunbookError as exc:
-        return Item(title, Status.UNKNOWN, exc.message, exc.hint)
+        return _item(title, Status.UNKNOWN, exc.message, exc.hint)
     try:
         with redis_errors(where):
             rows: Any = client.execute_command("SLOWLOG", "GET", SLOWLOG_SAMPLE)
     except RunbookError as exc:
-        return Item(title, Status.UNKNOWN, exc.message, exc.hint)
+        return _item(title, Status.UNKNOWN, exc.message, exc.hint)
     finally:
         client.close()
     own = config.target.client_name
     entries = [e for e in map(SlowEntry.parse, rows) if e.client_name != own]
     if not entries:
-        return Item(title, Status.OK, "no slow commands in the slow log")
+        return _item(title, Status.OK, "no slow commands in the slow log")
     by_command = Counter(e.command.split(" ", 1)[0].upper() for e in entries)
     slowest = max(e.duration_us for e in entries)
     top = ", ".join(f"{cmd} ×{n}" for cmd, n in by_command.most_common(5))
-    return Item(
+    return _item(
         title,
         Status.WARNING,
         f"{len(entries)} of the last {len(rows)} entries; slowest {slowest / 1000:.1f} ms; "
@@ -125,8 +140,8 @@ def slowlog_patterns(config: Config) -> Item:
     )
 
 
-def _no_repository(title: str) -> Item:
-    return Item(
+def _no_repository(title: str) -> CheckResult:
+    return _item(
         title,
         Status.UNKNOWN,
         "no [backup] repository configured",
@@ -134,7 +149,7 @@ def _no_repository(title: str) -> Item:
     )
 
 
-def backup_completion(config: Config) -> Item:
+def backup_completion(config: Config) -> CheckResult:
     """The newest archive's age against `[backup] rpo_hours`."""
     title = "Verify backup completion"
     if not config.backup.repository:
@@ -142,10 +157,10 @@ def backup_completion(config: Config) -> Item:
     try:
         newest = make_backend(config.backup).find("latest")
     except RunbookError as exc:
-        return Item(title, Status.CRITICAL, exc.message, exc.hint)
+        return _item(title, Status.CRITICAL, exc.message, exc.hint)
     age, rpo = newest.age_hours(), config.backup.rpo_hours
     status = Status.OK if age <= rpo else Status.WARNING if age <= 2 * rpo else Status.CRITICAL
-    return Item(
+    return _item(
         title,
         status,
         f"newest archive {newest.name} is {age:.1f} h old (RPO {rpo:g} h)",
@@ -153,7 +168,7 @@ def backup_completion(config: Config) -> Item:
     )
 
 
-def restore_drill(config: Config) -> Item:
+def restore_drill(config: Config) -> CheckResult:
     """`backup verify` on the newest archive, in a throwaway server."""
     title = "Test restore from backup"
     if not config.backup.repository:
@@ -163,17 +178,17 @@ def restore_drill(config: Config) -> Item:
             make_backend(config.backup), "latest", config.categories, config.backup.rpo_hours
         )
     except RunbookError as exc:
-        return Item(title, Status.CRITICAL, exc.message, exc.hint)
-    status = {"ok": Status.OK, "warning": Status.WARNING}.get(report.status, Status.CRITICAL)
-    detail = f"{report.archive.name}: {report.status}" + (
+        return _item(title, Status.CRITICAL, exc.message, exc.hint)
+    status = report.status
+    detail = f"{report.archive.name}: {DRILL_WORDS[status]}" + (
         f" ({report.reason})" if report.reason else ""
     )
-    return Item(
+    return _item(
         title, status, detail, None if status is Status.OK else "redis-runbook backup verify"
     )
 
 
-def memory_trend(config: Config, now: float | None = None) -> Item:
+def memory_trend(config: Config, now: float | None = None) -> CheckResult:
     """Memory growth per day from the monitor's history (least squares over the last
     30 days), and when the critical threshold would be reached at that rate."""
     title = "Review memory growth trend"
@@ -187,7 +202,7 @@ def memory_trend(config: Config, now: float | None = None) -> Item:
         and r["t"] >= now - 30 * DAY
     ]
     if len(points) < 2 or (points[-1][0] - points[0][0]) / DAY < MIN_TREND_SPAN_DAYS:
-        return Item(
+        return _item(
             title,
             Status.UNKNOWN,
             f"not enough monitor history ({len(points)} samples; needs a day or more)",
@@ -202,11 +217,11 @@ def memory_trend(config: Config, now: float | None = None) -> Item:
     used, maxmemory = points[-1][1], points[-1][2]
     detail = f"{per_day / 2**20:+.1f} MiB/day over {(points[-1][0] - points[0][0]) / DAY:.1f} days"
     if not maxmemory or per_day <= 0:
-        return Item(title, Status.OK, detail + ("" if maxmemory else "; no maxmemory set"))
+        return _item(title, Status.OK, detail + ("" if maxmemory else "; no maxmemory set"))
     limit = maxmemory * config.thresholds.memory_pct.critical / 100
     days = max(0.0, (limit - used) / per_day)
     status = Status.CRITICAL if days < 7 else Status.WARNING if days < 30 else Status.OK
-    return Item(
+    return _item(
         title,
         status,
         f"{detail}; {config.thresholds.memory_pct.critical:g} % of maxmemory in {days:.0f} days",
@@ -229,28 +244,27 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
 
 
-def redis_updates(snapshot: Snapshot) -> Item:
+def redis_updates(snapshot: Snapshot) -> Line:
     """The running version against the locally packaged one (when there is one)."""
     title = "Update Redis if security patches are available"
     running = snapshot.info.get("redis_version")
     packaged = packaged_redis_version()
     if running is None:
-        return Item(title, Status.UNKNOWN, "the running version is unknown (Redis not reached)")
+        return _item(title, Status.UNKNOWN, "the running version is unknown (Redis not reached)")
     if packaged is None:
-        return Item(
+        return Manual(
             title,
-            None,
             f"running {running}; no local package to compare with: check "
             "https://github.com/redis/redis/security/advisories and the release notes",
         )
     if _version(running) < _version(packaged):
-        return Item(
+        return _item(
             title,
             Status.WARNING,
             f"running {running}; the package offers {packaged}",
             "plan an upgrade in a maintenance window (redis-runbook recover restart)",
         )
-    return Item(title, Status.OK, f"running {running}; the package offers {packaged}")
+    return _item(title, Status.OK, f"running {running}; the package offers {packaged}")
 
 
 MANUAL: dict[Period, tuple[str, ...]] = {
@@ -285,5 +299,5 @@ def run_checklist(period: Period, config: Config) -> Checklist:
         result.items.append(restore_drill(config))
         result.items.append(memory_trend(config))
         result.items.append(redis_updates(snapshot))
-    result.items += [Item(text, None, "to do by hand") for text in MANUAL[period]]
+    result.items += [Manual(text) for text in MANUAL[period]]
     return result

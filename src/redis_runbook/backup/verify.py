@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import redis
 
@@ -32,10 +32,13 @@ from redis_runbook.persistence.rdb import (
     writers_of,
 )
 from redis_runbook.service.base import Launcher, on_host, run_command
+from redis_runbook.status import CheckResult, Status, worst
 from redis_runbook.throwaway import ThrowawayServer
 
-DrillStatus = Literal["ok", "warning", "failed"]
-EXIT_CODES: dict[DrillStatus, int] = {"ok": 0, "warning": 1, "failed": 2}
+#: The drill's words for a check's status in its JSON and its report (an UNKNOWN is
+#: never produced: a check the drill cannot make fails).
+DRILL_WORDS = {Status.OK: "ok", Status.WARNING: "warning", Status.CRITICAL: "failed",
+               Status.UNKNOWN: "failed"}  # fmt: skip
 #: Keys may differ between the count and the snapshot on a busy server, and keys
 #: with a TTL expire before the drill loads them: tolerate that many plus 1 %.
 COUNT_TOLERANCE_PCT = 1.0
@@ -43,17 +46,9 @@ DRILL_SETTINGS = {"appendonly": "no", "save": "", "maxmemory": "0"}
 MANIFEST_SUFFIX = ".manifest"
 
 
-@dataclass(frozen=True)
-class DrillCheck:
-    """One verdict of the drill."""
-
-    name: str
-    status: DrillStatus
-    detail: str
-
-    def to_json(self) -> dict[str, str]:
-        """The check as JSON."""
-        return {"name": self.name, "status": self.status, "detail": self.detail}
+def drill_check_json(check: CheckResult) -> dict[str, str]:
+    """One drill check as JSON (docs/json.md): name, status word, detail."""
+    return {"name": check.name, "status": DRILL_WORDS[check.status], "detail": check.summary}
 
 
 @dataclass
@@ -62,39 +57,38 @@ class DrillReport:
 
     archive: Archive
     rpo_hours: float
-    checks: list[DrillCheck] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)
     restored: dict[str, Any] = field(default_factory=dict)
     server_version: str | None = None
 
     @property
-    def status(self) -> DrillStatus:
+    def status(self) -> Status:
         """The worst status of the checks."""
-        statuses = {c.status for c in self.checks}
-        return "failed" if "failed" in statuses else "warning" if "warning" in statuses else "ok"
+        return worst(c.status for c in self.checks)
 
     @property
     def exit_code(self) -> int:
         """0 ok, 1 warning (old archive), 2 failed."""
-        return EXIT_CODES[self.status]
+        return int(self.status)
 
     @property
     def reason(self) -> str | None:
         """The first failed (else warning) check's detail."""
-        for wanted in ("failed", "warning"):
+        for wanted in (Status.CRITICAL, Status.WARNING):
             for check in self.checks:
-                if check.status == wanted:
-                    return f"{check.name}: {check.detail}"
+                if check.status is wanted:
+                    return f"{check.name}: {check.summary}"
         return None
 
-    def add(self, name: str, status: DrillStatus, detail: str) -> None:
+    def add(self, name: str, status: Status, detail: str) -> None:
         """Record a verdict."""
-        self.checks.append(DrillCheck(name, status, detail))
+        self.checks.append(CheckResult(name, status, summary=detail))
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON (docs/json.md, `backup verify`)."""
         return {
             "archive": self.archive.to_json(),
-            "status": self.status,
+            "status": DRILL_WORDS[self.status],
             "exit_code": self.exit_code,
             "reason": self.reason,
             "age_hours": round(self.archive.age_hours(), 2),
@@ -102,7 +96,7 @@ class DrillReport:
             "server_version": self.server_version,
             "recorded_keys": self.archive.metadata.get("keys", {}).get("by_category"),
             "restored_keys": self.restored.get("by_category"),
-            "checks": [c.to_json() for c in self.checks],
+            "checks": [drill_check_json(c) for c in self.checks],
         }
 
 
@@ -118,7 +112,7 @@ def installed_server_version(launcher: Launcher = on_host) -> str | None:
 
 def compare_counts(
     recorded: Mapping[str, Any], restored: Mapping[str, Any], writes_since_load: int = 0
-) -> DrillCheck:
+) -> CheckResult:
     """Keys per category in the restored server against the metadata. Per category:
     keys without a TTL must match exactly, give or take the writes the server took
     while the archive was counted (`changes` in the metadata) and since the restored
@@ -147,8 +141,10 @@ def compare_counts(
             )
     allowance = f"{writes} writes while counting" if writes else "no writes while counting"
     if wrong:
-        return DrillCheck(
-            "keys", "failed", f"keys do not match the archive ({allowance}): " + "; ".join(wrong)
+        return CheckResult(
+            "keys",
+            Status.CRITICAL,
+            summary=f"keys do not match the archive ({allowance}): " + "; ".join(wrong),
         )
     total_before, total_after = sum(before.values()), sum(after.values())
     detail = f"{total_after}/{total_before} keys restored ({shown or 'no keys'})"
@@ -156,10 +152,10 @@ def compare_counts(
     detail += f"; keys without a TTL match per category ({allowance})"
     if expired:
         detail += f"; {expired} keys with a TTL expired since"
-    return DrillCheck("keys", "ok", detail)
+    return CheckResult("keys", Status.OK, summary=detail)
 
 
-def _compare_totals(recorded: Mapping[str, Any], restored: Mapping[str, Any]) -> DrillCheck:
+def _compare_totals(recorded: Mapping[str, Any], restored: Mapping[str, Any]) -> CheckResult:
     """The judgement for archives whose metadata has no TTL counts per category:
     the drift over all categories within the keys with a TTL plus 1 %."""
     before: Mapping[str, int] = recorded.get("by_category") or {}
@@ -173,19 +169,21 @@ def _compare_totals(recorded: Mapping[str, Any], restored: Mapping[str, Any]) ->
         total_before * COUNT_TOLERANCE_PCT / 100
     )
     if total_before and not total_after:
-        return DrillCheck("keys", "failed", f"the RDB loaded no keys; {total_before} recorded")
+        return CheckResult(
+            "keys", Status.CRITICAL, summary=f"the RDB loaded no keys; {total_before} recorded"
+        )
     drift = sum(abs(d) for d in diffs.values())
     if drift > tolerance:
-        return DrillCheck(
+        return CheckResult(
             "keys",
-            "failed",
-            f"restored/recorded per category differ by {drift} keys (tolerance {tolerance}): "
-            + shown,
+            Status.CRITICAL,
+            summary=f"restored/recorded per category differ by {drift} keys "
+            f"(tolerance {tolerance}): {shown}",
         )
     detail = f"{total_after}/{total_before} keys restored ({shown or 'no keys'})"
     if drift:
         detail += f"; {drift} differ, within tolerance {tolerance} (TTLs, writes during BGSAVE)"
-    return DrillCheck("keys", "ok", detail)
+    return CheckResult("keys", Status.OK, summary=detail)
 
 
 def drill(
@@ -209,10 +207,10 @@ def drill(
     age = archive.age_hours()
     if age > rpo_hours:
         report.add(
-            "age", "warning", f"{age:.1f} h old, past the RPO of {rpo_hours:g} h: back up now"
+            "age", Status.WARNING, f"{age:.1f} h old, past the RPO of {rpo_hours:g} h: back up now"
         )
     else:
-        report.add("age", "ok", f"{age:.1f} h old (RPO {rpo_hours:g} h)")
+        report.add("age", Status.OK, f"{age:.1f} h old (RPO {rpo_hours:g} h)")
     return report
 
 
@@ -230,32 +228,34 @@ def _drill(
     try:
         backend.extract(archive.name, staging)
     except BackupCorrupt as exc:
-        report.add("extract", "failed", exc.message)
+        report.add("extract", Status.CRITICAL, exc.message)
         return
     files = sum(1 for p in staging.rglob("*") if p.is_file())
-    report.add("extract", "ok", f"{files} files extracted, integrity verified")
+    report.add("extract", Status.OK, f"{files} files extracted, integrity verified")
     rdb = staging / str(archive.metadata.get("rdb_file") or "dump.rdb")
     if not rdb.is_file():
-        report.add("rdb", "failed", f"no {rdb.name} in the archive")
+        report.add("rdb", Status.CRITICAL, f"no {rdb.name} in the archive")
         return
     header = read_rdb_header(rdb)
     done = run_command(launcher(["redis-check-rdb", str(rdb)], [workdir]), timeout=timeout)
     check = with_trailer(parse_check_rdb(done.stdout + done.stderr, done.returncode), rdb)
     if not check.ok:
-        report.add("redis-check-rdb", "failed", check.summary)
+        report.add("redis-check-rdb", Status.CRITICAL, check.summary)
         return
-    report.add("redis-check-rdb", "ok", f"{check.summary}; {header.summary}")
+    report.add("redis-check-rdb", Status.OK, f"{check.summary}; {header.summary}")
     report.server_version = installed_server_version(launcher)
     newest = max_rdb_version_of(report.server_version or "")
     if header.version is not None and newest is not None and header.version > newest:
         report.add(
             "rdb-version",
-            "failed",
+            Status.CRITICAL,
             f"RDB version {header.version} ({writers_of(header.version)}) is newer than the "
             f"installed redis-server {report.server_version} can load (up to {newest})",
         )
         return
-    report.add("rdb-version", "ok", f"RDB {header.version} loads on Redis {report.server_version}")
+    report.add(
+        "rdb-version", Status.OK, f"RDB {header.version} loads on Redis {report.server_version}"
+    )
     manifests = sorted(staging.glob(f"*/*{MANIFEST_SUFFIX}"))
     if manifests:  # `recover restore` loads this AOF: drill it, not the RDB alone
         done = run_command(
@@ -264,10 +264,12 @@ def _drill(
         aof_check = parse_check_aof(done.stdout + done.stderr, done.returncode)
         if not aof_check.valid:
             report.add(
-                "redis-check-aof", "failed", f"a restore would refuse it: {aof_check.summary}"
+                "redis-check-aof",
+                Status.CRITICAL,
+                f"a restore would refuse it: {aof_check.summary}",
             )
             return
-        report.add("redis-check-aof", "ok", aof_check.summary)
+        report.add("redis-check-aof", Status.OK, aof_check.summary)
     manifest = manifests[0] if manifests else None
     _load(report, workdir, rdb, manifest, categories, timeout, launcher)
 
@@ -302,9 +304,9 @@ def _load(
             server.start(timeout)
             report.restored = count_keys(server.target(), categories)
         except (RunbookError, redis.RedisError) as exc:
-            report.add("load", "failed", getattr(exc, "message", str(exc)))
+            report.add("load", Status.CRITICAL, getattr(exc, "message", str(exc)))
             return
         report.add(
-            "load", "ok", f"loaded {what} into a throwaway redis-server on port {server.port}"
+            "load", Status.OK, f"loaded {what} into a throwaway redis-server on port {server.port}"
         )
     report.checks.append(compare_counts(report.archive.metadata.get("keys", {}), report.restored))

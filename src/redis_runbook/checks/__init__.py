@@ -7,37 +7,39 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis_runbook.checks import clients, memory, persistence  # noqa: F401 (registers)
-from redis_runbook.checks import server as _server  # noqa: F401 (registers)
-from redis_runbook.checks.base import REGISTRY, CheckResult, Context, Status, worst
+from redis_runbook.checks import clients, memory, persistence, server
+from redis_runbook.checks.base import CheckFn, Context
 from redis_runbook.checks.replicas import check_replicas
 from redis_runbook.checks.topology import check_topology
 from redis_runbook.config import Config
 from redis_runbook.errors import AuthFailed, SecretError
 from redis_runbook.snapshot import Snapshot, take_snapshot
+from redis_runbook.status import CheckResult, Status, worst
 
-__all__ = ["CHECK_ORDER", "CheckResult", "HealthReport", "Status", "evaluate", "run_health"]
+__all__ = ["CHECKS", "CHECK_NAMES", "HealthReport", "evaluate", "run_health"]
 
-CHECK_ORDER = (
-    "ping_latency",
-    "loading",
-    "role",
-    "memory",
-    "maxmemory_policy",
-    "evicted_keys",
-    "oom_rejections",
-    "fragmentation",
-    "connected_clients",
-    "blocked_clients",
-    "rejected_connections",
-    "aof",
-    "rdb",
-    "aof_rewrite_time",
-    "rdb_age",
-    "latency_spikes",
-    "slowlog",
-    "keyspace",
+#: Every health check, in report order; each returns a result named after its function.
+CHECKS: tuple[CheckFn, ...] = (
+    server.ping_latency,
+    server.loading,
+    server.role,
+    memory.memory,
+    memory.maxmemory_policy,
+    memory.evicted_keys,
+    memory.oom_rejections,
+    memory.fragmentation,
+    clients.connected_clients,
+    clients.blocked_clients,
+    clients.rejected_connections,
+    persistence.aof,
+    persistence.rdb,
+    persistence.aof_rewrite_time,
+    persistence.rdb_age,
+    server.latency_spikes,
+    server.slowlog,
+    server.keyspace,
 )
+CHECK_NAMES = tuple(check.__name__ for check in CHECKS)
 
 
 @dataclass
@@ -89,12 +91,11 @@ def _unreachable(snapshot: Snapshot) -> list[CheckResult]:
 
 
 def evaluate(snapshot: Snapshot, config: Config) -> list[CheckResult]:
-    """Run every registered check on the snapshot, in report order."""
+    """Run every check on the snapshot, in report order."""
     if not snapshot.reachable:
         return _unreachable(snapshot)
     ctx = Context(snapshot, config)
-    checks = dict(REGISTRY)
-    return [checks[name](ctx) for name in CHECK_ORDER]
+    return [check(ctx) for check in CHECKS]
 
 
 def run_health(config: Config, env: Mapping[str, str] | None = None) -> HealthReport:

@@ -1,50 +1,16 @@
-"""Check results and the helpers every check uses."""
+"""What a health check reads (`Context`) and the helpers every check uses."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from enum import IntEnum
 
 from redis_runbook.config import Band, Config
 from redis_runbook.replies import number
 from redis_runbook.snapshot import Snapshot
+from redis_runbook.status import CheckResult, Status
 from redis_runbook.target import redis_cli_prefix
 from redis_runbook.units import format_size
-
-
-class Status(IntEnum):
-    """Nagios states; the int value is the exit code."""
-
-    OK = 0
-    WARNING = 1
-    CRITICAL = 2
-    UNKNOWN = 3
-
-    @property
-    def severity(self) -> int:
-        """Ordering for "worst": OK < WARNING < UNKNOWN < CRITICAL. An UNKNOWN may
-        hide a problem, so it outranks WARNING; a CRITICAL we saw outranks both."""
-        return {Status.OK: 0, Status.WARNING: 1, Status.UNKNOWN: 2, Status.CRITICAL: 3}[self]
-
-
-def worst(statuses: Iterable[Status]) -> Status:
-    """The most severe status (OK for none)."""
-    return max(statuses, key=lambda s: s.severity, default=Status.OK)
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """One named check: status, the value seen, the threshold applied, a one-line
-    summary, and (when not OK) a hint naming what to run next."""
-
-    name: str
-    status: Status
-    value: str
-    threshold: str
-    summary: str
-    hint: str | None = None
-    metric: float | None = None
 
 
 @dataclass(frozen=True)
@@ -69,17 +35,6 @@ class Context:
 
 
 CheckFn = Callable[[Context], CheckResult]
-REGISTRY: list[tuple[str, CheckFn]] = []
-
-
-def check(name: str) -> Callable[[CheckFn], CheckFn]:
-    """Register a check under `name`; the registration order is the report order."""
-
-    def register(fn: CheckFn) -> CheckFn:
-        REGISTRY.append((name, fn))
-        return fn
-
-    return register
 
 
 def band_status(value: float, band: Band) -> Status:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from redis_runbook.checks.base import CheckResult, Context, banded, check, unknown
+from redis_runbook.checks.base import Context, banded, unknown
+from redis_runbook.status import CheckResult
 
 
-@check("connected_clients")
 def connected_clients(ctx: Context) -> CheckResult:
     """Client connections (seed §6.1: > 200 warning, > 500 critical)."""
     count = ctx.num("connected_clients")
@@ -32,7 +32,6 @@ def _blocked_commands(ctx: Context) -> str:
     return ", ".join(f"{cmd} {n}" for cmd, n in counts.most_common(4))
 
 
-@check("blocked_clients")
 def blocked_clients(ctx: Context) -> CheckResult:
     """Clients blocked in BLPOP/BZPOPMIN/XREAD... BullMQ workers block on
     BZPOPMIN by design, so a moderate number is normal."""
@@ -51,7 +50,6 @@ def blocked_clients(ctx: Context) -> CheckResult:
     )
 
 
-@check("rejected_connections")
 def rejected_connections(ctx: Context) -> CheckResult:
     """Connections refused because maxclients was reached, since the start."""
     count = ctx.num("rejected_connections")

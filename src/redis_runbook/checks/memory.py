@@ -3,21 +3,12 @@ fragmentation."""
 
 from __future__ import annotations
 
-from redis_runbook.checks.base import (
-    CheckResult,
-    Context,
-    Status,
-    band_status,
-    band_text,
-    banded,
-    check,
-    unknown,
-)
+from redis_runbook.checks.base import Context, band_status, band_text, banded, unknown
 from redis_runbook.replies import error_counts, number
+from redis_runbook.status import CheckResult, Status
 from redis_runbook.units import format_bytes, format_duration
 
 
-@check("memory")
 def memory(ctx: Context) -> CheckResult:
     """used_memory as a percentage of maxmemory (seed §6.1: 70 / 85 %)."""
     used = ctx.num("used_memory")
@@ -50,7 +41,6 @@ def memory(ctx: Context) -> CheckResult:
     )
 
 
-@check("maxmemory_policy")
 def maxmemory_policy(ctx: Context) -> CheckResult:
     """Anything but noeviction is CRITICAL: BullMQ job locks carry TTLs and jobs
     can be evicted (BullMQ's going-to-production guide; bullmq#1046, #2215)."""
@@ -71,7 +61,6 @@ def maxmemory_policy(ctx: Context) -> CheckResult:
     )
 
 
-@check("evicted_keys")
 def evicted_keys(ctx: Context) -> CheckResult:
     """Keys evicted since the server started (seed §6.1: > 0 warning, > 100 critical)."""
     evicted = ctx.num("evicted_keys")
@@ -112,7 +101,6 @@ def at_limit(info: dict[str, str]) -> bool | None:
     return limit - counted < max(AT_LIMIT_ROOM_BYTES, limit * AT_LIMIT_ROOM_PCT / 100)
 
 
-@check("oom_rejections")
 def oom_rejections(ctx: Context) -> CheckResult:
     """Commands refused with `-OOM command not allowed` since the start (errorstats),
     judged by whether writes would be refused now: at maxmemory the count is banded;
@@ -143,7 +131,6 @@ def oom_rejections(ctx: Context) -> CheckResult:
     )
 
 
-@check("fragmentation")
 def fragmentation(ctx: Context) -> CheckResult:
     """mem_fragmentation_ratio, only when the wasted bytes also matter: a ratio of 5
     on a 2 MB instance is noise. A ratio below 1 with real bytes hints at swap."""

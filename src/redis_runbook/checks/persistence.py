@@ -5,21 +5,13 @@ from __future__ import annotations
 
 import time
 
-from redis_runbook.checks.base import (
-    CheckResult,
-    Context,
-    Status,
-    band_text,
-    banded,
-    check,
-    unknown,
-)
+from redis_runbook.checks.base import Context, band_text, banded, unknown
+from redis_runbook.status import CheckResult, Status
 from redis_runbook.units import format_duration
 
 SCHEDULE_HOURS = {"daily": 24.0, "hourly": 1.0}
 
 
-@check("aof")
 def aof(ctx: Context) -> CheckResult:
     """AOF enabled when expected, last write ok, last rewrite ok, fsync policy as
     expected (seed: appendonly yes, appendfsync everysec)."""
@@ -70,7 +62,6 @@ def aof(ctx: Context) -> CheckResult:
     )
 
 
-@check("rdb")
 def rdb(ctx: Context) -> CheckResult:
     """The last BGSAVE succeeded (a failed one makes Redis refuse writes with
     MISCONF while stop-writes-on-bgsave-error is on)."""
@@ -98,7 +89,6 @@ def rdb(ctx: Context) -> CheckResult:
     )
 
 
-@check("aof_rewrite_time")
 def aof_rewrite_time(ctx: Context) -> CheckResult:
     """Duration of the running (or else the last) AOF rewrite (seed §6.1: 10 / 60 s)."""
     band = ctx.config.thresholds.aof_rewrite_seconds
@@ -122,7 +112,6 @@ def aof_rewrite_time(ctx: Context) -> CheckResult:
     )
 
 
-@check("rdb_age")
 def rdb_age(ctx: Context) -> CheckResult:
     """Age of the last successful RDB save against the snapshot schedule (the
     seed's daily 04:00 RDB: warning after 26 h, critical after 50 h)."""

@@ -11,10 +11,10 @@ from collections.abc import Mapping
 
 import redis
 
-from redis_runbook.checks.base import CheckResult, Status
 from redis_runbook.config import Config
 from redis_runbook.errors import RunbookError
 from redis_runbook.replies import info_fields
+from redis_runbook.status import CheckResult, Status
 from redis_runbook.target import make_client, redis_cli_prefix
 from redis_runbook.target.sentinel import split_address
 from redis_runbook.target.topology import NodeView, node_view

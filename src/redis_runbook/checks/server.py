@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import time
 
-from redis_runbook.checks.base import (
-    CheckResult,
-    Context,
-    Status,
-    band_text,
-    banded,
-    check,
-    unknown,
-)
-from redis_runbook.replies import keyspace
+from redis_runbook import replies
+from redis_runbook.checks.base import Context, band_text, banded, unknown
+from redis_runbook.status import CheckResult, Status
 from redis_runbook.units import format_duration
 
 RECENT_SPIKE_S = 300
 
 
-@check("ping_latency")
 def ping_latency(ctx: Context) -> CheckResult:
     """Round-trip time of one PING on the established connection (seed §6.1: < 1 ms
     normal, 1-10 ms warning), what `redis-cli --latency` measures. Not the connection
@@ -49,7 +41,6 @@ def ping_latency(ctx: Context) -> CheckResult:
     )
 
 
-@check("loading")
 def loading(ctx: Context) -> CheckResult:
     """A server still loading its AOF/RDB answers every command with LOADING."""
     flag = ctx.field("loading")
@@ -79,7 +70,6 @@ def loading(ctx: Context) -> CheckResult:
     return CheckResult("loading", Status.OK, "no", "not loading", "dataset loaded")
 
 
-@check("role")
 def role(ctx: Context) -> CheckResult:
     """Master with its replica count, or replica with the state of its master link."""
     current = ctx.field("role")
@@ -106,19 +96,17 @@ def role(ctx: Context) -> CheckResult:
     )
 
 
-@check("keyspace")
-def keyspace_check(ctx: Context) -> CheckResult:
+def keyspace(ctx: Context) -> CheckResult:
     """Keys per database (informational: an empty keyspace may be a fresh
     instance or lost data; diagnose decides)."""
     if not ctx.snapshot.info:
         return unknown("keyspace", ctx, "INFO keyspace")
-    dbs = keyspace(ctx.snapshot.info)
+    dbs = replies.keyspace(ctx.snapshot.info)
     total = sum(db.keys for db in dbs)
     text = ", ".join(f"db{db.db}={db.keys} keys ({db.expires} with TTL)" for db in dbs) or "empty"
     return CheckResult("keyspace", Status.OK, f"{total} keys", "-", text, metric=float(total))
 
 
-@check("slowlog")
 def slowlog(ctx: Context) -> CheckResult:
     """SLOWLOG length (informational; the entries are read by perf tooling)."""
     length = ctx.snapshot.slowlog_len
@@ -135,7 +123,6 @@ def slowlog(ctx: Context) -> CheckResult:
     )
 
 
-@check("latency_spikes")
 def latency_spikes(ctx: Context) -> CheckResult:
     """LATENCY LATEST events in the last five minutes above the latency critical
     threshold (empty unless latency-monitor-threshold > 0)."""

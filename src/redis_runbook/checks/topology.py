@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from redis_runbook.checks.base import CheckResult, Status, band_status, band_text
+from redis_runbook.checks.base import band_status, band_text
 from redis_runbook.config import Config
 from redis_runbook.replies import parse_pairs
+from redis_runbook.status import CheckResult, Status
 from redis_runbook.target import redis_cli_prefix
 from redis_runbook.target.sentinel import split_address
 from redis_runbook.target.topology import Topology, gather

@@ -10,13 +10,14 @@ from rich.table import Table
 from rich.text import Text
 
 from redis_runbook.backup import make_backend
-from redis_runbook.backup.verify import DrillReport, drill
+from redis_runbook.backup.verify import DRILL_WORDS, DrillReport, drill
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.procedure import run_plan
-from redis_runbook.cli.render import err, out, print_json
+from redis_runbook.cli.render import STATUS_STYLE, err, out, print_json
 from redis_runbook.procedures.backup import plan_create
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.service import make_service
+from redis_runbook.status import Status
 from redis_runbook.units import format_bytes
 
 app = typer.Typer(
@@ -25,7 +26,6 @@ app = typer.Typer(
 )
 
 JsonOption = Annotated[bool, typer.Option("--json", help="One JSON document.")]
-STATUS_STYLE = {"ok": "green", "warning": "yellow", "failed": "bold red"}
 
 
 @app.command("create")
@@ -85,20 +85,20 @@ def list_archives(ctx: typer.Context, json_output: JsonOption = False) -> None:
 def _show(report: DrillReport) -> None:
     out.print(
         Text(f"Restore drill: {report.archive.name} ", style="bold")
-        + Text(report.status.upper(), style=STATUS_STYLE[report.status])
+        + Text(DRILL_WORDS[report.status].upper(), style=STATUS_STYLE[report.status])
     )
     for check in report.checks:
         out.print(
-            Text(f"  {check.status:<8}", style=STATUS_STYLE[check.status])
-            + Text(f"{check.name}: {check.detail}")
+            Text(f"  {DRILL_WORDS[check.status]:<8}", style=STATUS_STYLE[check.status])
+            + Text(f"{check.name}: {check.summary}")
         )
-    if report.status == "failed":
+    if report.status is Status.CRITICAL:
         err.print(
             "HINT: this archive would not restore; use another one (redis-runbook backup list) "
             "and make a fresh backup: redis-runbook backup create",
             markup=False,
         )
-    elif report.status == "warning":
+    elif report.status is Status.WARNING:
         err.print("HINT: redis-runbook backup create", markup=False)
 
 

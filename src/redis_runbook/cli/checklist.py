@@ -23,10 +23,9 @@ def _show(checklist: Checklist) -> None:
     table = Table(title=f"{checklist.period} checklist — {checklist.target}", title_justify="left")
     for column in ("", "item", "status", "detail"):
         table.add_column(column, overflow="fold")
-    for item in checklist.items:
-        data = item.to_json()
-        detail = item.detail + (f"\nnext: {item.hint}" if item.hint else "")
-        cells = (MARKS[data["status"]], item.title, data["status"], detail)
+    for line in checklist.to_json()["items"]:
+        detail = line["detail"] + (f"\nnext: {line['hint']}" if line["hint"] else "")
+        cells = (MARKS[line["status"]], line["title"], line["status"], detail)
         table.add_row(*(Text(cell) for cell in cells))
     out.print(table)
     out.print(f"overall: {checklist.status.name}", markup=False)

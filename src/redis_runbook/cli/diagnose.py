@@ -12,12 +12,12 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from redis_runbook.checks import Status
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.render import STATUS_STYLE, out, print_json
 from redis_runbook.diagnose.engine import Diagnosis
 from redis_runbook.diagnose.engine import diagnose as run_diagnose
 from redis_runbook.diagnose.scenario import SEED_SECTIONS, Scenario
+from redis_runbook.status import Status
 
 
 def scenario_panel(scenario: Scenario) -> Panel:

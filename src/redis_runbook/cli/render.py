@@ -11,8 +11,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from redis_runbook.checks import CheckResult, HealthReport, Status
+from redis_runbook.checks import HealthReport
 from redis_runbook.errors import RunbookError
+from redis_runbook.status import CheckResult, Status
 
 out = Console(highlight=False, soft_wrap=False)
 if not out.is_terminal:

@@ -17,8 +17,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis_runbook.checks import Status
-from redis_runbook.checks.base import worst
 from redis_runbook.checks.replicas import check_replicas
 from redis_runbook.checks.topology import check_topology
 from redis_runbook.config import Config
@@ -33,6 +31,7 @@ from redis_runbook.diagnose.running import (
 from redis_runbook.diagnose.scenario import SEED_SECTIONS, Scenario
 from redis_runbook.service import RunState
 from redis_runbook.service.base import Service
+from redis_runbook.status import Status, worst
 
 __all__ = ["Diagnosis", "Scenario", "decide", "diagnose"]
 

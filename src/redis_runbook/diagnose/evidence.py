@@ -24,7 +24,7 @@ from typing import TypeVar
 import redis
 
 from redis_runbook.backup.available import Backups, list_backups
-from redis_runbook.checks import CheckResult, evaluate
+from redis_runbook.checks import evaluate
 from redis_runbook.config import Config
 from redis_runbook.errors import RunbookError, TargetUnavailable
 from redis_runbook.persistence.files import OfflineEvidence, data_layout, offline_checks
@@ -42,6 +42,7 @@ from redis_runbook.service import RunState, Service, ServiceState, make_service
 from redis_runbook.service.process import ProcessService, proc_state, tail_lines
 from redis_runbook.snapshot import Snapshot, take_snapshot
 from redis_runbook.stall import StallProbe, probe_stall
+from redis_runbook.status import CheckResult
 from redis_runbook.target import make_client
 
 T = TypeVar("T")

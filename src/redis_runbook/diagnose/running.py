@@ -4,7 +4,6 @@ when the server answers nothing, what it says to the stall probe."""
 
 from __future__ import annotations
 
-from redis_runbook.checks import Status
 from redis_runbook.diagnose.evidence import Evidence
 from redis_runbook.diagnose.scenario import (
     CMD_BLOCKED,
@@ -20,6 +19,7 @@ from redis_runbook.diagnose.scenario import (
 from redis_runbook.errors import TargetUnavailable
 from redis_runbook.replies import number
 from redis_runbook.stall import pause_hint
+from redis_runbook.status import Status
 from redis_runbook.target import redis_cli_prefix
 
 SCRIPT_ADVICE = (

@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from redis_runbook.checks import CheckResult, Status
 from redis_runbook.diagnose.evidence import Evidence
 from redis_runbook.persistence.rdb import max_rdb_version_of
+from redis_runbook.status import CheckResult, Status
 from redis_runbook.units import format_bytes
 
 ScenarioCode = Literal["A", "B", "C", "D"]

@@ -7,10 +7,10 @@ a promotable replica), or is there a split brain."""
 
 from __future__ import annotations
 
-from redis_runbook.checks.base import CheckResult, Status
 from redis_runbook.checks.topology import fence_commands
 from redis_runbook.config import Config
 from redis_runbook.diagnose.scenario import Scenario
+from redis_runbook.status import CheckResult, Status
 from redis_runbook.target.topology import Topology
 
 

@@ -19,23 +19,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from redis_runbook.checks.base import Status
 from redis_runbook.config.monitoring import AlertsConfig
+from redis_runbook.status import CheckResult, Status
 
 Kind = Literal["FIRING", "ESCALATED", "REPEAT", "RESOLVED"]
-
-
-@dataclass(frozen=True)
-class Observation:
-    """One check's result this cycle, under a stable alert key (`redis:memory`,
-    `queue:bull:emails:queue_stale_jobs`)."""
-
-    key: str
-    status: Status
-    value: str = ""
-    threshold: str = ""
-    summary: str = ""
-    hint: str | None = None
 
 
 @dataclass
@@ -95,7 +82,7 @@ def _counts(status: Status, policy: AlertsConfig) -> bool:
 
 
 def _notify(
-    state: AlertState, kind: Kind, obs: Observation | None, now: float, target: str
+    state: AlertState, kind: Kind, obs: CheckResult | None, now: float, target: str
 ) -> Notification:
     last = state.last
     return Notification(
@@ -112,14 +99,14 @@ def _notify(
     )
 
 
-def _bad(state: AlertState, obs: Observation, now: float, policy: AlertsConfig) -> Kind | None:
+def _bad(state: AlertState, obs: CheckResult, now: float, policy: AlertsConfig) -> Kind | None:
     state.bad_cycles += 1
     state.ok_cycles = 0
     state.status = obs.status.name
     state.last = {"value": obs.value, "threshold": obs.threshold, "summary": obs.summary}
     severity = obs.status.severity
     if not state.firing:
-        check = obs.key.rsplit(":", 1)[-1]
+        check = obs.name.rsplit(":", 1)[-1]
         if state.bad_cycles < policy.for_cycles.get(check, policy.fire_after_cycles):
             return None
         state.firing = True
@@ -134,7 +121,7 @@ def _bad(state: AlertState, obs: Observation, now: float, policy: AlertsConfig) 
 
 def step(
     states: dict[str, AlertState],
-    observations: Iterable[Observation],
+    observations: Iterable[CheckResult],
     now: float,
     policy: AlertsConfig,
     target: str,
@@ -145,16 +132,16 @@ def step(
     notifications: list[Notification] = []
     seen: set[str] = set()
     for obs in observations:
-        seen.add(obs.key)
+        seen.add(obs.name)
         if _counts(obs.status, policy):
-            state = states.setdefault(obs.key, AlertState(obs.key, obs.status.name, since=now))
+            state = states.setdefault(obs.name, AlertState(obs.name, obs.status.name, since=now))
             kind = _bad(state, obs, now, policy)
             if kind is not None:
                 notifications.append(_notify(state, kind, obs, now, target))
                 state.notified_severity = obs.status.severity
                 state.last_notified = now
-        elif obs.key in states:
-            notifications.extend(_recovered(states, obs.key, now, policy, target))
+        elif obs.name in states:
+            notifications.extend(_recovered(states, obs.name, now, policy, target))
     for key in [k for k in states if k not in seen and k.startswith(evaluated_scopes or ("\0",))]:
         notifications.extend(_recovered(states, key, now, policy, target))
     return notifications

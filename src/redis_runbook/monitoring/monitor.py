@@ -20,19 +20,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from redis_runbook.checks import run_health
-from redis_runbook.checks.base import Status, worst
 from redis_runbook.config import Config
 from redis_runbook.errors import RunbookError
 from redis_runbook.locks import file_lock
-from redis_runbook.monitoring.alerting import Notification, Observation, step
+from redis_runbook.monitoring.alerting import Notification, step
 from redis_runbook.monitoring.queue_checks import queue_memory, queue_observations
 from redis_runbook.monitoring.queues import QueueSampler
 from redis_runbook.monitoring.sinks import Sink, SinkError, make_sinks
 from redis_runbook.monitoring.state import MonitorState, StateFiles, StateNotSaved, fallback_root
+from redis_runbook.status import CheckResult, Status, worst
 from redis_runbook.target import target_display
 
 log = logging.getLogger("redis_runbook.monitor")
@@ -59,7 +59,7 @@ class CycleReport:
     at: float
     target: str
     status: Status
-    observations: list[Observation]
+    observations: list[CheckResult]
     notifications: list[Notification] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
     firing: list[str] = field(default_factory=list)
@@ -80,7 +80,7 @@ class CycleReport:
             "target": self.target,
             "status": self.status.name,
             "not_ok": [
-                {"key": o.key, "status": o.status.name, "summary": o.summary}
+                {"key": o.name, "status": o.status.name, "summary": o.summary}
                 for o in self.observations
                 if o.status is not Status.OK
             ],
@@ -141,17 +141,14 @@ class Monitor:
 
     def observe(
         self, now: float, state: MonitorState
-    ) -> tuple[list[Observation], tuple[str, ...], dict[str, Any]]:
+    ) -> tuple[list[CheckResult], tuple[str, ...], dict[str, Any]]:
         """This cycle's observations, the key scopes fully evaluated, and a history row."""
         report = run_health(self.config, self.env)
-        observations = [
-            Observation(f"redis:{c.name}", c.status, c.value, c.threshold, c.summary, c.hint)
-            for c in report.checks
-        ]
+        observations = [replace(c, name=f"redis:{c.name}") for c in report.checks]
         if not report.snapshot.reachable:
             return observations, (), {}
         observations += [
-            Observation(f"redis:{name}", Status.OK, summary="ok") for name in ALWAYS_OBSERVED
+            CheckResult(f"redis:{name}", Status.OK, summary="ok") for name in ALWAYS_OBSERVED
         ]
         info = report.snapshot.info
         row = {
@@ -172,7 +169,7 @@ class Monitor:
                 counts = self.queues.sample(report.snapshot.clients)  # no 2nd CLIENT LIST
             except RunbookError as exc:
                 observations.append(
-                    Observation(
+                    CheckResult(
                         "redis:queue_counts",
                         Status.UNKNOWN,
                         summary=exc.message,

@@ -5,13 +5,14 @@ Growth is measured against the previous cycle's counts (kept in the state file).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 from redis_runbook.bullmq.counts import QueueCounts
-from redis_runbook.checks.base import Status, banded
+from redis_runbook.checks.base import banded
 from redis_runbook.config import Band, Thresholds
-from redis_runbook.monitoring.alerting import Observation
 from redis_runbook.monitoring.queues import stale_active
+from redis_runbook.status import CheckResult, Status
 
 
 def _per_minute(now: int, before: Any, seconds: float) -> float | None:
@@ -25,7 +26,7 @@ def queue_observations(
     previous: Mapping[str, Any] | None,
     now: float,
     thresholds: Thresholds,
-) -> Iterator[Observation]:
+) -> Iterator[CheckResult]:
     """The observations for one queue (keys `queue:<prefix>:<name>:<check>`)."""
     q = counts.queue
     scope = f"queue:{q.prefix}:{q.name}:"
@@ -33,7 +34,7 @@ def queue_observations(
 
     def observed(
         check: str, value: float, band: Band, shown: str, summary: str, hint: str, unit: str = ""
-    ) -> Observation:
+    ) -> CheckResult:
         r = banded(
             check,
             value,
@@ -43,7 +44,7 @@ def queue_observations(
             hint=f"redis-runbook {hint} --queue {ref}",
             unit=unit,
         )
-        return Observation(scope + check, r.status, r.value, r.threshold, r.summary, r.hint)
+        return replace(r, name=scope + check)
 
     stale = stale_active(counts)
     yield observed(
@@ -88,7 +89,7 @@ def queue_observations(
         )
     if counts.workers is not None:
         idle = waiting > 0 and counts.workers == 0
-        yield Observation(
+        yield CheckResult(
             scope + "queue_no_workers",
             Status.CRITICAL if idle else Status.OK,
             f"{counts.workers} worker(s), {waiting} waiting",

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from redis_runbook.backup.base import NOTHING_TO_RESTORE_HINT, Archive, Backend
-from redis_runbook.backup.verify import compare_counts
+from redis_runbook.backup.verify import compare_counts, drill_check_json
 from redis_runbook.errors import Refused
 from redis_runbook.fsops import chown_tree, move_aside, stamp
 from redis_runbook.inflight import Leftover, alive, process_start
@@ -45,6 +45,7 @@ from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
 from redis_runbook.replies import parse_info
 from redis_runbook.service import RunState
 from redis_runbook.service.base import run_command
+from redis_runbook.status import Status
 from redis_runbook.waiting import wait_started
 
 PROVENANCE = ".redis-runbook-restore.json"
@@ -219,14 +220,14 @@ def plan_restore(
             "previous_data": str(staged.aside),
             "checks": staged.checks,
             "keys": restored,
-            "verdict": check.to_json(),
+            "verdict": drill_check_json(check),
         }
         written = layout.data_dir / PROVENANCE
         written.write_text(json.dumps(provenance, indent=2) + "\n")
         os.chown(written, uid, gid)  # the data dir holds only the server user's files
-        if check.status == "failed":
-            raise StepFailed(f"key counts do not match the archive: {check.detail}")
-        return f"{restored.get('total', 0)} keys; {check.detail}"
+        if check.status is Status.CRITICAL:
+            raise StepFailed(f"key counts do not match the archive: {check.summary}")
+        return f"{restored.get('total', 0)} keys; {check.summary}"
 
     notes += [
         f"service: {service.describe()} is {state.state.value} ({state.detail})",
