@@ -22,8 +22,8 @@ import redis
 from redis_runbook.cli import COMMANDS
 from redis_runbook.config import ServerExpectations, TargetConfig, Thresholds, load_config
 from redis_runbook.ports import free_port
+from redis_runbook.readiness import wait_ready
 from redis_runbook.units import parse_size
-from redis_runbook.waiting import wait_ready
 from tests.helpers import run_cli
 from tests.promtool import check_rules, run_promtool
 

@@ -28,7 +28,7 @@ from redis_runbook.lab.faults import FaultOptions, inject
 from redis_runbook.lab.seed import SeedPlan, seed
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.monitoring.exporter import Exporter, scrape_text, serve
-from redis_runbook.monitoring.queues import QueueSampler
+from redis_runbook.monitoring.queue_sampler import QueueSampler
 from redis_runbook.ports import free_port
 from tests.conftest import Lab, RedisFactory, plain_client, wait_until
 from tests.helpers import run_cli

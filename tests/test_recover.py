@@ -18,10 +18,10 @@ from redis_runbook.lab.lifecycle import lab_server
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.locks import file_lock
 from redis_runbook.ports import free_port
+from redis_runbook.readiness import wait_started
 from redis_runbook.redislog import match_lines
 from redis_runbook.service import RunState, make_service
 from redis_runbook.target import display_url
-from redis_runbook.waiting import wait_started
 from tests.conftest import Lab, process_config, wait_until
 from tests.helpers import run_cli
 from tests.server_version import config_error_lines

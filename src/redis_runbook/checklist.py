@@ -21,13 +21,12 @@ from redis_runbook.backup.verify import DRILL_WORDS, drill
 from redis_runbook.checks import evaluate
 from redis_runbook.config import Config
 from redis_runbook.errors import RunbookError
-from redis_runbook.memory import redis_errors
 from redis_runbook.monitoring.state import StateFiles
 from redis_runbook.perf import SlowEntry
 from redis_runbook.service.base import run_command
 from redis_runbook.snapshot import Snapshot, take_snapshot
 from redis_runbook.status import CheckResult, Status, worst
-from redis_runbook.target import make_client, target_display
+from redis_runbook.target import make_client, redis_errors, target_display
 
 Period = Literal["daily", "weekly", "monthly"]
 PERIODS: tuple[Period, ...] = ("daily", "weekly", "monthly")

@@ -3,26 +3,13 @@ OOM procedure and `keys stats` report before and after they act."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis
 
 from redis_runbook.replies import error_counts, info_fields, number
-from redis_runbook.target import classify
 from redis_runbook.units import format_bytes
-
-
-@contextlib.contextmanager
-def redis_errors(where: str) -> Iterator[None]:
-    """Turn redis-py errors raised inside the block into classified RunbookErrors
-    (a one-line message naming `where`, a hint, an exit code), never a traceback."""
-    try:
-        yield
-    except redis.RedisError as exc:
-        raise classify(exc, where) from None
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,11 @@ from redis_runbook.config import Category, TargetConfig
 from redis_runbook.errors import RunbookError
 from redis_runbook.keyspace import count_keys, target_for_db
 from redis_runbook.ports import free_port
+from redis_runbook.readiness import wait_ready
 from redis_runbook.replies import keyspace, parse_info
 from redis_runbook.service.base import Launcher, on_host
 from redis_runbook.service.process import wait_exit
 from redis_runbook.target import make_client
-from redis_runbook.waiting import wait_ready
 
 START_ATTEMPTS = 3
 #: Settings every throwaway server gets: no snapshots, no AOF rewrites, no limit.

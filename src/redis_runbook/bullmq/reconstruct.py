@@ -45,7 +45,7 @@ from redis_runbook.bullmq.keys import QueueRef
 from redis_runbook.config import Source
 from redis_runbook.config.reconstruct import ReconstructConfig, RowTemplate
 from redis_runbook.errors import RunbookError
-from redis_runbook.pg import Dsn, SourceError, aconnect, connect, query_error
+from redis_runbook.postgres import Dsn, SourceError, aconnect, connect, query_error
 
 SINCE_ALL = datetime(1970, 1, 1, tzinfo=UTC)
 SCAN_BATCH = 5000

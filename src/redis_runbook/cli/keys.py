@@ -16,10 +16,10 @@ from redis_runbook.cli.render import out, print_json
 from redis_runbook.errors import ConfigError
 from redis_runbook.keyspace import DEFAULT_SAMPLE, KeyspaceStats, category_stats
 from redis_runbook.keyspace_purge import DEFAULT_BATCH
-from redis_runbook.memory import MemoryFigures, read_memory, redis_errors
+from redis_runbook.memory import MemoryFigures, read_memory
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.purge import labelled, plan_purge
-from redis_runbook.target import connect, make_client, target_display
+from redis_runbook.target import connect, make_client, redis_errors, target_display
 from redis_runbook.units import format_bytes
 
 app = typer.Typer(

@@ -24,7 +24,7 @@ from redis_runbook.errors import UnknownName
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.stale import Options as StaleOptions
 from redis_runbook.procedures.stale import plan_recover_stale
-from redis_runbook.target import classify, connect, make_client, target_display
+from redis_runbook.target import connect, make_client, redis_errors, target_display
 from redis_runbook.units import format_duration
 
 app = typer.Typer(
@@ -68,10 +68,9 @@ def queue_session(
     where = target_display(config.target)
     client = make_client(config.target, decode=False)
     try:
-        connect(client, where)
-        yield client, discovered(config, client, names), where
-    except redis.RedisError as exc:
-        raise classify(exc, where) from None
+        with redis_errors(where):
+            connect(client, where)
+            yield client, discovered(config, client, names), where
     finally:
         client.close()
 

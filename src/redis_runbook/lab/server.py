@@ -21,6 +21,7 @@ import redis
 from redis_runbook.config import TargetConfig
 from redis_runbook.errors import LabError, RunbookError
 from redis_runbook.ports import free_port
+from redis_runbook.readiness import wait_ready
 from redis_runbook.service.process import (
     pid_alive,
     read_pid,
@@ -29,7 +30,6 @@ from redis_runbook.service.process import (
     wait_exit,
 )
 from redis_runbook.target import make_client
-from redis_runbook.waiting import wait_ready
 
 PRODUCTION_LIKE: dict[str, str] = {
     "bind": "127.0.0.1",

@@ -34,7 +34,7 @@ from redis_runbook.config import Config
 from redis_runbook.errors import RunbookError
 from redis_runbook.monitoring.metrics_redis import redis_metrics
 from redis_runbook.monitoring.queue_feed import QueueFeed
-from redis_runbook.monitoring.queues import QueueSampler
+from redis_runbook.monitoring.queue_sampler import QueueSampler
 from redis_runbook.snapshot import Snapshot, take_snapshot
 
 

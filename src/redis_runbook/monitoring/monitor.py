@@ -29,7 +29,7 @@ from redis_runbook.errors import RunbookError
 from redis_runbook.locks import file_lock
 from redis_runbook.monitoring.alerting import Notification, step
 from redis_runbook.monitoring.queue_checks import queue_memory, queue_observations
-from redis_runbook.monitoring.queues import QueueSampler
+from redis_runbook.monitoring.queue_sampler import QueueSampler
 from redis_runbook.monitoring.sinks import Sink, SinkError, make_sinks
 from redis_runbook.monitoring.state import MonitorState, StateFiles, StateNotSaved, fallback_root
 from redis_runbook.status import CheckResult, Status, worst

@@ -11,7 +11,7 @@ from typing import Any
 from redis_runbook.bullmq.counts import QueueCounts
 from redis_runbook.checks.base import banded
 from redis_runbook.config import Band, Thresholds
-from redis_runbook.monitoring.queues import stale_active
+from redis_runbook.monitoring.queue_sampler import stale_active
 from redis_runbook.status import CheckResult, Status
 
 

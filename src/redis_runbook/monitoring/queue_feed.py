@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from redis_runbook.errors import RunbookError
-from redis_runbook.monitoring.queues import QueueSampler, render_queue_metrics
+from redis_runbook.monitoring.queue_sampler import QueueSampler, render_queue_metrics
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from redis_runbook.aside import move_aside
 from redis_runbook.errors import RunbookError
-from redis_runbook.fsops import move_aside
 from redis_runbook.monitoring.alerting import AlertState
 
 STATE_VERSION = 1

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from redis_runbook.aside import tree_size
 from redis_runbook.config import Category
 from redis_runbook.errors import RunbookError
-from redis_runbook.fsops import tree_size
 from redis_runbook.persistence.aof import AofLayout
 from redis_runbook.persistence.aof_check import AofCheck
 from redis_runbook.persistence.layout import DataLayout

@@ -29,9 +29,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from redis_runbook.aside import chown_tree, copy_aside, move_aside
 from redis_runbook.backup.available import list_backups
 from redis_runbook.errors import Refused
-from redis_runbook.fsops import chown_tree, copy_aside, move_aside
 from redis_runbook.persistence.aof import AofLayout
 from redis_runbook.persistence.aof_check import check_aof, parse_check_aof
 from redis_runbook.persistence.files import (
@@ -45,10 +45,10 @@ from redis_runbook.persistence.rdb import max_rdb_version_of
 from redis_runbook.persistence.resp import read_commands
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
+from redis_runbook.readiness import wait_started
 from redis_runbook.service import RunState
 from redis_runbook.service.base import Launcher, on_host
 from redis_runbook.throwaway import aof_from_rdb
-from redis_runbook.waiting import wait_started
 
 READY_TIMEOUT_S = 300.0
 TOOL_TIMEOUT_S = 300.0

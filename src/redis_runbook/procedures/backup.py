@@ -17,12 +17,12 @@ from typing import Any
 import redis
 
 from redis_runbook import __version__
+from redis_runbook.aside import stamp
 from redis_runbook.backup.aofset import SETTING as REWRITE_SETTING
 from redis_runbook.backup.aofset import stage_aof
 from redis_runbook.backup.base import Backend, BackupError
 from redis_runbook.bgsave import SAVE_FAILED_HINT, SaveFailed, bgsave_and_wait, read_info
 from redis_runbook.config import Config
-from redis_runbook.fsops import stamp
 from redis_runbook.keyspace import count_keys
 from redis_runbook.persistence.files import data_layout
 from redis_runbook.persistence.layout import DataLayout

@@ -15,11 +15,11 @@ import redis
 
 from redis_runbook.bullmq.keys import WORKER_WAITS
 from redis_runbook.errors import Refused, UnknownName
-from redis_runbook.memory import redis_errors
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step
 from redis_runbook.replies import parse_client_list
 from redis_runbook.stall import stall_errors
+from redis_runbook.target import redis_errors
 from redis_runbook.units import format_bytes, format_duration
 
 

@@ -10,16 +10,16 @@ import os
 import shlex
 from pathlib import Path
 
+from redis_runbook.aside import move_aside, stamp, writable_dir
 from redis_runbook.config import Config
 from redis_runbook.errors import Refused
-from redis_runbook.fsops import move_aside, stamp, writable_dir
 from redis_runbook.persistence.files import data_layout
 from redis_runbook.persistence.layout import DataLayout
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
+from redis_runbook.readiness import wait_started
 from redis_runbook.service import RunState
 from redis_runbook.target import redis_cli_prefix
-from redis_runbook.waiting import wait_started
 
 CONFIRM_WORD = "EMERGENCY"
 READY_TIMEOUT_S = 60.0

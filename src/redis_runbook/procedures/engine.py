@@ -19,7 +19,7 @@ from pathlib import Path
 
 import redis
 
-from redis_runbook import fsops
+from redis_runbook.aside import observed
 from redis_runbook.errors import EXIT_FAILED, Refused, RunbookError
 from redis_runbook.inflight import InFlight, Leftover
 from redis_runbook.journal import Journal
@@ -163,7 +163,7 @@ class Runner:
         results: list[StepResult] = []
         with self._locked(plan):
             flight = self._begin(plan)
-            with fsops.observed(flight.left if flight else plan.leftovers.append):
+            with observed(flight.left if flight else plan.leftovers.append):
                 record("plan", "started", f"{len(plan.steps)} steps", {"notes": plan.notes})
                 for index, step in enumerate(plan.steps, 1):
                     if flight is not None:

@@ -21,7 +21,7 @@ from redis_runbook.config import Category
 from redis_runbook.errors import Refused
 from redis_runbook.keyspace import DEFAULT_SAMPLE, KeyspaceStats, category_stats
 from redis_runbook.keyspace_purge import DEFAULT_BATCH, select_categories
-from redis_runbook.memory import MemoryFigures, read_memory, redis_errors
+from redis_runbook.memory import MemoryFigures, read_memory
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Plan, Step, StepFailed
 from redis_runbook.procedures.purge import (
@@ -34,7 +34,7 @@ from redis_runbook.procedures.purge import (
     purge_step,
     require_answer,
 )
-from redis_runbook.target import redis_cli_prefix
+from redis_runbook.target import redis_cli_prefix, redis_errors
 from redis_runbook.units import format_bytes
 
 MIB = 1024**2

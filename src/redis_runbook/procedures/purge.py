@@ -24,9 +24,9 @@ from redis_runbook.keyspace import (
     dbsize,
 )
 from redis_runbook.keyspace_purge import DEFAULT_BATCH, purge, select_categories
-from redis_runbook.memory import redis_errors
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step
+from redis_runbook.target import redis_errors
 from redis_runbook.units import format_bytes
 
 LabelledProgress = Callable[[str, int, int | None], None]

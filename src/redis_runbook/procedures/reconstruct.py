@@ -33,12 +33,12 @@ from redis_runbook.bullmq.reconstruct import (
 from redis_runbook.config import Config, Source
 from redis_runbook.errors import ConfigError, Refused, UnknownName
 from redis_runbook.journal import Journal
-from redis_runbook.pg import Dsn, resolve_dsn
+from redis_runbook.postgres import Dsn, resolve_dsn
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
 from redis_runbook.procedures.purge import LabelledProgress
 from redis_runbook.replies import parse_info, text
-from redis_runbook.target import classify
+from redis_runbook.target import classify, redis_errors
 from redis_runbook.units import format_bytes
 
 PROCEDURE = "queues reconstruct"
@@ -185,9 +185,8 @@ def plan_reconstruct(ctx: ProcedureContext, options: Options, report: Report) ->
     dsn = resolve_dsn(config.reconstruct)
     client = ctx.client()
     try:
-        notes = preflight(client, config, [queue_of(config, s) for s in sources], options.force)
-    except redis.RedisError as exc:
-        raise classify(exc, ctx.where) from None
+        with redis_errors(ctx.where):
+            notes = preflight(client, config, [queue_of(config, s) for s in sources], options.force)
     finally:
         client.close()
     since = options.since

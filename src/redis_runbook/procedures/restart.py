@@ -13,10 +13,10 @@ import redis
 from redis_runbook.keyspace import KeyCounts, count_by_category
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
+from redis_runbook.readiness import wait_started
 from redis_runbook.replies import info_fields
 from redis_runbook.service import RunState
 from redis_runbook.target import redis_cli_prefix
-from redis_runbook.waiting import wait_started
 
 READY_TIMEOUT_S = 120.0
 

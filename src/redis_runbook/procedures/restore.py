@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from redis_runbook.aside import chown_tree, move_aside, stamp
 from redis_runbook.backup.base import NOTHING_TO_RESTORE_HINT, Archive, Backend
 from redis_runbook.backup.verify import compare_counts, drill_check_json
 from redis_runbook.errors import Refused
-from redis_runbook.fsops import chown_tree, move_aside, stamp
 from redis_runbook.inflight import Leftover, alive, process_start
 from redis_runbook.keyspace import count_keys
 from redis_runbook.locks import REDIS_LOCK_KEY, clear_foreign_lock
@@ -42,11 +42,11 @@ from redis_runbook.persistence.rdb import (
 from redis_runbook.procedures.aof import write_aof_from_rdb
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
+from redis_runbook.readiness import wait_started
 from redis_runbook.replies import parse_info
 from redis_runbook.service import RunState
 from redis_runbook.service.base import run_command
 from redis_runbook.status import Status
-from redis_runbook.waiting import wait_started
 
 PROVENANCE = ".redis-runbook-restore.json"
 STAGING_PREFIX = ".redis-runbook-restore."

@@ -28,6 +28,7 @@ from redis_runbook.target.client import (
     connect,
     display_url,
     redis_cli_prefix,
+    redis_errors,
     target_display,
 )
 from redis_runbook.target.sentinel import resolve_master
@@ -43,6 +44,7 @@ __all__ = [
     "display_url",
     "make_client",
     "redis_cli_prefix",
+    "redis_errors",
     "target_display",
 ]
 

@@ -9,13 +9,14 @@ CLIENT SETINFO lib-name/lib-ver (>= 7.2; ignored elsewhere) and SELECT.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
 import socket
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -373,16 +374,24 @@ def make_client(
     return client
 
 
+@contextlib.contextmanager
+def redis_errors(where: str) -> Iterator[None]:
+    """Turn redis-py errors raised inside the block into classified RunbookErrors
+    (a one-line message naming `where`, a hint, an exit code), never a traceback."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise classify(exc, where) from None
+
+
 def connect(client: redis.Redis, where: str) -> float | None:
     """Open (and hand back to the pool) one connection, so that connect and
     handshake errors surface here, classified. Returns the handshake round trip
     in ms."""
-    try:
+    with redis_errors(where):
         pool = client.connection_pool
         connection = pool.get_connection()
         pool.release(connection)
-    except redis.RedisError as exc:
-        raise classify(exc, where) from None
     return getattr(connection, "handshake_ms", None)
 
 
