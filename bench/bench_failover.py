@@ -23,7 +23,8 @@ import redis
 
 from redis_runbook.config import Config, toml
 from redis_runbook.lab.topology import SERVICE, Topology, start_topology
-from redis_runbook.procedures.failover import FailoverContext, plan_sentinel_failover
+from redis_runbook.procedures.context import ProcedureContext
+from redis_runbook.procedures.failover import plan_sentinel_failover
 
 POLL_S = 0.01
 
@@ -126,7 +127,7 @@ def bench_failover(rounds: int, machine: str) -> None:
                 )
 
             def in_process() -> None:
-                ctx = FailoverContext(config)
+                ctx = ProcedureContext(config)
                 plan = plan_sentinel_failover(ctx, {})
                 ctx.runner().execute(plan)
 

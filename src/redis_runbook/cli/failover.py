@@ -13,7 +13,8 @@ from redis_runbook.cli.procedure import UnderstoodOption, run_plan
 from redis_runbook.cli.render import err
 from redis_runbook.config import secrets
 from redis_runbook.errors import ConfigError, Refused, UnknownName
-from redis_runbook.procedures.failover import FailoverContext, plan_sentinel_failover
+from redis_runbook.procedures.context import ProcedureContext
+from redis_runbook.procedures.failover import plan_sentinel_failover
 from redis_runbook.procedures.promote import plan_promote
 
 RECONCILE_MARGIN_S = 300  # reconstruct rows from a little before the switch
@@ -70,7 +71,7 @@ def failover(
         file=target.password_file,
         command=target.password_command,
     )
-    pctx = FailoverContext(config)
+    pctx = ProcedureContext(config)
     if config.target.sentinel is not None:
         if to is not None or gone:
             raise ConfigError(
@@ -78,11 +79,11 @@ def failover(
                 "the replica itself",
                 "redis-runbook failover (set replica-priority to steer Sentinel's choice)",
             )
-        plan, loses = plan_sentinel_failover(pctx), False
+        plan = plan_sentinel_failover(pctx)
     else:
-        plan, loses = plan_promote(pctx, to, force, gone)
+        plan = plan_promote(pctx, to, force, gone)
     started = time.time()
-    run_plan(ctx, pctx, plan, extra_ok=understood or not loses)
+    run_plan(ctx, pctx, plan, understood)
     if options.dry_run:
         return
     since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started - RECONCILE_MARGIN_S))

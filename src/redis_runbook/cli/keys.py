@@ -150,4 +150,4 @@ def purge(
             max_ops_per_s=max_ops_per_s,
             progress=progress,
         )
-        run_plan(ctx, pctx, plan, extra_ok=understood)
+        run_plan(ctx, pctx, plan, understood)

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Annotated, Any
 
 import typer
@@ -23,7 +26,7 @@ UnderstoodOption = Annotated[
 ]
 
 
-def plan_document(plan: Plan) -> dict[str, Any]:
+def _plan_document(plan: Plan) -> dict[str, Any]:
     """The plan as JSON."""
     return {
         "procedure": plan.procedure,
@@ -34,7 +37,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
     }
 
 
-def show_plan(plan: Plan) -> None:
+def _show_plan(plan: Plan) -> None:
     """The plan as the operator reads it before anything happens."""
     out.print(Text(f"Plan: {plan.procedure} on {plan.target}", style="bold"))
     for note in plan.notes:
@@ -51,21 +54,21 @@ def _progress(result: StepResult) -> None:
     )
 
 
-def ask_confirmation(ctx: typer.Context, plan: Plan, extra_ok: bool = True) -> None:
+def _ask_confirmation(ctx: typer.Context, plan: Plan, understood: bool = False) -> None:
     """The plan's confirmation, asked on the terminal (or answered by --yes)."""
     confirm(
         plan,
         yes=globals_of(ctx).yes,
         interactive=sys.stdin.isatty(),
         ask=lambda question: str(typer.prompt(question, default="", show_default=False, err=True)),
-        extra_ok=extra_ok,
+        understood=understood,
     )
 
 
-def results_document(plan: Plan, results: list[StepResult]) -> dict[str, Any]:
+def _results_document(plan: Plan, results: list[StepResult]) -> dict[str, Any]:
     """The executed plan as JSON: the plan and one entry per step run."""
     return {
-        "plan": plan_document(plan),
+        "plan": _plan_document(plan),
         "results": [
             {"step": r.title, "ok": r.ok, "message": r.message, "seconds": r.seconds}
             for r in results
@@ -73,24 +76,50 @@ def results_document(plan: Plan, results: list[StepResult]) -> dict[str, Any]:
     }
 
 
-def run_plan(ctx: typer.Context, pctx: ProcedureContext, plan: Plan, extra_ok: bool = True) -> None:
-    """Dry-run, confirm and execute `plan` (errors propagate to the CLI's handler)."""
+def run_plan(
+    ctx: typer.Context,
+    pctx: ProcedureContext,
+    plan: Plan,
+    understood: bool = False,
+    executing: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
+) -> None:
+    """Dry-run, confirm and execute `plan` (errors propagate to the CLI's handler);
+    the plan's cleanup runs whatever happens. `understood`: --i-understand-data-loss;
+    `executing` wraps the steps once confirmed (e.g. their progress bars, which must
+    not be drawn over the confirmation prompt)."""
+    try:
+        _run_plan(ctx, pctx, plan, understood, executing)
+    finally:
+        plan.finish()
+
+
+def _run_plan(
+    ctx: typer.Context,
+    pctx: ProcedureContext,
+    plan: Plan,
+    understood: bool,
+    executing: Callable[[], AbstractContextManager[object]],
+) -> None:
     options = globals_of(ctx)
+    extra = plan.extra or dict
     if options.json:
         if options.dry_run:
-            print_json({"dry_run": True, "plan": plan_document(plan)})
+            print_json({"dry_run": True, "plan": _plan_document(plan)} | extra())
             return
     else:
-        show_plan(plan)
+        _show_plan(plan)
         if options.dry_run:
             out.print("dry run: nothing was changed", markup=False)
             return
-    ask_confirmation(ctx, plan, extra_ok)
+    _ask_confirmation(ctx, plan, understood)
     runner = pctx.runner()
     if not options.json:
         runner.on_step = _progress
-    results = runner.execute(plan)
+    with executing():
+        results = runner.execute(plan)
     if options.json:
-        print_json(results_document(plan, results))
+        print_json(_results_document(plan, results) | extra())
+    elif plan.summary is not None:
+        err.print(plan.summary(), markup=False)
     else:
         err.print(f"{plan.procedure}: done, {len(results)} steps", markup=False)

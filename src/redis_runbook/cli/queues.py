@@ -263,4 +263,4 @@ def recover_stale(
         queues = found.queues
     pctx = ProcedureContext(config)
     settings = StaleOptions(count_as_stall, break_immortal, wait_for_locks, force, batch)
-    run_plan(ctx, pctx, plan_recover_stale(pctx, queues, settings), extra_ok=understood)
+    run_plan(ctx, pctx, plan_recover_stale(pctx, queues, settings), understood)

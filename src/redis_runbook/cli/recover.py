@@ -41,7 +41,7 @@ def emergency_start(
     """Seed §4.4: move the data dir aside (never deleted) and start Redis empty.
     Asks you to type EMERGENCY; automation needs --yes --i-understand-data-loss."""
     pctx = ProcedureContext(globals_of(ctx).load().config)
-    run_plan(ctx, pctx, plan_emergency_start(pctx, force=force), extra_ok=understood)
+    run_plan(ctx, pctx, plan_emergency_start(pctx, force=force), understood)
 
 
 @app.command("aof")
@@ -55,7 +55,7 @@ def aof(
     """Seed §4.2/§3.4: check the AOF; repair its last file (after a copy aside) or fall
     back to dump.rdb (the AOF moved aside); start; verify; say what was lost."""
     pctx = ProcedureContext(globals_of(ctx).load().config)
-    run_plan(ctx, pctx, plan_aof(pctx, force=force), extra_ok=understood)
+    run_plan(ctx, pctx, plan_aof(pctx, force=force), understood)
 
 
 @app.command("restore")
@@ -74,14 +74,9 @@ def restore(
     stop, move the data dir aside, swap the archive in, start, verify key counts, and
     write a provenance file. Asks you to type the archive name."""
     from redis_runbook.backup import make_backend
-    from redis_runbook.procedures.restore import cleanup, plan_restore
+    from redis_runbook.procedures.restore import plan_restore
 
     config = globals_of(ctx).load().config
     pctx = ProcedureContext(config)
-    plan, staging = plan_restore(
-        pctx, make_backend(config.backup), archive, save=not no_save, force=force
-    )
-    try:
-        run_plan(ctx, pctx, plan, extra_ok=understood)
-    finally:
-        cleanup(staging)
+    plan = plan_restore(pctx, make_backend(config.backup), archive, save=not no_save, force=force)
+    run_plan(ctx, pctx, plan, understood)

@@ -66,4 +66,4 @@ def oom(
             progress=progress,
             purge_anyway=purge_anyway,
         )
-        run_plan(ctx, pctx, plan, extra_ok=understood)
+        run_plan(ctx, pctx, plan, understood)

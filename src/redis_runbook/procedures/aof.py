@@ -347,5 +347,6 @@ def plan_aof(ctx: ProcedureContext, force: bool = False) -> Plan:
         steps=pre + steps,
         confirm=confirm,
         confirm_word=word,
+        data_loss=confirm is Confirm.TYPED,
         notes=notes,
     )

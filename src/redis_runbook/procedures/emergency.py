@@ -134,6 +134,7 @@ def plan_emergency_start(ctx: ProcedureContext, force: bool = False) -> Plan:
         target=ctx.where,
         confirm=Confirm.TYPED,
         confirm_word=CONFIRM_WORD,
+        data_loss=True,
         notes=[
             f"service: {service.describe()} is {state.state.value} ({state.detail})",
             "Redis will start EMPTY: every key is gone from the live server "

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -55,7 +56,8 @@ class Step:
 
 @dataclass
 class Plan:
-    """What a procedure will do, in order, before anything is done."""
+    """What a procedure will do, in order, before anything is done, and the policy
+    the runner and the CLI apply to it (the CLI computes none of it)."""
 
     procedure: str
     target: str
@@ -68,11 +70,30 @@ class Plan:
     leftovers: list[Leftover] = field(default_factory=list)
     # The command that finishes the procedure when it is interrupted.
     resume: str = ""
+    # The steps can lose data that cannot be had back: `--yes` alone does not
+    # answer the confirmation, `--i-understand-data-loss` must come with it.
+    data_loss: bool = False
+    # Also hold the lock key on the target. A failover does not: a key written to
+    # the old master would be stranded on the new one after the switch.
+    redis_lock: bool = True
+    # Run once the plan is done with, whatever happened (dry run, refusal,
+    # failure): e.g. restore removes its staging dir.
+    cleanup: Callable[[], None] | None = None
+    # More of the procedure's own JSON, merged into the dry-run and results documents.
+    extra: Callable[[], dict[str, Any]] | None = None
+    # The closing line once every step ran (default: "<procedure>: done, N steps").
+    summary: Callable[[], str] | None = None
 
     @property
     def destructive(self) -> bool:
         """True when any step is destructive."""
         return any(step.destructive for step in self.steps)
+
+    def finish(self) -> None:
+        """Run the plan's cleanup (once)."""
+        cleanup, self.cleanup = self.cleanup, None
+        if cleanup is not None:
+            cleanup()
 
 
 @dataclass(frozen=True)
@@ -102,15 +123,15 @@ def confirm(
     yes: bool,
     interactive: bool,
     ask: Callable[[str], str],
-    extra_ok: bool = True,
+    understood: bool = False,
 ) -> None:
-    """Apply the plan's confirmation. `--yes` answers it (for TYPED plans only with
-    `extra_ok`, e.g. --i-understand-data-loss); without a TTY and without --yes
-    refuse instead of hanging. Raises Refused; returns when confirmed."""
+    """Apply the plan's confirmation. `--yes` answers it (for a plan that can lose
+    data only with `understood`, --i-understand-data-loss); without a TTY and
+    without --yes refuse instead of hanging. Raises Refused; returns when confirmed."""
     if plan.confirm is Confirm.NONE:
         return
     if yes:
-        if plan.confirm is Confirm.TYPED and not extra_ok:
+        if plan.data_loss and not understood:
             raise Refused(
                 f"{plan.procedure} replaces data: --yes alone is not enough",
                 f"add {DATA_LOSS_FLAG} after reading the plan (redis-runbook --dry-run ... "
@@ -146,7 +167,7 @@ class Runner:
     @contextlib.contextmanager
     def _locked(self, plan: Plan) -> Iterator[None]:
         with file_lock(self.lock_dir, plan.target, plan.procedure):
-            client = self.lock_client()
+            client = self.lock_client() if plan.redis_lock else None
             try:
                 with redis_lock(client, plan.procedure, self.lock_ttl_s):
                     yield

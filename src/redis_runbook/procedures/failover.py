@@ -26,7 +26,7 @@ from redis_runbook.bullmq.discovery import discover
 from redis_runbook.config import Config
 from redis_runbook.errors import Refused, RunbookError
 from redis_runbook.procedures.context import ProcedureContext
-from redis_runbook.procedures.engine import Confirm, Plan, Runner, Step, StepFailed
+from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
 from redis_runbook.procedures.replica_links import LINK_TIMEOUT_S, wait_linked
 from redis_runbook.procedures.write_pause import WritePause, disconnect_clients
 from redis_runbook.replies import info_fields, parse_pairs
@@ -38,17 +38,6 @@ PROBE_KEY = "redis-runbook:failover-probe"
 POLL_S = 0.05
 FOLLOW_TIMEOUT_S = 30.0
 SYNC_TIMEOUT_S = 5.0
-
-
-class FailoverContext(ProcedureContext):
-    """A ProcedureContext whose runner takes only the file lock: a lock key written
-    to the old master would be stranded on the new one after the switch."""
-
-    def runner(self) -> Runner:
-        """The usual runner without the Redis lock."""
-        runner = super().runner()
-        runner.lock_client = lambda: None
-        return runner
 
 
 @dataclass
@@ -380,6 +369,7 @@ def plan_sentinel_failover(ctx: ProcedureContext, env: Mapping[str, str] | None 
         target=ctx.where,
         confirm=Confirm.TYPED,
         confirm_word="FAILOVER",
+        redis_lock=False,
         notes=[
             f"master {switch.old}; replicas fit to promote: {', '.join(fit)} "
             "(Sentinel picks by priority, then offset)",

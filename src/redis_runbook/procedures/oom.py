@@ -23,7 +23,7 @@ from redis_runbook.keyspace import DEFAULT_SAMPLE, KeyspaceStats, category_stats
 from redis_runbook.keyspace_purge import DEFAULT_BATCH, select_categories
 from redis_runbook.memory import MemoryFigures, read_memory
 from redis_runbook.procedures.context import ProcedureContext
-from redis_runbook.procedures.engine import Plan, Step, StepFailed
+from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
 from redis_runbook.procedures.purge import (
     LabelledProgress,
     category_notes,
@@ -276,5 +276,6 @@ def plan_oom(
         steps=steps,
         confirm=mode,
         confirm_word=word,
+        data_loss=mode is Confirm.TYPED,
         notes=notes,
     )

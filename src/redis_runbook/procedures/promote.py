@@ -153,9 +153,10 @@ class Promotion:
 
 def plan_promote(
     ctx: ProcedureContext, to: str | None, force: bool = False, gone: bool = False
-) -> tuple[Plan, bool]:
-    """The manual failover plan (see the module docstring) and whether it can lose
-    acknowledged writes (the master does not answer); Refused when unsafe. `gone`:
+) -> Plan:
+    """The manual failover plan (see the module docstring); its `data_loss` says
+    whether it can lose acknowledged writes (the master does not answer). Refused
+    when unsafe. `gone`:
     the operator says the old master is gone (no fence through [service])."""
     config = ctx.config
     old = _address(config)
@@ -195,6 +196,7 @@ def plan_promote(
             target=ctx.where,
             confirm=Confirm.TYPED,
             confirm_word="FAILOVER",
+            redis_lock=False,
             notes=[
                 f"master {old} answers: FAILOVER TO {to} (writes paused until {to} has "
                 "acknowledged them all: nothing acknowledged is lost)",
@@ -223,8 +225,8 @@ def plan_promote(
                 ),
             ],
         )
-        return plan, False
-    return _plan_dead_master(ctx, old, master, to, force, witness, gone), True
+        return plan
+    return _plan_dead_master(ctx, old, master, to, force, witness, gone)
 
 
 def _plan_dead_master(
@@ -276,6 +278,8 @@ def _plan_dead_master(
         target=ctx.where,
         confirm=Confirm.TYPED,
         confirm_word="GONE" if gone else "FAILOVER",
+        data_loss=True,  # writes acknowledged after the chosen replica's offset
+        redis_lock=False,
         notes=[
             describe_unanswering(old, master.error, config.target.connect_timeout),
             f"the old master is fenced first: {how}; nothing is promoted unless that holds",

@@ -255,5 +255,6 @@ def plan_purge(
         steps=steps,
         confirm=mode,
         confirm_word=word,
+        data_loss=mode is Confirm.TYPED,
         notes=category_notes(chosen, stats),
     )

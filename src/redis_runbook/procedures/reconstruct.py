@@ -77,6 +77,36 @@ class Report:
 
         return update
 
+    def to_json(self) -> dict[str, Any]:
+        """The scans (rows selected per source) and, once run, each source's figures."""
+        return {
+            "scans": [
+                {
+                    "source": s.source,
+                    "selected": s.selected,
+                    "columns": list(s.columns),
+                    "first_job_id": s.first_id,
+                    "last_job_id": s.last_id,
+                    "duplicate_rows": s.duplicate_rows,
+                    "duplicate_ids": list(s.duplicate_ids),
+                    "seconds": round(s.seconds, 3),
+                }
+                for s in self.scans.values()
+            ],
+            "sources": [f.to_json() for f in self.figures.values()],
+        }
+
+    def summary(self) -> str:
+        """The closing line: jobs added and already present over every source."""
+        added = sum(f.added for f in self.figures.values())
+        present = sum(f.already_present for f in self.figures.values())
+        repeated = sum(f.duplicates.count for f in self.figures.values())
+        return (
+            f"{PROCEDURE}: done, {len(self.figures)} source(s): {added} added, {present} "
+            "already present"
+            + (f", {repeated} duplicate rows (first row of each id kept)" if repeated else "")
+        )
+
 
 def queue_of(config: Config, source: Source) -> QueueRef:
     """The queue a source feeds: its prefix, else the first of [bullmq] prefixes."""
@@ -212,6 +242,8 @@ def plan_reconstruct(ctx: ProcedureContext, options: Options, report: Report) ->
         steps=steps,
         confirm=Confirm.YES_NO,
         notes=notes,
+        extra=report.to_json,
+        summary=report.summary,
     )
 
 

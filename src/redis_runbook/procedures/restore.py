@@ -155,9 +155,10 @@ def _relocated(layout: DataLayout, data_dir: Path) -> DataLayout:
 
 def plan_restore(
     ctx: ProcedureContext, backend: Backend, name: str, *, save: bool = True, force: bool = False
-) -> tuple[Plan, Path]:
-    """Check everything and build the plan; returns it with the staging dir (the
-    caller removes that dir when the plan is not executed or fails before the swap)."""
+) -> Plan:
+    """Check everything and build the plan. Its cleanup removes what is left of the
+    staging dir (our own extraction) after a dry run, a refusal, or a failure
+    before the swap."""
     service = ctx.service
     notes: list[str] = []
     layout = data_layout(ctx.config, {}, notes)
@@ -236,11 +237,12 @@ def plan_restore(
         f"the current {layout.data_dir} is kept aside as {layout.data_dir.name}.<stamp>."
         "before-restore; every write after the archive's time is gone from the live server",
     ]
-    plan = Plan(
+    return Plan(
         procedure="recover restore",
         target=ctx.where,
         confirm=Confirm.TYPED,
         confirm_word=archive.name,
+        data_loss=True,
         notes=notes,
         leftovers=[
             Leftover(
@@ -249,6 +251,7 @@ def plan_restore(
                 f"safe to remove: rm -rf {staged.root}",
             )
         ],
+        cleanup=lambda: shutil.rmtree(staged.root, ignore_errors=True),
         resume="redis-runbook diagnose; then put the data back as said above, or run "
         f"redis-runbook recover restore --archive {archive.name} --force again",
         steps=[
@@ -262,11 +265,3 @@ def plan_restore(
             Step("verify keys per category against the archive; write the provenance", verify),
         ],
     )
-    return plan, staged.root
-
-
-def cleanup(staging: Path) -> None:
-    """Remove what is left of a staging dir (our own extraction) after a dry run,
-    a refusal, or a failure before the swap."""
-    if staging.exists():
-        shutil.rmtree(staging, ignore_errors=True)

@@ -161,6 +161,7 @@ def plan_recover_stale(ctx: ProcedureContext, queues: Sequence[QueueRef], option
         steps=steps,
         confirm=confirm if steps else Confirm.NONE,
         confirm_word=BREAK_WORD if options.break_immortal else "yes",
+        data_loss=bool(steps) and options.break_immortal,
         notes=notes,
     )
 
