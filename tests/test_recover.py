@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
 
+import pytest
 import redis
 
 from redis_runbook import lab
 from redis_runbook.config import load_config
+from redis_runbook.errors import EXIT_FAILED
 from redis_runbook.lab.faults import inject
 from redis_runbook.lab.lifecycle import lab_server
 from redis_runbook.lab.server import RedisServer
@@ -74,7 +77,7 @@ def test_restart_keeps_every_key_and_journals(
     old_pid = lab.status(status.dir).pid
     result = run_cli("--yes", "recover", "restart", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "verify PING and keys per category: PING ok" in result.stdout
+    assert "verify PING and the keyspace: PING ok" in result.stdout
     new_pid = lab.status(status.dir).pid
     assert new_pid is not None
     assert new_pid != old_pid
@@ -89,6 +92,49 @@ def test_restart_keeps_every_key_and_journals(
     assert steps[-1] == ("plan", "finished")
     assert client.exists("redis-runbook:lock") == 0  # released
     client.close()
+
+
+def test_restart_evidence_is_the_keyspace_not_a_walk(lab_env: Lab) -> None:
+    """The default restart proves nothing was lost with INFO keyspace before and
+    after: the restarted server has run no SCAN (its command stats start at zero)."""
+    status, env = lab_env
+    result = run_cli("--yes", "recover", "restart", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    with client_of(status) as client:
+        stats = client.info("commandstats")
+    assert "cmdstat_scan" not in stats, stats.get("cmdstat_scan")
+    # The same count before and after (the runner's lock key in both).
+    assert re.search(r"PING ok; (\d+) keys, \1 before", result.stdout), result.stdout
+
+
+@pytest.mark.parametrize("per_category", [False, True])
+def test_a_restart_that_loses_keys_fails_and_walks_to_say_where(
+    lab_env: Lab, per_category: bool
+) -> None:
+    """Keys written after the AOF was switched off at run time are lost by a restart
+    without saving (the server comes back from its config file: AOF on, the files as
+    they were). The keyspace totals catch it; the walk it triggers names the category
+    (with --verify-categories: the change per category too)."""
+    status, env = lab_env
+    with client_of(status) as client:
+        # More than the keys with a TTL (those may expire across a restart).
+        lost = sum(db.get("expires", 0) for db in client.info("keyspace").values()) + 100
+        client.config_set("appendonly", "no")
+        client.mset({f"session:lost:{i}": "x" for i in range(lost)})
+    flags = ["--verify-categories"] if per_category else []
+    result = run_cli("--yes", "recover", "restart", "--no-save", *flags, env=env)
+    output = result.stdout + result.stderr
+    assert result.returncode == EXIT_FAILED, output
+    # and the runner's lock key, written after the AOF was switched off
+    assert f"{lost + 1} keys missing after the restart" in output
+    assert "keys per category now: " in output
+    assert (f"session -{lost}" in output) is per_category
+    with client_of(status) as client:
+        assert client.exists("session:lost:0") == 0  # lost for real, not a test artefact
+    failed = [e for e in journal(env) if e["outcome"] == "failed"]
+    assert [e["step"] for e in failed] == [
+        "verify PING and the keyspace" + (" per category" if per_category else "")
+    ]
 
 
 def test_dry_run_changes_nothing(lab_env: Lab) -> None:

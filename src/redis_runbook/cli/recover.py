@@ -24,10 +24,18 @@ def restart(
     no_save: Annotated[
         bool, typer.Option("--no-save", help="Stop without saving (loses unsaved writes).")
     ] = False,
+    verify_categories: Annotated[
+        bool,
+        typer.Option(
+            "--verify-categories",
+            help="Also count the keys per category before and after (two SCAN walks).",
+        ),
+    ] = False,
 ) -> None:
-    """Seed §4.1: SHUTDOWN SAVE, start, wait until ready, verify keys per category."""
+    """Seed §4.1: SHUTDOWN SAVE, start, wait until ready, verify PING and the keyspace
+    (INFO keyspace; the keys are walked only when some went missing)."""
     pctx = ProcedureContext(globals_of(ctx).load().config)
-    run_plan(ctx, pctx, plan_restart(pctx, save=not no_save))
+    run_plan(ctx, pctx, plan_restart(pctx, save=not no_save, verify_categories=verify_categories))
 
 
 @app.command("emergency-start")

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 
@@ -54,6 +54,31 @@ class Step:
     on_failure: str | None = None
 
 
+class Witness(Protocol):
+    """Evidence that a procedure kept what it must keep. A plan that declares one
+    runs `record` as its first step, before anything changes, and `compare` as its
+    last; both are journaled like any step, and `compare` raises StepFailed when the
+    evidence says something was lost."""
+
+    @property
+    def recording(self) -> str:
+        """The title of the first step."""
+        ...
+
+    @property
+    def comparing(self) -> str:
+        """The title of the last step."""
+        ...
+
+    def record(self) -> str:
+        """Take the evidence before; one sentence."""
+        ...
+
+    def compare(self) -> str:
+        """Take it again and compare; one sentence, or StepFailed."""
+        ...
+
+
 @dataclass
 class Plan:
     """What a procedure will do, in order, before anything is done, and the policy
@@ -83,6 +108,13 @@ class Plan:
     extra: Callable[[], dict[str, Any]] | None = None
     # The closing line once every step ran (default: "<procedure>: done, N steps").
     summary: Callable[[], str] | None = None
+    # Recorded before the first step, compared after the last (the steps are added).
+    witness: Witness | None = None
+
+    def __post_init__(self) -> None:
+        if self.witness is not None:
+            w = self.witness
+            self.steps = [Step(w.recording, w.record), *self.steps, Step(w.comparing, w.compare)]
 
     @property
     def destructive(self) -> bool:

@@ -40,11 +40,21 @@ FOLLOW_TIMEOUT_S = 30.0
 SYNC_TIMEOUT_S = 5.0
 
 
+def _jobs(counts: dict[str, int]) -> str:
+    return f"{len(counts)} queue(s), {sum(counts.values())} job(s)"
+
+
 @dataclass
 class QueueWitness:
-    """Jobs per queue (all states) before and after, read from the current master."""
+    """Jobs per queue (all states) on the old master before the switch and on the
+    new one after it (a Witness; `new` names the new master once it is known)."""
 
+    config: Config
+    old: tuple[str, int] | None
+    new: Callable[[], tuple[str, int] | None]
     before: dict[str, int] = field(default_factory=dict)
+    recording = "record BullMQ queue counts"
+    comparing = "compare BullMQ queue counts"
 
     @staticmethod
     def read(config: Config, node: tuple[str, int] | None = None) -> dict[str, int]:
@@ -65,21 +75,26 @@ class QueueWitness:
         finally:
             client.close()
 
-    def record(self, config: Config, node: tuple[str, int] | None = None) -> str:
-        """Read the counts before the switch."""
-        self.before = self.read(config, node)
-        return f"{len(self.before)} queue(s), {sum(self.before.values())} job(s)"
+    @classmethod
+    def describe(cls, config: Config, node: tuple[str, int] | None = None) -> str:
+        """Queues and jobs on `node` (the master when None), in one sentence."""
+        return _jobs(cls.read(config, node))
 
-    def compare(self, config: Config, node: tuple[str, int] | None = None) -> str:
+    def record(self) -> str:
+        """Read the counts before the switch."""
+        self.before = self.read(self.config, self.old)
+        return _jobs(self.before)
+
+    def compare(self) -> str:
         """Every queue is still there; totals reported per queue. A queue missing
         is a failure; totals may move (workers keep running)."""
-        after = self.read(config, node)
+        after = self.read(self.config, self.new())
         missing = sorted(set(self.before) - set(after))
         if missing:
             raise StepFailed(f"queue(s) missing on the new master: {', '.join(missing)}")
         moved = {q: after[q] - n for q, n in self.before.items() if after[q] != n}
         detail = ", ".join(f"{q} {d:+d}" for q, d in sorted(moved.items()))
-        return f"{len(after)} queue(s), {sum(after.values())} job(s); " + (
+        return f"{_jobs(after)}; " + (
             f"changed while workers ran: {detail}" if detail else "unchanged"
         )
 
@@ -361,8 +376,7 @@ def plan_sentinel_failover(ctx: ProcedureContext, env: Mapping[str, str] | None 
         )
         address = f"{replica.get('ip')}:{replica.get('port')}"
         (switch.replicas if linked else switch.unlinked_before).append(address)
-    witness = QueueWitness()
-    old = split_address(switch.old)
+    witness = QueueWitness(config, split_address(switch.old), lambda: split_address(switch.new))
     fit = promotable(topology, config.thresholds.replica_lag_bytes.critical)
     return Plan(
         procedure="failover",
@@ -380,7 +394,9 @@ def plan_sentinel_failover(ctx: ProcedureContext, env: Mapping[str, str] | None 
             "the new master",
         ],
         steps=[
-            Step("record BullMQ queue counts", lambda: witness.record(config, old)),
+            # Not the plan's witness: the counts are compared before the last step,
+            # which waits up to LINK_TIMEOUT_S for the replicas and may fail alone.
+            Step(witness.recording, witness.record),
             Step(
                 "pause writes on the master until a replica has them all",
                 switch.guarded(switch.pause_and_sync),
@@ -407,11 +423,7 @@ def plan_sentinel_failover(ctx: ProcedureContext, env: Mapping[str, str] | None 
                 switch.guarded(switch.hand_over),
                 on_failure="redis-runbook health",
             ),
-            Step(
-                "compare BullMQ queue counts",
-                lambda: witness.compare(config, split_address(switch.new)),
-                on_failure="redis-runbook queues status",
-            ),
+            Step(witness.comparing, witness.compare, on_failure="redis-runbook queues status"),
             Step(
                 "wait for the replicas to follow the new master",
                 switch.wait_replicas,

@@ -23,7 +23,7 @@ from redis_runbook.keyspace import DEFAULT_SAMPLE, KeyspaceStats, category_stats
 from redis_runbook.keyspace_purge import DEFAULT_BATCH, select_categories
 from redis_runbook.memory import MemoryFigures, read_memory
 from redis_runbook.procedures.context import ProcedureContext
-from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
+from redis_runbook.procedures.engine import Confirm, Plan, StepFailed
 from redis_runbook.procedures.purge import (
     LabelledProgress,
     category_notes,
@@ -125,15 +125,17 @@ def purge_shortfall(
 
 @dataclass
 class OomWitness:
-    """Memory and keyspace before the purge, compared with after."""
+    """Memory and keyspace before the purge, compared with after (a Witness)."""
 
     ctx: ProcedureContext
     sample: int = DEFAULT_SAMPLE
     progress: LabelledProgress | None = None
     stats: KeyspaceStats | None = None
     before: MemoryFigures | None = None
+    recording = "measure memory: used_memory vs maxmemory, keys and memory per category"
+    comparing = "report memory before/after, check writes, give the permanent fix"
 
-    def measure(self) -> str:
+    def record(self) -> str:
         """used_memory vs maxmemory, and keys / estimated memory per category."""
         client = self.ctx.client(decode=False)
         try:
@@ -164,7 +166,7 @@ class OomWitness:
         """Keys of category `name` as step 1 measures them (a progress total)."""
         return lambda: self.stats.get(name).keys if self.stats else None
 
-    def report(self) -> str:
+    def compare(self) -> str:
         """Memory after vs before, a probe write, and the permanent fix."""
         client = self.ctx.client()
         try:
@@ -249,12 +251,7 @@ def plan_oom(
         "keys and memory counted when the plan was made; step 1 measures them again "
         "before anything is deleted"
     )
-    steps = [
-        Step(
-            "measure memory: used_memory vs maxmemory, keys and memory per category",
-            witness.measure,
-        )
-    ]
+    steps = []
     for category in chosen:
         steps.append(
             purge_step(
@@ -267,9 +264,6 @@ def plan_oom(
                 planned=stats.get(category.name),
             )
         )
-    steps.append(
-        Step("report memory before/after, check writes, give the permanent fix", witness.report)
-    )
     return Plan(
         procedure="recover oom",
         target=ctx.where,
@@ -277,5 +271,6 @@ def plan_oom(
         confirm=mode,
         confirm_word=word,
         data_loss=mode is Confirm.TYPED,
+        witness=witness,
         notes=notes,
     )

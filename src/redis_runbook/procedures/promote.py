@@ -161,7 +161,6 @@ def plan_promote(
     config = ctx.config
     old = _address(config)
     master = node_view(config, old, None)
-    witness = QueueWitness()
     if master.role is not None and master.role != "master":
         source = f"{master.info.get('master_host')}:{master.info.get('master_port')}"
         raise Refused(
@@ -197,15 +196,13 @@ def plan_promote(
             confirm=Confirm.TYPED,
             confirm_word="FAILOVER",
             redis_lock=False,
+            witness=QueueWitness(config, split_address(old), lambda: split_address(to)),
             notes=[
                 f"master {old} answers: FAILOVER TO {to} (writes paused until {to} has "
                 "acknowledged them all: nothing acknowledged is lost)",
                 f"afterwards point [target] url at {to}",
             ],
             steps=[
-                Step(
-                    "record BullMQ queue counts", lambda: witness.record(config, split_address(old))
-                ),
                 Step(
                     f"FAILOVER TO {to}",
                     step.failover_to,
@@ -219,14 +216,10 @@ def plan_promote(
                     on_failure="redis-runbook health",
                 ),
                 Step("verify the new master takes writes", switch.probe_write),
-                Step(
-                    "compare BullMQ queue counts",
-                    lambda: witness.compare(config, split_address(to)),
-                ),
             ],
         )
         return plan
-    return _plan_dead_master(ctx, old, master, to, force, witness, gone)
+    return _plan_dead_master(ctx, old, master, to, force, gone)
 
 
 def _plan_dead_master(
@@ -235,7 +228,6 @@ def _plan_dead_master(
     master: NodeView,
     to: str | None,
     force: bool,
-    witness: QueueWitness,
     gone: bool,
 ) -> Plan:
     config = ctx.config
@@ -314,7 +306,7 @@ def _plan_dead_master(
             Step("verify the new master takes writes", switch.probe_write),
             Step(
                 "read BullMQ queue counts",
-                lambda: witness.record(config, split_address(chosen.address)),
+                lambda: QueueWitness.describe(config, split_address(chosen.address)),
             ),
         ],
     )

@@ -163,11 +163,14 @@ def purge_step(
 
 @dataclass
 class CountWitness:
-    """Keys per category before the purge, compared with after."""
+    """Keys per category before the purge, compared with after (a Witness)."""
 
     ctx: ProcedureContext
+    purged: Sequence[str]
     progress: LabelledProgress | None = None
     before: KeyCounts | None = None
+    recording = "count keys per category (one SCAN walk)"
+    comparing = "count keys per category again and compare"
 
     def _count(self, label: str) -> KeyCounts:
         client = self.ctx.client(decode=False)
@@ -201,14 +204,14 @@ class CountWitness:
         """A deferred `expected(name)`: the count exists only once record() ran."""
         return lambda: self.expected(name)
 
-    def compare(self, purged: Sequence[str]) -> str:
+    def compare(self) -> str:
         """Count again; name what changed per category."""
         after = self._count("count keys again")
         before = self.before or KeyCounts()
         parts = []
         for name in dict.fromkeys([*before.by_category, *after.by_category]):
             old, new = before.by_category.get(name, 0), after.by_category.get(name, 0)
-            if name in purged:
+            if name in self.purged:
                 late = f" ({new} written during the purge)" if new else ""
                 parts.append(f"{name} {old} -> {new}{late}")
             elif old != new:
@@ -232,9 +235,9 @@ def plan_purge(
     chosen = select_categories(ctx.config.categories, names, allow_critical)
     require_answer(ctx)
     stats = measure_categories(ctx, sample, progress)
-    witness = CountWitness(ctx, progress)
+    witness = CountWitness(ctx, [c.name for c in chosen], progress)
     mode, word = confirmation(chosen)
-    steps = [Step("count keys per category (one SCAN walk)", witness.record)]
+    steps = []
     for category in chosen:
         steps.append(
             purge_step(
@@ -247,8 +250,6 @@ def plan_purge(
                 planned=stats.get(category.name),
             )
         )
-    purged = [c.name for c in chosen]
-    steps.append(Step("count keys per category again and compare", lambda: witness.compare(purged)))
     return Plan(
         procedure="keys purge",
         target=ctx.where,
@@ -256,5 +257,6 @@ def plan_purge(
         confirm=mode,
         confirm_word=word,
         data_loss=mode is Confirm.TYPED,
+        witness=witness,
         notes=category_notes(chosen, stats),
     )

@@ -1,12 +1,13 @@
 """`recover restart` (seed §4.1): graceful SHUTDOWN SAVE, start, wait until ready,
-verify PING and the keys per category against what was there before.
+verify PING and the keyspace against what was there before (INFO keyspace: no walk
+of the keys unless they went missing or --verify-categories asks for it).
 
 Unlike the seed's script there is no `sleep 5` / `sleep 3`: stopping waits for the
 process to exit and starting polls PING + `loading:0` with a deadline."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import redis
 
@@ -14,59 +15,131 @@ from redis_runbook.keyspace import KeyCounts, count_by_category
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
 from redis_runbook.readiness import wait_started
-from redis_runbook.replies import info_fields
+from redis_runbook.replies import info_fields, keyspace
 from redis_runbook.service import RunState
 from redis_runbook.target import redis_cli_prefix
 
 READY_TIMEOUT_S = 120.0
 
 
+@dataclass(frozen=True)
+class Keyspace:
+    """Keys and keys with a TTL over every database (INFO keyspace: O(1))."""
+
+    keys: int
+    expires: int
+
+
+def read_keyspace(client: redis.Redis) -> tuple[Keyspace, int | None]:
+    """The keyspace totals, and the keys the last load read from the RDB
+    (`rdb_last_load_keys_loaded`, Redis 7.0+; None when unknown or when the server
+    loads its AOF, which that figure does not count)."""
+    info = info_fields(client.execute_command("INFO", "keyspace"))
+    persistence = info_fields(client.execute_command("INFO", "persistence"))
+    dbs = keyspace(info)
+    loaded = persistence.get("rdb_last_load_keys_loaded")
+    if persistence.get("aof_enabled") == "1":
+        loaded = None
+    totals = Keyspace(sum(d.keys for d in dbs), sum(d.expires for d in dbs))
+    return totals, int(loaded) if loaded is not None and loaded.isdigit() else None
+
+
+def _per_category(counts: KeyCounts) -> str:
+    return ", ".join(f"{k} {n}" for k, n in counts.by_category.items() if n) or "empty"
+
+
 @dataclass
 class KeyspaceWitness:
-    """Keys per category before a procedure, to verify against afterwards."""
+    """What a restart must keep. By default O(1): keys and keys with a TTL over every
+    database (INFO keyspace) before the stop and after the load; losing more keys
+    than had a TTL fails the step, and only then are the keys per category walked
+    (SCAN, while Redis serves) to say where they are missing. With `categories`
+    (`--verify-categories`) the keys per category are walked before and after too,
+    and a category short by more than the keys with a TTL fails."""
 
-    before: KeyCounts | None = None
-    expiring: int = 0
-    lines: list[str] = field(default_factory=list)
+    ctx: ProcedureContext
+    categories: bool = False
+    before: Keyspace | None = None
+    before_categories: KeyCounts | None = None
 
-    def record(self, ctx: ProcedureContext) -> str:
-        """Count keys per category now (when Redis answers)."""
-        client = ctx.answering()
+    @property
+    def recording(self) -> str:
+        """The first step's title."""
+        return "record the keyspace (INFO keyspace" + (
+            "; keys per category, one SCAN walk)" if self.categories else ")"
+        )
+
+    @property
+    def comparing(self) -> str:
+        """The last step's title."""
+        return "verify PING and the keyspace" + (" per category" if self.categories else "")
+
+    def _walk(self) -> KeyCounts:
+        walker = self.ctx.client(decode=False)
+        try:
+            return count_by_category(walker, self.ctx.config.categories)
+        finally:
+            walker.close()
+
+    def record(self) -> str:
+        """The keyspace totals now (when Redis answers), per category if asked."""
+        client = self.ctx.answering()
         if client is None:
             return "Redis does not answer: there is no keyspace to compare against afterwards"
-        walker = ctx.client(decode=False)
         try:
-            self.before = count_by_category(walker, ctx.config.categories)
-            self.expiring = ctx.expiring_keys(client)
+            self.before, _ = read_keyspace(client)
         finally:
-            walker.close()
             client.close()
-        counts = ", ".join(f"{n} {k}" for k, n in self.before.by_category.items() if n)
-        return f"{self.before.scanned} keys: {counts or 'empty'}"
+        said = f"{self.before.keys} keys, {self.before.expires} with a TTL"
+        if self.categories:
+            self.before_categories = self._walk()
+            said += f"; per category: {_per_category(self.before_categories)}"
+        return said
 
-    def verify(self, ctx: ProcedureContext) -> str:
-        """PING, then compare keys per category. Losing more keys than had a TTL
-        before is a failure: those keys cannot have simply expired."""
-        client = ctx.answering()
+    def compare(self) -> str:
+        """PING, then the totals against those recorded. Losing more keys than had a
+        TTL before is a failure: those keys cannot have simply expired."""
+        hint = "redis-runbook diagnose; what was done: redis-runbook journal"
+        client = self.ctx.answering()
         if client is None:
-            raise StepFailed(f"{ctx.where} does not answer PING after the restart")
-        client.close()
-        if self.before is None:
-            return "PING answered (no keyspace was recorded before)"
-        walker = ctx.client(decode=False)
+            raise StepFailed(f"{self.ctx.where} does not answer PING after the restart", hint)
         try:
-            after = count_by_category(walker, ctx.config.categories)
+            after, loaded = read_keyspace(client)
         finally:
-            walker.close()
-        diff = self.before.diff(after)
-        lost = -sum(d for d in diff.values() if d < 0)
-        changes = ", ".join(f"{k} {d:+d}" for k, d in diff.items() if d) or "no change"
-        if lost > self.expiring:
+            client.close()
+        if self.before is None:
+            return f"PING answered; {after.keys} keys (no keyspace was recorded before)"
+        read = f"; the load read {loaded} from the RDB" if loaded is not None else ""
+        said = f"{after.keys} keys, {self.before.keys} before{read}"
+        lost = self.before.keys - after.keys
+        if lost > self.before.expires:
+            now = self._walk()  # where are they missing? Redis serves meanwhile
             raise StepFailed(
-                f"{lost} keys missing after the restart, more than the {self.expiring} that "
-                f"had a TTL ({changes})",
+                f"{lost} keys missing after the restart, more than the {self.before.expires} "
+                f"that had a TTL ({said}); keys per category now: {_per_category(now)}"
+                + self._category_changes(now),
+                hint,
             )
-        return f"PING ok; {after.scanned} keys; per category: {changes}"
+        if self.before_categories is None:
+            return f"PING ok; {said}"
+        now = self._walk()
+        diff = self.before_categories.diff(now)
+        short = -sum(d for d in diff.values() if d < 0)
+        if short > self.before.expires:
+            raise StepFailed(
+                f"{short} keys missing from their categories, more than the "
+                f"{self.before.expires} that had a TTL ({said})" + self._category_changes(now),
+                hint,
+            )
+        return f"PING ok; {said}" + self._category_changes(now)
+
+    def _category_changes(self, now: KeyCounts) -> str:
+        if self.before_categories is None:
+            return ""
+        diff = self.before_categories.diff(now)
+        return "; per category: " + (
+            ", ".join(f"{k} {d:+d}" for k, d in diff.items() if d) or "no change"
+        )
 
 
 def replication_role(ctx: ProcedureContext) -> str | None:
@@ -86,11 +159,11 @@ def replication_role(ctx: ProcedureContext) -> str | None:
     return role
 
 
-def plan_restart(ctx: ProcedureContext, save: bool = True) -> Plan:
-    """Build the restart plan from the current state."""
+def plan_restart(ctx: ProcedureContext, save: bool = True, verify_categories: bool = False) -> Plan:
+    """Build the restart plan from the current state (`verify_categories`: walk the
+    keys per category before and after, see KeyspaceWitness)."""
     service = ctx.service
     state = service.state()
-    witness = KeyspaceWitness()
     target = ctx.config.target
     role_before: list[str | None] = [None]
 
@@ -129,8 +202,8 @@ def plan_restart(ctx: ProcedureContext, save: bool = True) -> Plan:
         target=ctx.where,
         confirm=Confirm.YES_NO,
         notes=notes,
+        witness=KeyspaceWitness(ctx, verify_categories),
         steps=[
-            Step("record keys per category", lambda: witness.record(ctx)),
             Step(
                 "stop Redis " + ("with SHUTDOWN SAVE" if save else "WITHOUT saving"),
                 stop,
@@ -141,11 +214,6 @@ def plan_restart(ctx: ProcedureContext, save: bool = True) -> Plan:
                 "wait until Redis answers with its data loaded",
                 wait,
                 on_failure="redis-runbook diagnose",
-            ),
-            Step(
-                "verify PING and keys per category",
-                lambda: witness.verify(ctx),
-                on_failure="redis-runbook diagnose; what was done: redis-runbook journal",
             ),
         ],
     )
