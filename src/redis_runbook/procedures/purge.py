@@ -1,5 +1,6 @@
 """`keys purge` (seed §1.2 + §3.2): delete one or more data categories with the
-safe purge (SCAN + pipelined UNLINK), as a Plan: count, purge, count again.
+safe purge (SCAN + pipelined UNLINK), as a Plan: the keys per category counted
+while planning, DBSIZE, one purge walk per category, DBSIZE again.
 
 Rebuildable categories (cache, ratelimit) need a y/N; a category that is not
 rebuildable (BullMQ queues, sessions) is refused unless the caller names it in
@@ -8,7 +9,7 @@ rebuildable (BullMQ queues, sessions) is refused unless the caller names it in
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis_runbook.config import Category
 from redis_runbook.errors import TargetUnavailable
@@ -16,14 +17,12 @@ from redis_runbook.keyspace import (
     DEFAULT_SAMPLE,
     OTHER,
     CategoryStats,
-    KeyCounts,
     KeyspaceStats,
     Progress,
     category_stats,
-    count_by_category,
     dbsize,
 )
-from redis_runbook.keyspace_purge import DEFAULT_BATCH, purge, select_categories
+from redis_runbook.keyspace_purge import DEFAULT_BATCH, PurgeResult, purge, select_categories
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step
 from redis_runbook.target import redis_errors
@@ -128,9 +127,11 @@ def purge_step(
     max_ops_per_s: float | None = None,
     progress: LabelledProgress | None = None,
     planned: CategoryStats | None = None,
+    on_result: Callable[[PurgeResult], None] = lambda _result: None,
 ) -> Step:
     """The destructive step that purges one (already allowed) category; its title
-    gives the keys (and memory) `planned` counted when the plan was made."""
+    gives the keys (and memory) `planned` counted when the plan was made;
+    `on_result` hears what it deleted."""
 
     def action() -> str:
         """Delete the category's keys: SCAN MATCH + pipelined UNLINK."""
@@ -150,6 +151,7 @@ def purge_step(
                 )
         finally:
             client.close()
+        on_result(result)
         return result.describe()
 
     counted = f": {size_of(planned)}," if planned is not None else " keys"
@@ -161,62 +163,46 @@ def purge_step(
     )
 
 
+def _known(keys: int) -> Callable[[], int | None]:
+    """A progress total already counted when the plan was made."""
+    return lambda: keys
+
+
 @dataclass
 class CountWitness:
-    """Keys per category before the purge, compared with after (a Witness)."""
+    """DBSIZE before the purge and after it, against the keys the purge steps
+    deleted (a Witness, O(1): the purge's own walk is the only one). What the
+    application wrote or deleted meanwhile shows as the difference."""
 
     ctx: ProcedureContext
-    purged: Sequence[str]
-    progress: LabelledProgress | None = None
-    before: KeyCounts | None = None
-    recording = "count keys per category (one SCAN walk)"
-    comparing = "count keys per category again and compare"
+    deleted: list[PurgeResult] = field(default_factory=list)
+    before: int | None = None
+    recording = "count keys (DBSIZE)"
+    comparing = "count keys again (DBSIZE) against what the purge deleted"
 
-    def _count(self, label: str) -> KeyCounts:
+    def _dbsize(self) -> int:
         client = self.ctx.client(decode=False)
         try:
             with redis_errors(self.ctx.where):
-                total = dbsize(client)
-                report = labelled(self.progress, label)
-                seen = 0
-
-                def on_batch(n: int) -> None:
-                    nonlocal seen
-                    seen += n
-                    if report:
-                        report(seen, max(total, seen))
-
-                return count_by_category(client, self.ctx.config.categories, on_batch)
+                return dbsize(client)
         finally:
             client.close()
 
     def record(self) -> str:
-        """Count keys per category (one SCAN walk) before anything is deleted."""
-        self.before = self._count("count keys")
-        counts = ", ".join(f"{k} {n}" for k, n in self.before.by_category.items() if n)
-        return f"{self.before.scanned} keys: {counts or 'empty'}"
-
-    def expected(self, name: str) -> int | None:
-        """Keys of category `name` counted before (a progress total)."""
-        return self.before.by_category.get(name) if self.before else None
-
-    def expecting(self, name: str) -> Callable[[], int | None]:
-        """A deferred `expected(name)`: the count exists only once record() ran."""
-        return lambda: self.expected(name)
+        """The keys in the database before anything is deleted."""
+        self.before = self._dbsize()
+        return f"{self.before:,} keys"
 
     def compare(self) -> str:
-        """Count again; name what changed per category."""
-        after = self._count("count keys again")
-        before = self.before or KeyCounts()
-        parts = []
-        for name in dict.fromkeys([*before.by_category, *after.by_category]):
-            old, new = before.by_category.get(name, 0), after.by_category.get(name, 0)
-            if name in self.purged:
-                late = f" ({new} written during the purge)" if new else ""
-                parts.append(f"{name} {old} -> {new}{late}")
-            elif old != new:
-                parts.append(f"{name} {old} -> {new} (the application: the purge skips it)")
-        return f"{after.scanned} keys now; " + "; ".join(parts or ["nothing changed"])
+        """The keys now against those before minus those deleted."""
+        after = self._dbsize()
+        before = self.before if self.before is not None else after
+        deleted = sum(r.deleted for r in self.deleted)
+        drift = after - (before - deleted)
+        said = f"{after:,} keys now: {before:,} before, {deleted:,} deleted by the purge"
+        if drift:
+            said += f"; {drift:+,} written or deleted by the application meanwhile"
+        return said
 
 
 def plan_purge(
@@ -235,19 +221,21 @@ def plan_purge(
     chosen = select_categories(ctx.config.categories, names, allow_critical)
     require_answer(ctx)
     stats = measure_categories(ctx, sample, progress)
-    witness = CountWitness(ctx, [c.name for c in chosen], progress)
+    witness = CountWitness(ctx)
     mode, word = confirmation(chosen)
     steps = []
     for category in chosen:
+        planned = stats.get(category.name)
         steps.append(
             purge_step(
                 ctx,
                 category,
-                expected=witness.expecting(category.name),
+                expected=_known(planned.keys),
                 batch=batch,
                 max_ops_per_s=max_ops_per_s,
                 progress=progress,
-                planned=stats.get(category.name),
+                planned=planned,
+                on_result=witness.deleted.append,
             )
         )
     return Plan(
