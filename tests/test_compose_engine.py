@@ -74,13 +74,21 @@ def test_diagnose_reads_compose_state_and_logs_without_terminal_codes(app: Compo
 
 def test_restart_saves_stops_starts_and_verifies_every_key(app: ComposeApp) -> None:
     """`recover restart` through `docker compose`: every key back after the restart,
-    the data dir still the image user's."""
+    the data dir still the image user's. The dataset is written once (the checked
+    BGSAVE): with the AOF on, the SIGTERM shutdown only fsyncs the AOF instead of
+    saving the RDB again, and the save points are the container's own afterwards."""
     before = persistent_keys(app)
     done = app.cli("--yes", "recover", "restart")
     assert done.returncode == 0, done.stdout + done.stderr
     app.wait_ready()
     assert persistent_keys(app) == before
     assert not_owned_by_image_user(app.data) == []
+    log = app.compose("logs", "--no-color", "--no-log-prefix", "redis").stdout
+    assert "Background saving terminated with success" in log
+    assert "Calling fsync() on the AOF file" in log
+    assert "Saving the final RDB snapshot" not in log
+    with app.client() as client:
+        assert client.config_get("save") == {"save": "3600 1"}
 
 
 def test_recover_aof_repairs_inside_the_container_and_keeps_the_owner(app: ComposeApp) -> None:

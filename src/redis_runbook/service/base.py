@@ -7,17 +7,19 @@ that failed; none of them waits without a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import redis
 
-from redis_runbook.bgsave import SaveFailed, bgsave_and_wait, save_deadline
+from redis_runbook.bgsave import SaveFailed, bgsave_and_wait, read_info, save_deadline
 from redis_runbook.children import die_with_parent
 from redis_runbook.config import TargetConfig
 from redis_runbook.errors import RunbookError
@@ -179,28 +181,60 @@ def checked_command(argv: list[str], hint: str, timeout: float = 120.0) -> str:
     return done.stdout
 
 
-def save_now(target: TargetConfig) -> float:
+@contextlib.contextmanager
+def saved_for_stop(target: TargetConfig) -> Iterator[float]:
     """A BGSAVE of every write so far, waited for by polling (a blocking SAVE of a
     multi-GB dataset outlasts any command timeout), before a service manager stops
-    Redis (SHUTDOWN would make a restart policy start it again). Returns the seconds
-    it took: the final save on SIGTERM may take as long again. ServiceError when the
-    save fails, Redis left running."""
+    Redis inside the block (SHUTDOWN would make a restart policy start it again).
+    Yields the seconds the save took; ServiceError when it fails, Redis left running.
+
+    With the AOF on, `save ""` is held while the manager stops Redis: its SIGTERM
+    shutdown would otherwise write the whole dataset to the RDB a second time (at
+    4 GiB, half of a restart), and every write after the BGSAVE is in the AOF,
+    which the shutdown fsyncs and the next start loads. The next start reads its
+    save points from its own configuration again; when the stop fails (Redis still
+    runs) the previous value is put back at once."""
     client = make_client(target)
     began = time.monotonic()
     try:
         bgsave_and_wait(client, save_deadline(client), fresh=True)
+        held = _hold_final_save(client)
     except SaveFailed as exc:
         raise ServiceError(f"save before stopping: {exc.message}", SAVE_FAILED_HINT) from None
     except redis.RedisError as exc:
         raise ServiceError(f"save before stopping failed: {exc}", SAVE_FAILED_HINT) from None
     finally:
         client.close()
-    return time.monotonic() - began
+    try:
+        yield time.monotonic() - began
+    except BaseException:
+        if held is not None:
+            _put_back_save(target, held)
+        raise
+
+
+def _hold_final_save(client: redis.Redis) -> str | None:
+    """`save ""` when the AOF is on and save points are set; the previous value."""
+    if read_info(client, "persistence").get("aof_enabled") != "1":
+        return None
+    reply: Any = client.config_get("save")
+    previous = str(reply.get("save", ""))
+    if not previous:
+        return None
+    client.config_set("save", "")
+    return previous
+
+
+def _put_back_save(target: TargetConfig, previous: str) -> None:
+    """The save points held for a stop that failed (best effort: Redis may be gone)."""
+    with contextlib.suppress(redis.RedisError), make_client(target) as client:
+        client.config_set("save", previous)
 
 
 def stop_grace(timeout: float, saved_in: float) -> float:
     """How long a manager lets Redis stop: `timeout`, or room for a final save as
-    long as the one just made (twice it, plus half a minute)."""
+    long as the one just made (twice it, plus half a minute; without the AOF the
+    shutdown saves again)."""
     return max(timeout, 2 * saved_in + 30)
 
 

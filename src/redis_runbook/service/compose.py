@@ -23,7 +23,7 @@ from redis_runbook.service.base import (
     checked_command,
     parse_owner,
     run_command,
-    save_now,
+    saved_for_stop,
     stop_grace,
 )
 
@@ -115,7 +115,13 @@ class ComposeService(Service):
 
     def stop(self, save: bool = True, timeout: float = 30.0) -> None:
         if save and self.state().state is RunState.RUNNING:
-            timeout = stop_grace(timeout, save_now(self.target))
+            with saved_for_stop(self.target) as seconds:
+                self._stop(stop_grace(timeout, seconds))
+            return
+        self._stop(timeout)
+
+    def _stop(self, timeout: float) -> None:
+        """`compose stop`: SIGTERM, SIGKILL after `timeout` seconds."""
         self._checked([*self.base(), "stop", "-t", str(int(timeout)), self.name], timeout + 30)
 
     def fence(self, timeout: float = 30.0) -> str:

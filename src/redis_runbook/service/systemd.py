@@ -14,7 +14,7 @@ from redis_runbook.service.base import (
     checked_command,
     parse_owner,
     run_command,
-    save_now,
+    saved_for_stop,
     stop_grace,
 )
 from redis_runbook.service.process import proc_state
@@ -65,7 +65,13 @@ class SystemdService(Service):
 
     def stop(self, save: bool = True, timeout: float = 30.0) -> None:
         if save and self.state().state is RunState.RUNNING:
-            timeout = stop_grace(timeout, save_now(self.target))
+            with saved_for_stop(self.target) as seconds:
+                self._stop(stop_grace(timeout, seconds))
+            return
+        self._stop(timeout)
+
+    def _stop(self, timeout: float) -> None:
+        """`systemctl stop` (the unit's own stop timeout applies), waited for."""
         self._checked(["systemctl", "stop", self.unit], timeout + 30)
 
     def fence(self, timeout: float = 30.0) -> str:
