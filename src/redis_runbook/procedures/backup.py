@@ -82,6 +82,81 @@ def unique_name(pattern: str, taken: set[str]) -> str:
     return name
 
 
+@dataclass
+class CreateBackup:
+    """The steps of `backup create` over what they share (`state`)."""
+
+    pctx: ProcedureContext
+    backend: Backend
+    layout: DataLayout
+    state: CreateState
+
+    def save(self) -> str:
+        """Step 1: BGSAVE (or join the one in progress) and wait for its success."""
+        client = self.pctx.client()
+        try:
+            self.state.redis_version = read_info(client, "server").get("redis_version", "")
+            try:
+                return bgsave_and_wait(client, self.pctx.config.backup.bgsave_timeout_seconds)
+            except SaveFailed as exc:
+                raise BackupError(f"{exc.message}: no backup was made", exc.hint) from None
+        finally:
+            client.close()
+
+    def count(self) -> str:
+        """Step 2: keys per database and category, recorded in the metadata."""
+        config = self.pctx.config
+        self.state.keys = count_keys(config.target, config.categories)
+        per = ", ".join(f"{k} {v}" for k, v in self.state.keys["by_category"].items() if v)
+        return f"{self.state.keys['total']} keys ({per or 'none'})"
+
+    def archive(self) -> str:
+        """Step 3: the data files, redis.conf and metadata.json into one archive."""
+        staging = Path(tempfile.mkdtemp(prefix="redis-runbook-backup-aof-"))
+        try:
+            return self._archive_from(staging)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _archive_from(self, staging: Path) -> str:
+        config, layout, state = self.pctx.config, self.layout, self.state
+        cli = redis_cli_prefix(config.target)
+        hint = f"rewrite the AOF from memory: {cli} BGREWRITEAOF; then: redis-runbook backup create"
+        client = self.pctx.client()
+        try:
+            timeout = config.backup.bgsave_timeout_seconds
+            launcher = self.pctx.service.local_argv  # the service's own redis-check-aof
+            aof = stage_aof(client, layout, staging, timeout, hint, cli, launcher)
+            if aof.files:
+                # A restore loads the AOF, a later point than the count: the writes
+                # until its copy are how far the two can be apart.
+                changes = int(read_info(client, "persistence")["rdb_changes_since_last_save"])
+                state.keys["changes"] = max(int(state.keys.get("changes", 0)), changes)
+        finally:
+            client.close()
+        files = archive_files(config, layout, aof.files)
+        header = read_rdb_header(layout.rdb_path)
+        state.metadata = {
+            "format": METADATA_FORMAT,
+            "tool": f"redis-runbook {__version__}",
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "target": self.pctx.where,
+            "redis_version": state.redis_version,
+            "rdb_version": header.version,
+            "rdb_file": layout.dbfilename,
+            "size": sum(p.stat().st_size for p in files.values()),
+            "files": sorted(files),
+            "keys": state.keys,
+        }
+        made = self.backend.create(state.name, files, state.metadata)
+        checked = f"; redis-check-aof: {aof.check.summary}" if aof.check else "; no AOF"
+        return (
+            f"archive {made.name} in {self.backend.location}: {len(files)} files + "
+            f"metadata.json, {format_bytes(state.metadata['size'])}, RDB version "
+            f"{header.version}{checked}" + "".join(f"; {note}" for note in aof.notes)
+        )
+
+
 def plan_create(pctx: ProcedureContext, backend: Backend) -> Plan:
     """The plan of `backup create` (reads the archive list first: a wrong passphrase
     or a missing repository is reported before Redis is asked to save)."""
@@ -107,68 +182,7 @@ def plan_create(pctx: ProcedureContext, backend: Backend) -> Plan:
         else ""
     )
 
-    def save() -> str:
-        """Step 1: BGSAVE (or join the one in progress) and wait for its success."""
-        client = pctx.client()
-        try:
-            state.redis_version = read_info(client, "server").get("redis_version", "")
-            try:
-                return bgsave_and_wait(client, config.backup.bgsave_timeout_seconds)
-            except SaveFailed as exc:
-                raise BackupError(f"{exc.message}: no backup was made", exc.hint) from None
-        finally:
-            client.close()
-
-    def count() -> str:
-        """Step 2: keys per database and category, recorded in the metadata."""
-        state.keys = count_keys(config.target, config.categories)
-        per = ", ".join(f"{k} {v}" for k, v in state.keys["by_category"].items() if v)
-        return f"{state.keys['total']} keys ({per or 'none'})"
-
-    def archive() -> str:
-        """Step 3: the data files, redis.conf and metadata.json into one archive."""
-        staging = Path(tempfile.mkdtemp(prefix="redis-runbook-backup-aof-"))
-        try:
-            return archive_from(staging)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-
-    def archive_from(staging: Path) -> str:
-        hint = f"rewrite the AOF from memory: {cli} BGREWRITEAOF; then: redis-runbook backup create"
-        client = pctx.client()
-        try:
-            timeout = config.backup.bgsave_timeout_seconds
-            launcher = pctx.service.local_argv  # the service's own redis-check-aof
-            aof = stage_aof(client, layout, staging, timeout, hint, cli, launcher)
-            if aof.files:
-                # A restore loads the AOF, a later point than the count: the writes
-                # until its copy are how far the two can be apart.
-                changes = int(read_info(client, "persistence")["rdb_changes_since_last_save"])
-                state.keys["changes"] = max(int(state.keys.get("changes", 0)), changes)
-        finally:
-            client.close()
-        files = archive_files(config, layout, aof.files)
-        header = read_rdb_header(layout.rdb_path)
-        state.metadata = {
-            "format": METADATA_FORMAT,
-            "tool": f"redis-runbook {__version__}",
-            "time": datetime.now(UTC).isoformat(timespec="seconds"),
-            "target": pctx.where,
-            "redis_version": state.redis_version,
-            "rdb_version": header.version,
-            "rdb_file": layout.dbfilename,
-            "size": sum(p.stat().st_size for p in files.values()),
-            "files": sorted(files),
-            "keys": state.keys,
-        }
-        made = backend.create(state.name, files, state.metadata)
-        checked = f"; redis-check-aof: {aof.check.summary}" if aof.check else "; no AOF"
-        return (
-            f"archive {made.name} in {backend.location}: {len(files)} files + metadata.json, "
-            f"{format_bytes(state.metadata['size'])}, RDB version {header.version}{checked}"
-            + "".join(f"; {note}" for note in aof.notes)
-        )
-
+    steps = CreateBackup(pctx, backend, layout, state)
     return Plan(
         procedure="backup create",
         target=pctx.where,
@@ -176,13 +190,13 @@ def plan_create(pctx: ProcedureContext, backend: Backend) -> Plan:
         resume=resume,
         notes=[*notes, f"archive {state.name} -> {config.backup.kind} {backend.location}"],
         steps=[
-            Step("BGSAVE and wait until it succeeded", save, on_failure=SAVE_FAILED_HINT),
-            Step("Count keys per database and category (SCAN)", count),
+            Step("BGSAVE and wait until it succeeded", steps.save, on_failure=SAVE_FAILED_HINT),
+            Step("Count keys per database and category (SCAN)", steps.count),
             Step(
                 f"Archive {layout.dbfilename}, {layout.appenddirname}/ (copied with no AOF "
                 "rewrite running, checked with redis-check-aof), redis.conf and "
                 f"metadata.json as {state.name}",
-                archive,
+                steps.archive,
             ),
         ],
     )

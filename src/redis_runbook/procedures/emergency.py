@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 
 from redis_runbook.aside import move_aside, stamp, writable_dir
@@ -74,6 +75,65 @@ def aside_hints(config: Config, layout: DataLayout, aside: Path) -> list[str]:
     return hints
 
 
+@dataclass
+class EmergencyStart:
+    """The emergency start's steps over what they share: the data dir, the file
+    names (for the hints at the end) and where the old data was moved."""
+
+    ctx: ProcedureContext
+    layout: DataLayout
+    aside: Path | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        """The service's data dir."""
+        return self.layout.data_dir
+
+    def stop(self) -> str:
+        """Stop Redis, saving first (the save lands in the copy moved aside)."""
+        service = self.ctx.service
+        if service.state().state is RunState.STOPPED:
+            return "already stopped"
+        service.stop(save=True)
+        return "stopped (its data saved first, then kept in the aside copy)"
+
+    def move(self) -> str:
+        """Move the whole data dir aside (never deleted)."""
+        self.aside = move_aside(self.data_dir, "emergency")
+        return f"moved {self.data_dir} to {self.aside}"
+
+    def recreate(self) -> str:
+        """An empty data dir with the old one's mode, owned by the server's user."""
+        assert self.aside is not None, "move() runs first"
+        self.data_dir.mkdir(mode=self.aside.stat().st_mode & 0o7777)
+        uid, gid = self.ctx.service.owner
+        os.chown(self.data_dir, uid, gid)
+        return f"created an empty {self.data_dir} owned by {uid}:{gid}"
+
+    def start(self) -> str:
+        """Start and wait until Redis answers."""
+        self.ctx.service.start()
+        waited = wait_started(self.ctx.service, self.ctx.config.target, READY_TIMEOUT_S)
+        return f"started empty, answering after {waited:.1f} s"
+
+    def verify(self) -> None:
+        """Redis answers, with no key: it started empty."""
+        client = self.ctx.answering()
+        if client is None:
+            raise StepFailed("Redis does not answer after the emergency start")
+        try:
+            keys = int(client.dbsize())  # type: ignore[arg-type]
+        finally:
+            client.close()
+        if keys != 0:
+            raise StepFailed(f"Redis started with {keys} keys: it did not start empty")
+
+    def next_steps(self) -> str:
+        """What to do with the old data, and the queues."""
+        assert self.aside is not None, "move() runs first"
+        return "; ".join(aside_hints(self.ctx.config, self.layout, self.aside))
+
+
 def plan_emergency_start(ctx: ProcedureContext, force: bool = False) -> Plan:
     """Build the plan; refuses when Redis runs (unless `force`) or the data dir is
     unusable. Nothing is changed while planning."""
@@ -92,43 +152,8 @@ def plan_emergency_start(ctx: ProcedureContext, force: bool = False) -> Plan:
             "redis-runbook diagnose; if you really mean it: redis-runbook recover "
             "emergency-start --force",
         )
-    moved: dict[str, Path] = {}
     layout = data_layout(ctx.config, {}, [])  # the file names, for the hints at the end
-    layout = DataLayout(**{**layout.__dict__, "data_dir": data_dir})
-
-    def stop() -> str:
-        if service.state().state is RunState.STOPPED:
-            return "already stopped"
-        service.stop(save=True)
-        return "stopped (its data saved first, then kept in the aside copy)"
-
-    def move() -> str:
-        moved["aside"] = move_aside(data_dir, "emergency")
-        return f"moved {data_dir} to {moved['aside']}"
-
-    def recreate() -> str:
-        old = moved["aside"].stat()
-        data_dir.mkdir(mode=old.st_mode & 0o7777)
-        uid, gid = service.owner
-        os.chown(data_dir, uid, gid)
-        return f"created an empty {data_dir} owned by {uid}:{gid}"
-
-    def start() -> str:
-        service.start()
-        waited = wait_started(service, ctx.config.target, READY_TIMEOUT_S)
-        return f"started empty, answering after {waited:.1f} s"
-
-    def verify() -> None:
-        client = ctx.answering()
-        if client is None:
-            raise StepFailed("Redis does not answer after the emergency start")
-        try:
-            keys = int(client.dbsize())  # type: ignore[arg-type]
-        finally:
-            client.close()
-        if keys != 0:
-            raise StepFailed(f"Redis started with {keys} keys: it did not start empty")
-
+    steps = EmergencyStart(ctx, DataLayout(**{**layout.__dict__, "data_dir": data_dir}))
     return Plan(
         procedure="recover emergency-start",
         target=ctx.where,
@@ -141,18 +166,15 @@ def plan_emergency_start(ctx: ProcedureContext, force: bool = False) -> Plan:
             "(the files are kept aside, nothing is deleted)",
         ],
         steps=[
-            Step("stop Redis", stop),
-            Step(f"move {data_dir} aside", move, destructive=True),
-            Step(f"create an empty {data_dir}", recreate),
+            Step("stop Redis", steps.stop),
+            Step(f"move {data_dir} aside", steps.move, destructive=True),
+            Step(f"create an empty {data_dir}", steps.recreate),
             Step(
                 "start Redis empty and wait until it answers",
-                start,
-                check=verify,
+                steps.start,
+                check=steps.verify,
                 on_failure="redis-runbook diagnose",
             ),
-            Step(
-                "next: what to do with the old data, and the queues",
-                lambda: "; ".join(aside_hints(ctx.config, layout, moved["aside"])),
-            ),
+            Step("next: what to do with the old data, and the queues", steps.next_steps),
         ],
     )

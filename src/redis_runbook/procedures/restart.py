@@ -16,7 +16,7 @@ from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
 from redis_runbook.readiness import wait_started
 from redis_runbook.replies import info_fields, keyspace
-from redis_runbook.service import RunState
+from redis_runbook.service import RunState, ServiceState
 from redis_runbook.target import redis_cli_prefix
 
 READY_TIMEOUT_S = 120.0
@@ -159,30 +159,36 @@ def replication_role(ctx: ProcedureContext) -> str | None:
     return role
 
 
-def plan_restart(ctx: ProcedureContext, save: bool = True, verify_categories: bool = False) -> Plan:
-    """Build the restart plan from the current state (`verify_categories`: walk the
-    keys per category before and after, see KeyspaceWitness)."""
-    service = ctx.service
-    state = service.state()
-    target = ctx.config.target
-    role_before: list[str | None] = [None]
+@dataclass
+class Restart:
+    """The restart's steps over what they share: the service as it was planned, and
+    the replication role Redis had when it was stopped."""
 
-    def stop() -> str:
-        role_before[0] = replication_role(ctx)
-        if state.state is RunState.STOPPED:
-            return f"already stopped ({state.detail})"
-        service.stop(save=save)
-        return "stopped after saving the dataset" if save else "stopped without saving"
+    ctx: ProcedureContext
+    planned: ServiceState
+    save: bool
+    role_before: str | None = None
 
-    def start() -> str:
-        service.start()
-        return f"started {service.describe()}"
+    def stop(self) -> str:
+        """Note the role, then stop (SHUTDOWN SAVE, or without saving)."""
+        self.role_before = replication_role(self.ctx)
+        if self.planned.state is RunState.STOPPED:
+            return f"already stopped ({self.planned.detail})"
+        self.ctx.service.stop(save=self.save)
+        return "stopped after saving the dataset" if self.save else "stopped without saving"
 
-    def wait() -> str:
-        waited = wait_started(service, target, READY_TIMEOUT_S)
-        # A role set at run time (REPLICAOF, a failover) and never written to the
-        # config is lost by a restart: a master back as a replica refuses every write.
-        before, after = role_before[0], replication_role(ctx)
+    def start(self) -> str:
+        """Start the service."""
+        self.ctx.service.start()
+        return f"started {self.ctx.service.describe()}"
+
+    def wait(self) -> str:
+        """Until Redis answers with its data loaded, in the role it had. A role set at
+        run time (REPLICAOF, a failover) and never written to the config is lost by a
+        restart: a master back as a replica refuses every write."""
+        target = self.ctx.config.target
+        waited = wait_started(self.ctx.service, target, READY_TIMEOUT_S)
+        before, after = self.role_before, replication_role(self.ctx)
         if before is not None and after is not None and before.split()[0] != after.split()[0]:
             cli = redis_cli_prefix(target)
             how = "REPLICAOF NO ONE" if before == "master" else f"REPLICAOF {before[9:]}"
@@ -194,6 +200,13 @@ def plan_restart(ctx: ProcedureContext, save: bool = True, verify_categories: bo
             )
         return f"answering with its data loaded after {waited:.1f} s"
 
+
+def plan_restart(ctx: ProcedureContext, save: bool = True, verify_categories: bool = False) -> Plan:
+    """Build the restart plan from the current state (`verify_categories`: walk the
+    keys per category before and after, see KeyspaceWitness)."""
+    service = ctx.service
+    state = service.state()
+    restart = Restart(ctx, state, save)
     notes = [f"service: {service.describe()} is {state.state.value} ({state.detail})"]
     if not save:
         notes.append("without saving: writes since the last RDB/AOF fsync are lost")
@@ -206,13 +219,13 @@ def plan_restart(ctx: ProcedureContext, save: bool = True, verify_categories: bo
         steps=[
             Step(
                 "stop Redis " + ("with SHUTDOWN SAVE" if save else "WITHOUT saving"),
-                stop,
+                restart.stop,
                 destructive=not save,
             ),
-            Step("start Redis", start, on_failure="redis-runbook diagnose"),
+            Step("start Redis", restart.start, on_failure="redis-runbook diagnose"),
             Step(
                 "wait until Redis answers with its data loaded",
-                wait,
+                restart.wait,
                 on_failure="redis-runbook diagnose",
             ),
         ],

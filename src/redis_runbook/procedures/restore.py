@@ -153,6 +153,82 @@ def _relocated(layout: DataLayout, data_dir: Path) -> DataLayout:
     return DataLayout(**{**layout.__dict__, "data_dir": data_dir})
 
 
+@dataclass
+class Restore:
+    """The restore's steps over what they share: the archive, the data layout, the
+    staged extraction (and where the previous data went) and whether to save."""
+
+    ctx: ProcedureContext
+    archive: Archive
+    layout: DataLayout
+    staged: Staged
+    save: bool
+
+    def stop(self) -> str:
+        """Stop Redis (saving first: the save lands in the copy moved aside)."""
+        service = self.ctx.service
+        if service.state().state is RunState.STOPPED:
+            return "already stopped"
+        service.stop(save=self.save)
+        return "stopped" + (" after saving (kept in the aside copy)" if self.save else "")
+
+    def swap(self) -> str:
+        """Move the data dir aside, rename the staged archive into its place, give
+        it to the server's user, remove what is left of our extraction."""
+        uid, gid = self.ctx.service.owner
+        data_dir, staged = self.layout.data_dir, self.staged
+        staged.aside = move_aside(data_dir, "before-restore")
+        staged.data.rename(data_dir)
+        chown_tree(data_dir, uid, gid)
+        shutil.rmtree(staged.root, ignore_errors=True)
+        return (
+            f"previous data moved to {staged.aside}; {self.archive.name} in place, "
+            f"owned {uid}:{gid}"
+        )
+
+    def start(self) -> str:
+        """Start, wait until loaded, remove a lock key the archive brought along, and
+        note the writes counted so far (workers reconnecting: allowed for in verify)."""
+        self.ctx.service.start()
+        waited = wait_started(self.ctx.service, self.ctx.config.target, READY_TIMEOUT_S)
+        message = f"answering with its data loaded after {waited:.1f} s"
+        client = self.ctx.client()
+        try:
+            holder = clear_foreign_lock(client)
+            persistence = parse_info(str(client.execute_command("INFO", "persistence")))
+        finally:
+            client.close()
+        self.staged.changes_at_start = int(persistence.get("rdb_changes_since_last_save", 0))
+        if holder is not None:
+            message += f"; removed the archive's own {REDIS_LOCK_KEY} (held by {holder})"
+        return message
+
+    def verify(self) -> str:
+        """Keys per category against the archive's metadata; the provenance file."""
+        config, staged, archive = self.ctx.config, self.staged, self.archive
+        restored = count_keys(config.target, config.categories)
+        check = compare_counts(
+            archive.metadata.get("keys", {}),
+            restored,
+            int(restored.get("changes", 0)) - staged.changes_at_start,
+        )
+        provenance: dict[str, Any] = {
+            "archive": archive.name,
+            "archive_time": archive.time.isoformat(),
+            "restored_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "previous_data": str(staged.aside),
+            "checks": staged.checks,
+            "keys": restored,
+            "verdict": drill_check_json(check),
+        }
+        written = self.layout.data_dir / PROVENANCE
+        written.write_text(json.dumps(provenance, indent=2) + "\n")
+        os.chown(written, *self.ctx.service.owner)  # the data dir holds only the server's files
+        if check.status is Status.CRITICAL:
+            raise StepFailed(f"key counts do not match the archive: {check.summary}")
+        return f"{restored.get('total', 0)} keys; {check.summary}"
+
+
 def plan_restore(
     ctx: ProcedureContext, backend: Backend, name: str, *, save: bool = True, force: bool = False
 ) -> Plan:
@@ -176,60 +252,7 @@ def plan_restore(
             f"--archive {archive.name} --force",
         )
     staged = _stage(ctx, backend, archive, layout)
-    target = ctx.config.target
-    uid, gid = service.owner
-    recorded = archive.metadata.get("keys", {})
-
-    def stop() -> str:
-        if service.state().state is RunState.STOPPED:
-            return "already stopped"
-        service.stop(save=save)
-        return "stopped" + (" after saving (kept in the aside copy)" if save else "")
-
-    def swap() -> str:
-        staged.aside = move_aside(layout.data_dir, "before-restore")
-        staged.data.rename(layout.data_dir)
-        chown_tree(layout.data_dir, uid, gid)
-        shutil.rmtree(staged.root, ignore_errors=True)  # what is left: our extraction
-        return f"previous data moved to {staged.aside}; {archive.name} in place, owned {uid}:{gid}"
-
-    def start() -> str:
-        service.start()
-        waited = wait_started(service, target, READY_TIMEOUT_S)
-        message = f"answering with its data loaded after {waited:.1f} s"
-        client = ctx.client()
-        try:
-            holder = clear_foreign_lock(client)
-            persistence = parse_info(str(client.execute_command("INFO", "persistence")))
-        finally:
-            client.close()
-        # Writes counted from here on (workers reconnecting) are allowed for in verify.
-        staged.changes_at_start = int(persistence.get("rdb_changes_since_last_save", 0))
-        if holder is not None:
-            message += f"; removed the archive's own {REDIS_LOCK_KEY} (held by {holder})"
-        return message
-
-    def verify() -> str:
-        restored = count_keys(target, ctx.config.categories)
-        check = compare_counts(
-            recorded, restored, int(restored.get("changes", 0)) - staged.changes_at_start
-        )
-        provenance: dict[str, Any] = {
-            "archive": archive.name,
-            "archive_time": archive.time.isoformat(),
-            "restored_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "previous_data": str(staged.aside),
-            "checks": staged.checks,
-            "keys": restored,
-            "verdict": drill_check_json(check),
-        }
-        written = layout.data_dir / PROVENANCE
-        written.write_text(json.dumps(provenance, indent=2) + "\n")
-        os.chown(written, uid, gid)  # the data dir holds only the server user's files
-        if check.status is Status.CRITICAL:
-            raise StepFailed(f"key counts do not match the archive: {check.summary}")
-        return f"{restored.get('total', 0)} keys; {check.summary}"
-
+    restore = Restore(ctx, archive, layout, staged, save)
     notes += [
         f"service: {service.describe()} is {state.state.value} ({state.detail})",
         f"archive {archive.name} from {archive.time:%Y-%m-%d %H:%M} UTC: "
@@ -255,13 +278,20 @@ def plan_restore(
         resume="redis-runbook diagnose; then put the data back as said above, or run "
         f"redis-runbook recover restore --archive {archive.name} --force again",
         steps=[
-            Step("stop Redis" + (" (SHUTDOWN SAVE)" if save else " without saving"), stop),
-            Step(f"move {layout.data_dir} aside and swap the archive in", swap, destructive=True),
+            Step("stop Redis" + (" (SHUTDOWN SAVE)" if save else " without saving"), restore.stop),
+            Step(
+                f"move {layout.data_dir} aside and swap the archive in",
+                restore.swap,
+                destructive=True,
+            ),
             Step(
                 "start Redis and wait until it has loaded the data",
-                start,
+                restore.start,
                 on_failure="redis-runbook diagnose",
             ),
-            Step("verify keys per category against the archive; write the provenance", verify),
+            Step(
+                "verify keys per category against the archive; write the provenance",
+                restore.verify,
+            ),
         ],
     )
