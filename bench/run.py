@@ -1,7 +1,7 @@
 """Benchmarks against the seed runbook's own procedures, side by side in one run.
 
     ./run bench [--only health|diagnose|assess|stale|stale-live|oom|reconstruct|exporter|
-                        failover|production]
+                        failover|production|startup]
                 [--runs N]
                 [--production-bytes N] [--production-backends process,compose]
                 [--oom-keys N] [--stale-jobs N] [--reconstruct-rows N]
@@ -38,6 +38,10 @@ private Docker engine (see bench_production.py). `--production-bytes N`,
 `--production-backends process,compose`. Needs root for the engine; ~9 GB of RAM and
 ~30 GB of disk under /var/tmp.
 
+startup (issue 15): whole processes of `--version`, `--help`, `health --help` and
+`health --json` against a throwaway redis-server, beside the interpreter's start and
+`import redis` alone (see bench_startup.py). `--runs N`.
+
 Prints Markdown tables for docs/benchmarks.md. Benchmarks are not tests: nothing
 here asserts a timing.
 """
@@ -68,6 +72,7 @@ from bench_reconstruct import bench_reconstruct
 from bench_restore import bench_restore
 from bench_stale import bench_stale
 from bench_stale_live import bench_stale_live
+from bench_startup import bench_startup
 from redis_runbook import __version__, lab
 from redis_runbook.checks import run_health
 from redis_runbook.config import load_config
@@ -156,10 +161,13 @@ def main() -> None:
             "exporter",
             "failover",
             "production",
+            "startup",
         ],
         help="Run one benchmark only.",
     )
-    parser.add_argument("--runs", type=int, default=30, help="health: runs per measurement.")
+    parser.add_argument(
+        "--runs", type=int, default=30, help="health, startup: runs per measurement."
+    )
     parser.add_argument(
         "--oom-keys", type=int, default=1_000_000, help="oom: cache keys (and as many others)."
     )
@@ -233,6 +241,10 @@ def main() -> None:
         if args.only is None:
             print()
         bench_production(args.production_bytes, args.production_backends.split(","), machine())
+    if args.only in (None, "startup"):
+        if args.only is None:
+            print()
+        bench_startup(args.runs, machine(), median_ms)
 
 
 def bench_health(runs: int) -> None:

@@ -34,9 +34,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ),
     ("target", "memory", "children", "ports"),
     # The floor: configuration and the pure parsers it validates with (a target URL,
-    # a BullMQ queue name or job id template).
+    # a BullMQ queue name or job id template), and the defaults and fault names the
+    # CLI declares its options with before it loads anything else.
     (
         "config",
+        "defaults",
+        "fault_catalogue",
         "errors",
         "redaction",
         "status",

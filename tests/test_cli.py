@@ -212,7 +212,7 @@ def test_documented_acl_user_gets_every_check(tmp_path: Path, redis_factory: Red
 
 
 def test_the_command_word_is_found_after_global_options() -> None:
-    from redis_runbook.cli import requested_command
+    from redis_runbook.cli.commands import requested_command
 
     assert requested_command(["--config", "x.toml", "--json", "health"]) == "health"
     assert requested_command(["-c", "queues", "lab", "up"]) == "lab"  # -c takes a value
@@ -220,7 +220,7 @@ def test_the_command_word_is_found_after_global_options() -> None:
 
 
 def test_help_lists_every_command_group() -> None:
-    from redis_runbook.cli import COMMANDS
+    from redis_runbook.cli.commands import COMMANDS
 
     result = run_cli("--help")
     assert result.returncode == 0

@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from redis_runbook.cli import COMMANDS
+from redis_runbook.cli.commands import COMMANDS
 from redis_runbook.config import ServerExpectations, TargetConfig, Thresholds, load_config
 from redis_runbook.ports import free_port
 from redis_runbook.readiness import wait_ready

@@ -14,12 +14,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from redis_runbook.backup import make_backend
 from redis_runbook.backup.verify import DRILL_WORDS, drill
 from redis_runbook.checks import evaluate
 from redis_runbook.config import Config
+from redis_runbook.defaults import Period
 from redis_runbook.errors import RunbookError
 from redis_runbook.monitoring.state import StateFiles
 from redis_runbook.perf import SlowEntry
@@ -28,8 +29,6 @@ from redis_runbook.snapshot import Snapshot, take_snapshot
 from redis_runbook.status import CheckResult, Status, worst
 from redis_runbook.target import make_client, redis_errors, target_display
 
-Period = Literal["daily", "weekly", "monthly"]
-PERIODS: tuple[Period, ...] = ("daily", "weekly", "monthly")
 DAY = 86_400.0
 MIN_TREND_SPAN_DAYS = 1.0
 SLOWLOG_SAMPLE = 128

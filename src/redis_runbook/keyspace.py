@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import redis
 
 from redis_runbook.config import Category, TargetConfig
+from redis_runbook.defaults import DEFAULT_SAMPLE
 from redis_runbook.globs import glob_regex
 from redis_runbook.replies import keyspace, parse_info
 from redis_runbook.target import make_client
@@ -27,7 +28,6 @@ from redis_runbook.target import make_client
 OTHER = "other"
 OWN_PREFIX = b"redis-runbook:"  # the tool's own keys (its lock) are not user data
 SCAN_COUNT = 1000
-DEFAULT_SAMPLE = 500
 
 Progress = Callable[[int, int | None], None]
 """Progress callback: (done, total or None when unknown)."""

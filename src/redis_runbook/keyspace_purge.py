@@ -31,11 +31,11 @@ from typing import Any
 import redis
 
 from redis_runbook.config import Category
+from redis_runbook.defaults import DEFAULT_BATCH
 from redis_runbook.errors import Refused, UnknownName
 from redis_runbook.globs import compile_any, prefix_glob, under_prefix
 from redis_runbook.keyspace import OWN_PREFIX, SCAN_COUNT, Classifier, Progress
 
-DEFAULT_BATCH = 500
 DEFAULT_BULLMQ_PREFIXES = ("bull",)
 
 

@@ -29,8 +29,8 @@ import redis
 
 from redis_runbook.bullmq.counts import ActiveSplit
 from redis_runbook.bullmq.keys import QueueRef
+from redis_runbook.defaults import STALE_BATCH
 
-BATCH = 500
 #: Milliseconds of work after which a script call stops early (the rest is the next
 #: call's): bounds how long one call blocks Redis (issue 12 item 3: goal < 25 ms).
 CALL_BUDGET_MS = 8
@@ -205,7 +205,7 @@ def recover_pass(
     count_as_stall: bool = False,
     break_immortal: bool = False,
     max_stalled: int = 1,
-    batch: int = BATCH,
+    batch: int = STALE_BATCH,
     result: PassResult | None = None,
     on_call: Callable[[PassResult, CallResult, float], None] | None = None,
 ) -> PassResult:

@@ -32,6 +32,7 @@ from redis_runbook.bullmq.aioclient import async_client
 from redis_runbook.bullmq.counts import QueueCounts, active_ids, queue_counts
 from redis_runbook.bullmq.keys import QueueRef
 from redis_runbook.config import TargetConfig
+from redis_runbook.defaults import CANARY_JOB
 from redis_runbook.replies import text
 
 Verdict = Literal[
@@ -44,7 +45,6 @@ Verdict = Literal[
     "canary-failed",
 ]
 CanaryMode = Literal["auto", "always", "never"]
-CANARY_JOB = "__runbook_canary__"
 CANARY_PREFIX = "canary-"
 LOCK_SAMPLE = 50
 EVENT_SCAN = 1000

@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.render import out, print_json
-from redis_runbook.monitoring.rules import (
-    RuleGroup,
-    build_rules,
-    check_rules_file,
-    render_rules_yaml,
-    write_rules_file,
-)
+
+if TYPE_CHECKING:
+    from redis_runbook.monitoring.rules import RuleGroup
 
 app = typer.Typer(help="Prometheus alerting rules (seed §6.3).", no_args_is_help=True)
 
@@ -46,6 +42,8 @@ def rules(
     """Prometheus alerting rules (promtool-valid) with the thresholds of [thresholds]
     and [backup] rpo_hours. A file that this command did not generate is not
     overwritten without --force, which moves it aside first."""
+    from redis_runbook.monitoring.rules import build_rules, render_rules_yaml, write_rules_file
+
     options = globals_of(ctx)
     as_json = json_output or options.json
     config = options.load().config
@@ -83,6 +81,8 @@ def _dry_run(
 ) -> None:
     """--dry-run with -o FILE: the same checks as the write (a refusal is still one),
     then what would be written where; the file and its directory are left alone."""
+    from redis_runbook.monitoring.rules import check_rules_file
+
     foreign = check_rules_file(output, force=force)
     if as_json:
         print_json(

@@ -3,22 +3,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
-from redis_runbook.backup import make_backend
-from redis_runbook.backup.verify import DRILL_WORDS, DrillReport, drill
 from redis_runbook.cli.context import globals_of
-from redis_runbook.cli.procedure import run_plan
+from redis_runbook.cli.procedure import procedure_context, run_plan
 from redis_runbook.cli.render import STATUS_STYLE, err, out, print_json
-from redis_runbook.procedures.backup import plan_create
-from redis_runbook.procedures.context import ProcedureContext
-from redis_runbook.service import make_service
 from redis_runbook.status import Status
 from redis_runbook.units import format_bytes
+
+if TYPE_CHECKING:
+    from redis_runbook.backup.verify import DrillReport
 
 app = typer.Typer(
     help="Backups of the data files and the restore drill (seed §4.3, §6.4).",
@@ -32,9 +29,12 @@ JsonOption = Annotated[bool, typer.Option("--json", help="One JSON document.")]
 def create(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """BGSAVE (or join one in progress), wait until it succeeded, then archive
     dump.rdb, the AOF directory, redis.conf and metadata.json (key counts, versions)."""
+    from redis_runbook.backup import make_backend
+    from redis_runbook.procedures.backup import plan_create
+
     options = globals_of(ctx)
     options.json = options.json or json_output
-    pctx = ProcedureContext(options.load().config)
+    pctx = procedure_context(ctx)
     backend = make_backend(pctx.config.backup)
     run_plan(ctx, pctx, plan_create(pctx, backend))
 
@@ -42,6 +42,8 @@ def create(ctx: typer.Context, json_output: JsonOption = False) -> None:
 @app.command("list")
 def list_archives(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """The archives in the repository, oldest first: time, size, Redis version, keys."""
+    from redis_runbook.backup import make_backend
+
     options = globals_of(ctx)
     config = options.load().config
     backend = make_backend(config.backup)
@@ -55,6 +57,8 @@ def list_archives(ctx: typer.Context, json_output: JsonOption = False) -> None:
             }
         )
         return
+    from rich.table import Table
+
     table = Table(title=f"Backups in {backend.location}", title_justify="left")
     for name, justify in (
         ("archive", "left"),
@@ -83,6 +87,8 @@ def list_archives(ctx: typer.Context, json_output: JsonOption = False) -> None:
 
 
 def _show(report: DrillReport) -> None:
+    from redis_runbook.backup.verify import DRILL_WORDS
+
     out.print(
         Text(f"Restore drill: {report.archive.name} ", style="bold")
         + Text(DRILL_WORDS[report.status].upper(), style=STATUS_STYLE[report.status])
@@ -116,6 +122,10 @@ def verify(
     """The restore drill: extract into a temp dir, redis-check-rdb, load the RDB into
     a throwaway redis-server (loopback, free port, AOF off), compare keys per category
     with the metadata, judge the age against the RPO. Exit 0 ok, 1 old, 2 failed."""
+    from redis_runbook.backup import make_backend
+    from redis_runbook.backup.verify import drill
+    from redis_runbook.service import make_service
+
     options = globals_of(ctx)
     config = options.load().config
     backend = make_backend(config.backup)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
-from redis_runbook.checklist import PERIODS, Checklist, Period, run_checklist
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.render import out, print_json
+from redis_runbook.defaults import PERIODS, Period
+
+if TYPE_CHECKING:
+    from redis_runbook.checklist import Checklist
 
 app = typer.Typer(
     help="Prevention checklists (§6.4): automated items checked, manual ones listed.",
@@ -20,6 +22,8 @@ MARKS = {"OK": "[x]", "WARNING": "[!]", "CRITICAL": "[!!]", "UNKNOWN": "[?]", "M
 
 
 def _show(checklist: Checklist) -> None:
+    from rich.table import Table
+
     table = Table(title=f"{checklist.period} checklist — {checklist.target}", title_justify="left")
     for column in ("", "item", "status", "detail"):
         table.add_column(column, overflow="fold")
@@ -32,6 +36,8 @@ def _show(checklist: Checklist) -> None:
 
 
 def _run(ctx: typer.Context, period: Period, as_json: bool) -> None:
+    from redis_runbook.checklist import run_checklist
+
     options = globals_of(ctx)
     checklist = run_checklist(period, options.load().config)
     if as_json or options.json:

@@ -3,25 +3,29 @@ blocked, and disconnecting one client as a plan."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from redis_runbook.cli.context import globals_of
-from redis_runbook.cli.procedure import run_plan
+from redis_runbook.cli.procedure import procedure_context, run_plan
 from redis_runbook.cli.render import out, print_json
 from redis_runbook.errors import ConfigError
-from redis_runbook.procedures.clients import ClientInfo, list_clients, plan_kill
-from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.units import format_bytes, format_duration
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from redis_runbook.procedures.clients import ClientInfo
 
 app = typer.Typer(help="Connected clients: list, kill (seed §3.3).", no_args_is_help=True)
 
 
 def clients_table(clients: list[ClientInfo], target: str, filters: str) -> Table:
     """One row per client."""
+    from rich.table import Table
+
     table = Table(title=f"Clients of {target}{filters}", title_justify="left")
     for name in ("id", "addr", "name", "age", "idle", "flags", "cmd", "db", "omem"):
         table.add_column(name, no_wrap=True)
@@ -55,8 +59,10 @@ def list_cmd(
     json_output: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
 ) -> None:
     """CLIENT LIST, parsed: id, addr, name, age, idle, flags, cmd, db, omem. Read-only."""
+    from redis_runbook.procedures.clients import list_clients
+
     options = globals_of(ctx)
-    pctx = ProcedureContext(options.load().config, read_only=True)
+    pctx = procedure_context(ctx, read_only=True)
     clients = list_clients(pctx, blocked=blocked, idle_over=idle_over)
     if json_output or options.json:
         print_json(
@@ -89,5 +95,7 @@ def kill(
             + ("" if client_id is None else f", got {client_id}"),
             "redis-runbook clients list   # the ids",
         )
-    pctx = ProcedureContext(globals_of(ctx).load().config)
+    from redis_runbook.procedures.clients import plan_kill
+
+    pctx = procedure_context(ctx)
     run_plan(ctx, pctx, plan_kill(pctx, client_id))

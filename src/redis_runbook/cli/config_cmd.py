@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.render import out, print_json
-from redis_runbook.config import LoadedConfig, toml
-from redis_runbook.config.monitoring import shown_webhook_url
-from redis_runbook.target import display_url
+
+if TYPE_CHECKING:
+    from redis_runbook.config import LoadedConfig
 
 app = typer.Typer(help="Show or validate the configuration.", no_args_is_help=True)
 
@@ -18,6 +18,9 @@ app = typer.Typer(help="Show or validate the configuration.", no_args_is_help=Tr
 def redacted(loaded: LoadedConfig) -> dict[str, Any]:
     """The effective configuration with every secret replaced by `***`. Secret
     *sources* (env var names, file paths, commands) are shown: they are not secrets."""
+    from redis_runbook.config.monitoring import shown_webhook_url
+    from redis_runbook.target import display_url
+
     data = loaded.config.model_dump(mode="json", exclude_none=True)
     data["target"]["url"] = display_url(loaded.config.target.url)
     for hook in data["alerts"]["webhooks"]:
@@ -40,6 +43,8 @@ def show(
 ) -> None:
     """Print the effective configuration (file + env overrides + defaults), secrets
     redacted."""
+    from redis_runbook.config import toml
+
     loaded = globals_of(ctx).load()
     data = redacted(loaded)
     if json_output or globals_of(ctx).json:

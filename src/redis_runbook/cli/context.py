@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from redis_runbook.cli.render import err
-from redis_runbook.config import LoadedConfig, load_config
-from redis_runbook.inflight import take_interrupted
+
+if TYPE_CHECKING:
+    from redis_runbook.config import LoadedConfig
 
 
 @dataclass
@@ -25,6 +27,8 @@ class Globals:
     def load(self) -> LoadedConfig:
         """The validated configuration (raises ConfigError). A procedure on this
         state dir that was killed before it ended is reported here, once."""
+        from redis_runbook.config import load_config
+
         loaded = load_config(self.config_path)
         report_interrupted(loaded.config.runbook.state_dir)
         return loaded
@@ -32,6 +36,8 @@ class Globals:
 
 def report_interrupted(state_dir: Path) -> None:
     """Warn on stderr about every plan whose process died before it ended."""
+    from redis_runbook.inflight import take_interrupted
+
     for record in take_interrupted(state_dir):
         lines = record.describe()
         err.print(f"WARNING: {lines[0]}", style="bold yellow", markup=False)

@@ -4,24 +4,30 @@ corrupt (A, B or D), 3 cannot tell (credentials refused)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Group
-from rich.panel import Panel
-from rich.table import Table
 from rich.text import Text
 
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.render import STATUS_STYLE, out, print_json
-from redis_runbook.diagnose.engine import Diagnosis
-from redis_runbook.diagnose.engine import diagnose as run_diagnose
-from redis_runbook.diagnose.scenario import SEED_SECTIONS, Scenario
 from redis_runbook.status import Status
+
+if TYPE_CHECKING:
+    from rich.panel import Panel
+
+    from redis_runbook.diagnose.engine import Diagnosis
+    from redis_runbook.diagnose.scenario import Scenario
 
 
 def scenario_panel(scenario: Scenario) -> Panel:
     """One scenario: summary, evidence lines, advice, and the command to run next."""
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+
+    from redis_runbook.diagnose.scenario import SEED_SECTIONS
+
     body = Table.grid(padding=(0, 1))
     body.add_column(style="bold", no_wrap=True)
     body.add_column()
@@ -86,6 +92,8 @@ def diagnose(
     """Diagnose Redis (seed §2.3): down (A), out of memory (B), degraded (C), corrupt
     data files (D) — with the evidence and the exact command to run next.
     Read-only. Exit 0 healthy, 1 degraded only, 2 any of A/B/D, 3 cannot tell."""
+    from redis_runbook.diagnose.engine import diagnose as run_diagnose
+
     options = globals_of(ctx)
     config = options.load().config
     diagnosis = run_diagnose(config, tool_timeout=check_timeout)

@@ -11,10 +11,7 @@ import typer
 
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.render import err
-from redis_runbook.config.monitoring import is_loopback_listen, split_listen
 from redis_runbook.errors import ConfigError, Refused
-from redis_runbook.monitoring.exporter import serve
-from redis_runbook.target import target_display
 
 
 def exporter(
@@ -31,6 +28,10 @@ def exporter(
     ] = False,
 ) -> None:
     """Serve Prometheus metrics: redis_exporter's core names, BullMQ queues, checks, backups."""
+    from redis_runbook.config.monitoring import is_loopback_listen, split_listen
+    from redis_runbook.monitoring.exporter import serve
+    from redis_runbook.target import target_display
+
     config = globals_of(ctx).load().config
     address = listen or config.exporter.listen
     try:

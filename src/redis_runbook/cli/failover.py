@@ -11,11 +11,7 @@ import typer
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.procedure import UnderstoodOption, run_plan
 from redis_runbook.cli.render import err
-from redis_runbook.config import secrets
 from redis_runbook.errors import ConfigError, Refused, UnknownName
-from redis_runbook.procedures.context import ProcedureContext
-from redis_runbook.procedures.failover import plan_sentinel_failover
-from redis_runbook.procedures.promote import plan_promote
 
 RECONCILE_MARGIN_S = 300  # reconstruct rows from a little before the switch
 
@@ -60,6 +56,11 @@ def failover(
     [service], or --old-master-gone), REPLICAOF NO ONE on the most up-to-date replica
     (needs --i-understand-data-loss with --yes). The new roles are written to the
     config files. Type FAILOVER to confirm."""
+    from redis_runbook.config import secrets
+    from redis_runbook.procedures.context import ProcedureContext
+    from redis_runbook.procedures.failover import plan_sentinel_failover
+    from redis_runbook.procedures.promote import plan_promote
+
     options = globals_of(ctx)
     config = options.load().config
     # A secret source that fails is a configuration error (exit 2) as for every other

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.live import Live
 
-from redis_runbook.checks import HealthReport, run_health
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.render import health_table, out, print_json
-from redis_runbook.config import Config
+
+if TYPE_CHECKING:
+    from redis_runbook.checks import HealthReport
+    from redis_runbook.config import Config
 
 
 def _render(report: HealthReport, as_json: bool, lines: bool = False) -> None:
@@ -22,6 +23,10 @@ def _render(report: HealthReport, as_json: bool, lines: bool = False) -> None:
 
 
 def _watch(config: Config, interval: float, as_json: bool) -> HealthReport:
+    from rich.live import Live
+
+    from redis_runbook.checks import run_health
+
     report = run_health(config)
     if as_json or not out.is_terminal:
         try:
@@ -53,6 +58,8 @@ def health(
     """Check Redis health: latency, memory, eviction policy, clients, persistence,
     fragmentation, loading, role, keyspace. Exit code = worst status:
     0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."""
+    from redis_runbook.checks import run_health
+
     options = globals_of(ctx)
     as_json = json_output or options.json
     config = options.load().config

@@ -8,7 +8,6 @@ import typer
 
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.render import out, print_json
-from redis_runbook.journal import Journal
 
 
 def journal(
@@ -16,6 +15,8 @@ def journal(
     tail: Annotated[int, typer.Option("--tail", min=1, help="How many entries.")] = 50,
 ) -> None:
     """Show the journal: every step every procedure took, with its outcome."""
+    from redis_runbook.journal import Journal
+
     options = globals_of(ctx)
     state_dir = options.load().config.runbook.state_dir
     entries = Journal.in_dir(state_dir).tail(tail)

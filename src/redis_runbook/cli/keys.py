@@ -3,24 +3,24 @@ and the safe purge (SCAN + pipelined UNLINK) as a plan."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from redis_runbook.cli.context import globals_of
-from redis_runbook.cli.procedure import UnderstoodOption, run_plan
+from redis_runbook.cli.procedure import UnderstoodOption, procedure_context, run_plan
 from redis_runbook.cli.progress import walk_progress
 from redis_runbook.cli.render import out, print_json
+from redis_runbook.defaults import DEFAULT_BATCH, DEFAULT_SAMPLE
 from redis_runbook.errors import ConfigError
-from redis_runbook.keyspace import DEFAULT_SAMPLE, KeyspaceStats, category_stats
-from redis_runbook.keyspace_purge import DEFAULT_BATCH
-from redis_runbook.memory import MemoryFigures, read_memory
-from redis_runbook.procedures.context import ProcedureContext
-from redis_runbook.procedures.purge import labelled, plan_purge
-from redis_runbook.target import connect, make_client, redis_errors, target_display
 from redis_runbook.units import format_bytes
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from redis_runbook.keyspace import KeyspaceStats
+    from redis_runbook.memory import MemoryFigures
 
 app = typer.Typer(
     help="Keys per data category (seed §1.2) and the safe purge.", no_args_is_help=True
@@ -48,6 +48,8 @@ RateOption = Annotated[
 
 def stats_table(stats: KeyspaceStats, memory: MemoryFigures, target: str) -> Table:
     """One row per category: keys, estimated memory, keys with a TTL."""
+    from rich.table import Table
+
     table = Table(title=f"Keys by category: {target}", title_justify="left")
     for name, justify in (
         ("category", "left"),
@@ -93,6 +95,11 @@ def stats(
 ) -> None:
     """Keys, estimated memory and keys with a TTL per data category, in one SCAN
     walk (never KEYS). Read-only."""
+    from redis_runbook.keyspace import category_stats
+    from redis_runbook.memory import read_memory
+    from redis_runbook.procedures.purge import labelled
+    from redis_runbook.target import connect, make_client, redis_errors, target_display
+
     options = globals_of(ctx)
     as_json = json_output or options.json
     config = options.load().config
@@ -139,8 +146,10 @@ def purge(
             "keys purge needs --category NAME",
             "redis-runbook keys stats   # the categories, their keys and memory",
         )
+    from redis_runbook.procedures.purge import plan_purge
+
     options = globals_of(ctx)
-    pctx = ProcedureContext(options.load().config)
+    pctx = procedure_context(ctx)
     with walk_progress(not options.json) as progress:
         plan = plan_purge(
             pctx,

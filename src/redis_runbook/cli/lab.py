@@ -5,31 +5,20 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from redis_runbook import lab
-from redis_runbook.checks import run_health
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.render import health_table, out, print_json
-from redis_runbook.config import load_config
 from redis_runbook.errors import LabError
-from redis_runbook.lab.faults import FAULTS, FaultOptions, UnknownFault, inject
-from redis_runbook.lab.faults_live import heal
-from redis_runbook.lab.layout import STATE_NAME
-from redis_runbook.lab.lifecycle import CONFIG_NAME, has_postgres, lab_server
-from redis_runbook.lab.seed import SeedPlan, seed
-from redis_runbook.lab.sentinel_lab import (
-    TopologyStatus,
-    down_topology,
-    has_topology,
-    topology_status,
-    up_topology,
-)
-from redis_runbook.lab.server import RedisServer
-from redis_runbook.service.process import proc_state
+from redis_runbook.fault_catalogue import FAULT_CATALOGUE
 from redis_runbook.units import parse_size
+
+if TYPE_CHECKING:
+    from redis_runbook.lab import LabStatus
+    from redis_runbook.lab.sentinel_lab import TopologyStatus
+    from redis_runbook.lab.server import RedisServer
 
 app = typer.Typer(help="A sandbox Redis configured like production.", no_args_is_help=True)
 
@@ -39,7 +28,7 @@ DirOption = Annotated[
 ]
 
 
-def _show_status(ctx: typer.Context, status: lab.LabStatus, verb: str) -> None:
+def _show_status(ctx: typer.Context, status: LabStatus, verb: str) -> None:
     if globals_of(ctx).json:
         print_json(status.to_json())
         return
@@ -77,6 +66,8 @@ def _show_topology(ctx: typer.Context, status: TopologyStatus, verb: str) -> Non
 
 def _single_server_lab(state: Path, command: str) -> None:
     """Refuse a single-server lab command in a directory that holds a Sentinel lab."""
+    from redis_runbook.lab.sentinel_lab import has_topology
+
     if has_topology(state):
         raise LabError(
             f"{state} holds a Sentinel lab; `lab {command}` needs a single-server lab",
@@ -116,8 +107,12 @@ def up(
 ) -> None:
     """Start the lab Redis on a free loopback port (AOF everysec, noeviction) and
     write a config file pointing redis-runbook at it. Idempotent."""
+    from redis_runbook import lab
+    from redis_runbook.lab.lifecycle import has_postgres
+    from redis_runbook.lab.sentinel_lab import up_topology
+
     state = lab.state_dir(directory)
-    status: lab.LabStatus | TopologyStatus
+    status: LabStatus | TopologyStatus
     if sentinel:
         status = up_topology(state)
     else:
@@ -141,7 +136,9 @@ def up(
     )
 
 
-def _show_any(ctx: typer.Context, status: lab.LabStatus | TopologyStatus, verb: str) -> None:
+def _show_any(ctx: typer.Context, status: LabStatus | TopologyStatus, verb: str) -> None:
+    from redis_runbook.lab.sentinel_lab import TopologyStatus
+
     if isinstance(status, TopologyStatus):
         _show_topology(ctx, status, verb)
     else:
@@ -152,6 +149,9 @@ def _show_any(ctx: typer.Context, status: lab.LabStatus | TopologyStatus, verb: 
 def down(ctx: typer.Context, directory: DirOption = None) -> None:
     """Stop the lab Redis gracefully (SHUTDOWN SAVE); a Sentinel lab: its Sentinels
     (SIGTERM), then every redis-server. Data stays in the state dir."""
+    from redis_runbook import lab
+    from redis_runbook.lab.sentinel_lab import down_topology, has_topology
+
     state = lab.state_dir(directory)
     if not has_topology(state):
         _show_down(ctx, lab.status(state).pid, lab.down(state))
@@ -163,7 +163,7 @@ def down(ctx: typer.Context, directory: DirOption = None) -> None:
     _show_topology(ctx, stopped, "down")
 
 
-def _show_down(ctx: typer.Context, was_pid: int | None, stopped: lab.LabStatus) -> None:
+def _show_down(ctx: typer.Context, was_pid: int | None, stopped: LabStatus) -> None:
     """What `lab down` did: the pid it stopped, or that there was nothing to stop."""
     if globals_of(ctx).json:
         print_json({**stopped.to_json(), "stopped_pid": was_pid})
@@ -186,8 +186,11 @@ def _show_down(ctx: typer.Context, was_pid: int | None, stopped: lab.LabStatus) 
 def status(ctx: typer.Context, directory: DirOption = None) -> None:
     """Is the lab running, and where (a Sentinel lab: every process and the master a
     Sentinel names). Exit 0 running, 1 not running."""
+    from redis_runbook import lab
+    from redis_runbook.lab.sentinel_lab import has_topology, topology_status
+
     state = lab.state_dir(directory)
-    current: lab.LabStatus | TopologyStatus
+    current: LabStatus | TopologyStatus
     current = topology_status(state) if has_topology(state) else lab.status(state)
     _show_any(ctx, current, "status")
     raise typer.Exit(0 if current.running else 1)
@@ -202,6 +205,10 @@ def seed_cmd(
 ) -> None:
     """Fill the lab with BullMQ queues in every job state (via the official Python
     bullmq 2.x) plus session:*, ratelimit:* and cache:* keys."""
+    from redis_runbook import lab
+    from redis_runbook.config import load_config
+    from redis_runbook.lab.seed import SeedPlan, seed
+
     _single_server_lab(lab.state_dir(directory), "seed")
     current = lab.status(lab.state_dir(directory))
     if not current.running:
@@ -219,7 +226,7 @@ def seed_cmd(
     out.print(f"seeded in {report.seconds:.1f} s", markup=False)
 
 
-def lab_not_running(current: lab.LabStatus) -> LabError:
+def lab_not_running(current: LabStatus) -> LabError:
     """The error for a lab command that needs a running lab."""
     return LabError(f"the lab in {current.dir} is not running", "redis-runbook lab up")
 
@@ -227,6 +234,11 @@ def lab_not_running(current: lab.LabStatus) -> LabError:
 @app.command("demo")
 def demo(ctx: typer.Context, directory: DirOption = None) -> None:
     """What `./run demo` runs: lab up, seed (if empty), health, what to try next."""
+    from redis_runbook import lab
+    from redis_runbook.checks import run_health
+    from redis_runbook.config import load_config
+    from redis_runbook.lab.seed import SeedPlan, seed
+
     state = lab.state_dir(directory)
     _single_server_lab(state, "demo")
     current = lab.up(state)
@@ -263,9 +275,10 @@ def demo(ctx: typer.Context, directory: DirOption = None) -> None:
 
 BREAK_HELP = (
     "Inject a real fault into the lab: "
-    + "; ".join(f"{f.name} ({f.help})" for f in FAULTS.values())
+    + "; ".join(f"{f.name} ({f.help})" for f in FAULT_CATALOGUE)
     + "; unhang (SIGCONT a hung lab); heal (unhang, and undo disk-full)."
 )
+SCENARIOS = (*(f.name for f in FAULT_CATALOGUE), "unhang", "heal")
 
 
 @app.command("break", help=BREAK_HELP)
@@ -280,9 +293,15 @@ def break_cmd(
     size_mb: Annotated[int, typer.Option(min=1, max=1024, help="disk-full tmpfs size.")] = 2,
 ) -> None:
     """Break the lab for real, then see what `redis-runbook diagnose` says."""
-    if scenario not in (*FAULTS, "unhang", "heal"):
+    from redis_runbook import lab
+    from redis_runbook.lab.faults import FAULTS, FaultOptions, UnknownFault, inject
+    from redis_runbook.lab.faults_live import heal
+    from redis_runbook.lab.layout import STATE_NAME
+    from redis_runbook.lab.lifecycle import CONFIG_NAME, lab_server
+
+    if scenario not in SCENARIOS:
         raise UnknownFault(
-            f"unknown scenario {scenario!r}; valid: {', '.join([*FAULTS, 'unhang', 'heal'])}",
+            f"unknown scenario {scenario!r}; valid: {', '.join(SCENARIOS)}",
             "redis-runbook lab break --help",
         )
     state = lab.state_dir(directory)
@@ -324,6 +343,8 @@ def break_cmd(
 
 
 def _unhang(server: RedisServer) -> list[str]:
+    from redis_runbook.service.process import proc_state
+
     pid = server.pid()
     if pid is None or proc_state(pid) not in ("T", "t"):
         return []

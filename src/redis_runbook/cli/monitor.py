@@ -8,13 +8,15 @@ import signal
 import threading
 import time
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.render import err, out
-from redis_runbook.monitoring.monitor import CycleReport, Monitor
+
+if TYPE_CHECKING:
+    from redis_runbook.monitoring.monitor import CycleReport
 
 
 def _line(report: CycleReport) -> str:
@@ -46,6 +48,8 @@ def monitor(
     """Watch the target: health and queue checks, alerts that fire once, repeat at
     the repeat interval and resolve. `--once` exits 1 when a notification could not be
     delivered (cron then mails its output), else 0."""
+    from redis_runbook.monitoring.monitor import Monitor
+
     options = globals_of(ctx)
     config = options.load().config
     if interval is not None:

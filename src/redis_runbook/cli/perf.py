@@ -4,15 +4,18 @@ fragmentation advice, blocked clients. Read-only."""
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.render import out, print_json
-from redis_runbook.perf import PerfReport, perf_report
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from redis_runbook.perf import PerfReport
 
 app = typer.Typer(help="Performance: slow log, latency, fragmentation.", no_args_is_help=True)
 
@@ -22,6 +25,8 @@ def _when(unix: int) -> str:
 
 
 def _slowlog_table(report: PerfReport) -> Table:
+    from rich.table import Table
+
     threshold = report.slowlog_threshold_us
     shown = f"> {threshold} µs" if threshold is not None else "threshold unknown"
     table = Table(
@@ -39,6 +44,8 @@ def _slowlog_table(report: PerfReport) -> Table:
 
 
 def _latency_table(report: PerfReport) -> Table:
+    from rich.table import Table
+
     threshold = report.latency_threshold_ms
     note = (
         "monitor off: CONFIG SET latency-monitor-threshold 100"
@@ -92,6 +99,8 @@ def report(
 ) -> None:
     """SLOWLOG GET 10, LATENCY LATEST + DOCTOR, MEMORY DOCTOR, fragmentation advice
     (active defrag or a restart window), blocked clients by command. Read-only."""
+    from redis_runbook.perf import perf_report
+
     options = globals_of(ctx)
     result = perf_report(options.load().config)
     if json_output or options.json:

@@ -7,15 +7,17 @@ import contextlib
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text
 
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.render import err, out, print_json
-from redis_runbook.procedures.context import ProcedureContext
-from redis_runbook.procedures.engine import Plan, StepResult, confirm
+
+if TYPE_CHECKING:
+    from redis_runbook.procedures.context import ProcedureContext
+    from redis_runbook.procedures.engine import Plan, StepResult
 
 UnderstoodOption = Annotated[
     bool,
@@ -24,6 +26,13 @@ UnderstoodOption = Annotated[
         help="With --yes: answer the typed confirmation the plan asks for.",
     ),
 ]
+
+
+def procedure_context(ctx: typer.Context, read_only: bool = False) -> ProcedureContext:
+    """The ProcedureContext of the configured target (the config loaded now)."""
+    from redis_runbook.procedures.context import ProcedureContext
+
+    return ProcedureContext(globals_of(ctx).load().config, read_only=read_only)
 
 
 def _plan_document(plan: Plan) -> dict[str, Any]:
@@ -56,6 +65,8 @@ def _progress(result: StepResult) -> None:
 
 def _ask_confirmation(ctx: typer.Context, plan: Plan, understood: bool = False) -> None:
     """The plan's confirmation, asked on the terminal (or answered by --yes)."""
+    from redis_runbook.procedures.engine import confirm
+
     confirm(
         plan,
         yes=globals_of(ctx).yes,

@@ -11,18 +11,14 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from typing import TYPE_CHECKING
 
 from redis_runbook.cli.render import err, out
-from redis_runbook.procedures.purge import LabelledProgress
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
+
+    from redis_runbook.procedures.purge import LabelledProgress
 
 LINE_INTERVAL = 5.0  # seconds between two progress lines of one walk without a terminal
 
@@ -93,6 +89,9 @@ def walk_progress(
         finally:
             lines.flush()
         return
+    # Only on a terminal: rich.progress loads Rich's tables, a slow import.
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     bars = Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -5,27 +5,24 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import redis
 import typer
-from rich import box
-from rich.measure import Measurement
-from rich.table import Table
 
-from redis_runbook.bullmq.counts import QueueCounts, queue_counts
-from redis_runbook.bullmq.discovery import Discovery, discover, select
-from redis_runbook.bullmq.stale import BATCH
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.procedure import UnderstoodOption, run_plan
 from redis_runbook.cli.render import out, plain, print_json
-from redis_runbook.config import Config
+from redis_runbook.defaults import STALE_BATCH
 from redis_runbook.errors import UnknownName
-from redis_runbook.procedures.context import ProcedureContext
-from redis_runbook.procedures.stale import Options as StaleOptions
-from redis_runbook.procedures.stale import plan_recover_stale
-from redis_runbook.target import connect, make_client, redis_errors, target_display
 from redis_runbook.units import format_duration
+
+if TYPE_CHECKING:
+    import redis
+    from rich.table import Table
+
+    from redis_runbook.bullmq.counts import QueueCounts
+    from redis_runbook.bullmq.discovery import Discovery
+    from redis_runbook.config import Config
 
 app = typer.Typer(
     help="BullMQ queues: status, stale-job recovery, reconstruction (seed §5).",
@@ -40,6 +37,9 @@ QueueOption = Annotated[
 def discovered(config: Config, client: redis.Redis, names: list[str] | None) -> Discovery:
     """Discover the queues and keep the ones named; UnknownName (exit 2) for a name
     that is not a queue, or when no queue exists under the prefixes."""
+    from redis_runbook.bullmq.discovery import discover, select
+    from redis_runbook.target import target_display
+
     found = discover(client, config.bullmq.prefixes, config.bullmq.layout)
     prefixes = ", ".join(config.bullmq.prefixes)
     if not found.queues:
@@ -65,6 +65,8 @@ def queue_session(
 ) -> Iterator[tuple[redis.Redis, Discovery, str]]:
     """A client of the target (key names as bytes), the queues named (all when none),
     and the redacted URL; redis-py errors inside become one-line errors."""
+    from redis_runbook.target import connect, make_client, redis_errors, target_display
+
     where = target_display(config.target)
     client = make_client(config.target, decode=False)
     try:
@@ -138,6 +140,9 @@ def status_table(counts: list[QueueCounts], target: str) -> Table:
     """One row per queue and a total row. Nothing in it is cut short: the queue
     column is as wide as the longest name (`enrich-…` and `enrich:…` would look alike)
     and the counts never wrap; `print_status` falls back to lines when it is too wide."""
+    from rich import box
+    from rich.table import Table
+
     table = Table(
         title=plain(f"BullMQ queues: {target}"),
         title_justify="left",
@@ -174,6 +179,8 @@ def status_lines(counts: list[QueueCounts], target: str) -> list[str]:
 
 def print_status(counts: list[QueueCounts], target: str) -> None:
     """The table when it fits the console without cutting anything, else lines."""
+    from rich.measure import Measurement
+
     table = status_table(counts, target)
     wanted = Measurement.get(out, out.options.update_width(10_000), table).maximum
     if wanted <= out.width:
@@ -192,6 +199,8 @@ def status(
     """Seed §5.1, read-only (safe on a replica): per queue and in total — waiting,
     prioritized, active split by lock (locked/stale/immortal/orphan), delayed (overdue),
     waiting-children, completed, failed, paused, worker connections, last event."""
+    from redis_runbook.bullmq.counts import queue_counts
+
     options = globals_of(ctx)
     with queue_session(options.load().config, queue) as (client, found, where):
         counts = queue_counts(client, found.queues)
@@ -251,12 +260,16 @@ def recover_stale(
     understood: UnderstoodOption = False,
     batch: Annotated[
         int, typer.Option("--batch", min=1, max=5000, help="Ids examined per script call.")
-    ] = BATCH,
+    ] = STALE_BATCH,
 ) -> None:
     """Seed §5.2 done right: move active jobs whose lock is gone back to the head of
     their queue (paused list for a paused v5 queue) with our own Lua script that
     re-checks each lock; never moves a job whose lock exists; wakes workers. The last
     step re-counts: a stale job still in active fails the run (exit 1)."""
+    from redis_runbook.procedures.context import ProcedureContext
+    from redis_runbook.procedures.stale import Options as StaleOptions
+    from redis_runbook.procedures.stale import plan_recover_stale
+
     options = globals_of(ctx)
     config = options.load().config
     with queue_session(config, queue) as (_client, found, _where):

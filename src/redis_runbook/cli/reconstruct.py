@@ -16,7 +16,6 @@ from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.procedure import run_plan
 from redis_runbook.cli.progress import walk_progress
 from redis_runbook.errors import ConfigError
-from redis_runbook.procedures.context import ProcedureContext
 
 SINCE_HINT = (
     "give an ISO 8601 time (2026-11-26T03:00:00Z; no zone means UTC) or an age (90m, 6h, 2d)"
@@ -77,6 +76,7 @@ def reconstruct(
     if chunk is not None:
         config.reconstruct.chunk_size = chunk
     # psycopg and the reconstruct machinery load only for this command (slow imports).
+    from redis_runbook.procedures.context import ProcedureContext
     from redis_runbook.procedures.reconstruct import Options, Report, plan_reconstruct
 
     chosen = Options(

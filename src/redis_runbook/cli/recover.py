@@ -6,12 +6,7 @@ from typing import Annotated
 
 import typer
 
-from redis_runbook.cli.context import globals_of
-from redis_runbook.cli.procedure import UnderstoodOption, run_plan
-from redis_runbook.procedures.aof import plan_aof
-from redis_runbook.procedures.context import ProcedureContext
-from redis_runbook.procedures.emergency import plan_emergency_start
-from redis_runbook.procedures.restart import plan_restart
+from redis_runbook.cli.procedure import UnderstoodOption, procedure_context, run_plan
 
 app = typer.Typer(
     help="Recovery procedures: plan shown, --dry-run, confirmation, journal.", no_args_is_help=True
@@ -34,7 +29,9 @@ def restart(
 ) -> None:
     """Seed §4.1: SHUTDOWN SAVE, start, wait until ready, verify PING and the keyspace
     (INFO keyspace; the keys are walked only when some went missing)."""
-    pctx = ProcedureContext(globals_of(ctx).load().config)
+    from redis_runbook.procedures.restart import plan_restart
+
+    pctx = procedure_context(ctx)
     run_plan(ctx, pctx, plan_restart(pctx, save=not no_save, verify_categories=verify_categories))
 
 
@@ -48,7 +45,9 @@ def emergency_start(
 ) -> None:
     """Seed §4.4: move the data dir aside (never deleted) and start Redis empty.
     Asks you to type EMERGENCY; automation needs --yes --i-understand-data-loss."""
-    pctx = ProcedureContext(globals_of(ctx).load().config)
+    from redis_runbook.procedures.emergency import plan_emergency_start
+
+    pctx = procedure_context(ctx)
     run_plan(ctx, pctx, plan_emergency_start(pctx, force=force), understood)
 
 
@@ -62,7 +61,9 @@ def aof(
 ) -> None:
     """Seed §4.2/§3.4: check the AOF; repair its last file (after a copy aside) or fall
     back to dump.rdb (the AOF moved aside); start; verify; say what was lost."""
-    pctx = ProcedureContext(globals_of(ctx).load().config)
+    from redis_runbook.procedures.aof import plan_aof
+
+    pctx = procedure_context(ctx)
     run_plan(ctx, pctx, plan_aof(pctx, force=force), understood)
 
 
@@ -84,7 +85,7 @@ def restore(
     from redis_runbook.backup import make_backend
     from redis_runbook.procedures.restore import plan_restore
 
-    config = globals_of(ctx).load().config
-    pctx = ProcedureContext(config)
-    plan = plan_restore(pctx, make_backend(config.backup), archive, save=not no_save, force=force)
+    pctx = procedure_context(ctx)
+    backend = make_backend(pctx.config.backup)
+    plan = plan_restore(pctx, backend, archive, save=not no_save, force=force)
     run_plan(ctx, pctx, plan, understood)

@@ -1,6 +1,6 @@
 """`redis-runbook recover oom` (seed §3.2): measure memory by category, purge
 the rebuildable categories, report before/after and the permanent fix.
-Registered on `recover.app` from cli/__init__.py."""
+Registered on `recover.app` from cli/app.py."""
 
 from __future__ import annotations
 
@@ -10,12 +10,9 @@ import typer
 
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.keys import BatchOption, RateOption
-from redis_runbook.cli.procedure import UnderstoodOption, run_plan
+from redis_runbook.cli.procedure import UnderstoodOption, procedure_context, run_plan
 from redis_runbook.cli.progress import walk_progress
-from redis_runbook.keyspace import DEFAULT_SAMPLE
-from redis_runbook.keyspace_purge import DEFAULT_BATCH
-from redis_runbook.procedures.context import ProcedureContext
-from redis_runbook.procedures.oom import plan_oom
+from redis_runbook.defaults import DEFAULT_BATCH, DEFAULT_SAMPLE
 
 
 def oom(
@@ -53,8 +50,10 @@ def oom(
     the maxmemory / container limit to set. When the categories to purge hold too
     little to get under maxmemory, it says so and what would help, and purges
     nothing unless --purge-anyway."""
+    from redis_runbook.procedures.oom import plan_oom
+
     options = globals_of(ctx)
-    pctx = ProcedureContext(options.load().config)
+    pctx = procedure_context(ctx)
     with walk_progress(not options.json) as progress:
         plan = plan_oom(
             pctx,

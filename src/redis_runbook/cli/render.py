@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
-from redis_runbook.checks import HealthReport
 from redis_runbook.errors import RunbookError
 from redis_runbook.status import CheckResult, Status
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from redis_runbook.checks import HealthReport
 
 out = Console(highlight=False, soft_wrap=False)
 if not out.is_terminal:
@@ -71,6 +74,8 @@ def status_text(status: Status) -> Text:
 
 def health_table(report: HealthReport) -> Table:
     """The human health report: one row per check, hints below the table."""
+    from rich.table import Table  # not for --json: Rich's tables are a slow import
+
     snapshot = report.snapshot
     version = report.server.get("redis_version")
     title = f"Redis health: {snapshot.target}" + (f" (Redis {version})" if version else "")

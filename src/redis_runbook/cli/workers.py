@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from redis_runbook.bullmq.verify import CANARY_JOB, CanaryMode, QueueVerdict, verify
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.queues import QueueOption, queue_session
 from redis_runbook.cli.render import out, plain, print_json
+from redis_runbook.defaults import CANARY_JOB
 from redis_runbook.errors import RunbookError, SecretError
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from redis_runbook.bullmq.verify import CanaryMode, QueueVerdict
 
 app = typer.Typer(help="Are workers consuming? (seed §5.4)", no_args_is_help=True)
 
@@ -43,6 +47,8 @@ def _canary_cell(v: QueueVerdict) -> str:
 
 def verdict_table(verdicts: list[QueueVerdict], target: str) -> Table:
     """One row per queue."""
+    from rich.table import Table
+
     table = Table(title=plain(f"BullMQ workers: {target}"), title_justify="left")
     for name in ("queue", "verdict", "workers", "canary", "evidence"):
         table.add_column(name, no_wrap=name == "queue")
@@ -106,6 +112,8 @@ def verify_cmd(
     workers / wedged / cannot verify (paused, limited, locks not yet renewed) /
     canary failed. Exit 0 consuming, busy or idle, 1 cannot verify or canary failed,
     2 wedged or no workers."""
+    from redis_runbook.bullmq.verify import verify
+
     options = globals_of(ctx)
     if passive_only and always_canary:
         raise typer.BadParameter("choose --passive or --canary, not both")

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from redis_runbook.fault_catalogue import FAULT_CATALOGUE
 from redis_runbook.lab import faults_files as files
 from redis_runbook.lab import faults_live as live
 from redis_runbook.lab.faults_base import Injected, UnknownFault
@@ -47,100 +48,28 @@ class Fault:
     run: FaultFn
 
 
-def _fault(name: str, expect: str, run: FaultFn, help_text: str) -> Fault:
-    return Fault(name, help_text, expect, run)
-
+_INJECTIONS: dict[str, FaultFn] = {
+    "kill": lambda s, o: live.kill(s),
+    "hang": lambda s, o: live.hang(s),
+    "aof-truncate": lambda s, o: files.aof_truncate(s),
+    "aof-garbage-last": lambda s, o: files.aof_garbage_last(s),
+    "aof-garbage-nonlast": lambda s, o: files.aof_garbage_nonlast(s),
+    "manifest-corrupt": lambda s, o: files.manifest_corrupt(s),
+    "manifest-missing-file": lambda s, o: files.manifest_missing_file(s),
+    "rdb-crc": lambda s, o: files.rdb_crc(s),
+    "rdb-truncate": lambda s, o: files.rdb_truncate(s),
+    "rdb-newer": lambda s, o: files.rdb_newer(s),
+    "config-error": lambda s, o: files.config_error(s),
+    "disk-full": lambda s, o: live.disk_full(s, o.size_mb),
+    "oom": lambda s, o: live.oom(s),
+    "slow-script": lambda s, o: live.slow_script(s, o.seconds),
+    "pause": lambda s, o: live.pause(s, o.seconds),
+    "blocked-clients": lambda s, o: live.blocked_clients(s, o.count, o.seconds, o.holder_config),
+}
 
 FAULTS: dict[str, Fault] = {
-    f.name: f
-    for f in (
-        _fault("kill", "A crashed", lambda s, o: live.kill(s), "SIGKILL while a client writes"),
-        _fault("hang", "A hung", lambda s, o: live.hang(s), "SIGSTOP (undo: lab break unhang)"),
-        _fault(
-            "aof-truncate",
-            "D aof-truncated",
-            lambda s, o: files.aof_truncate(s),
-            "kill -9, cut the last AOF file mid-command; left down",
-        ),
-        _fault(
-            "aof-garbage-last",
-            "D aof-format",
-            lambda s, o: files.aof_garbage_last(s),
-            "kill -9, garbage in the middle of the last AOF file, start (fails)",
-        ),
-        _fault(
-            "aof-garbage-nonlast",
-            "D aof-nonlast",
-            lambda s, o: files.aof_garbage_nonlast(s),
-            "rewrite, kill -9, garbage in the BASE file (not the last), start (fails)",
-        ),
-        _fault(
-            "manifest-corrupt",
-            "D aof-manifest",
-            lambda s, o: files.manifest_corrupt(s),
-            "kill -9, garble the AOF manifest, start (fails)",
-        ),
-        _fault(
-            "manifest-missing-file",
-            "D aof-missing-file",
-            lambda s, o: files.manifest_missing_file(s),
-            "kill -9, move a file the manifest names away, start (fails)",
-        ),
-        _fault(
-            "rdb-crc",
-            "D rdb-crc",
-            lambda s, o: files.rdb_crc(s),
-            "SAVE, kill -9, appendonly no, flip a bit in dump.rdb, start (fails)",
-        ),
-        _fault(
-            "rdb-truncate",
-            "D rdb-truncated",
-            lambda s, o: files.rdb_truncate(s),
-            "SAVE, kill -9, appendonly no, cut dump.rdb to 60 %, start (fails)",
-        ),
-        _fault(
-            "rdb-newer",
-            "D rdb-too-new",
-            lambda s, o: files.rdb_newer(s),
-            "SAVE, kill -9, appendonly no, header REDIS0013, start (fails)",
-        ),
-        _fault(
-            "config-error",
-            "A config-error",
-            lambda s, o: files.config_error(s),
-            "stop, add a misspelt directive to redis.conf, start (fails)",
-        ),
-        _fault(
-            "disk-full",
-            "A disk-full",
-            lambda s, o: live.disk_full(s, o.size_mb),
-            "tmpfs over the data dir, filled until AOF writes fail (root; undo: lab break heal)",
-        ),
-        _fault(
-            "oom",
-            "B oom-rejections",
-            lambda s, o: live.oom(s),
-            "fill memory to maxmemory (noeviction) until a write gets OOM",
-        ),
-        _fault(
-            "slow-script",
-            "C busy-script",
-            lambda s, o: live.slow_script(s, o.seconds),
-            "a Lua busy loop for --seconds",
-        ),
-        _fault(
-            "pause",
-            "C paused",
-            lambda s, o: live.pause(s, o.seconds),
-            "CLIENT PAUSE for --seconds",
-        ),
-        _fault(
-            "blocked-clients",
-            "C blocked-clients",
-            lambda s, o: live.blocked_clients(s, o.count, o.seconds, o.holder_config),
-            "--count clients blocked in BLPOP for --seconds",
-        ),
-    )
+    entry.name: Fault(entry.name, entry.help, entry.expect, _INJECTIONS[entry.name])
+    for entry in FAULT_CATALOGUE
 }
 
 

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 import redis
 
 from redis_runbook.config import Category
+from redis_runbook.defaults import DEFAULT_BATCH, DEFAULT_SAMPLE
 from redis_runbook.errors import Refused
-from redis_runbook.keyspace import DEFAULT_SAMPLE, KeyspaceStats, category_stats
-from redis_runbook.keyspace_purge import DEFAULT_BATCH, select_categories
+from redis_runbook.keyspace import KeyspaceStats, category_stats
+from redis_runbook.keyspace_purge import select_categories
 from redis_runbook.memory import MemoryFigures, read_memory
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, StepFailed

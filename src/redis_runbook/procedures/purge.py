@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from redis_runbook.config import Category
+from redis_runbook.defaults import DEFAULT_BATCH, DEFAULT_SAMPLE
 from redis_runbook.errors import TargetUnavailable
 from redis_runbook.keyspace import (
-    DEFAULT_SAMPLE,
     OTHER,
     CategoryStats,
     KeyspaceStats,
@@ -22,7 +22,7 @@ from redis_runbook.keyspace import (
     category_stats,
     dbsize,
 )
-from redis_runbook.keyspace_purge import DEFAULT_BATCH, PurgeResult, purge, select_categories
+from redis_runbook.keyspace_purge import PurgeResult, purge, select_categories
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step
 from redis_runbook.target import redis_errors

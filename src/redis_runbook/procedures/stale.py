@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import redis
 
 from redis_runbook.bullmq.keys import QueueRef
-from redis_runbook.bullmq.stale import BATCH, DEFA, CallResult, PassResult, Survey, recover_pass
+from redis_runbook.bullmq.stale import DEFA, CallResult, PassResult, Survey, recover_pass
 from redis_runbook.bullmq.stale import survey as survey_queue
+from redis_runbook.defaults import STALE_BATCH
 from redis_runbook.errors import Refused
 from redis_runbook.journal import Journal
 from redis_runbook.procedures.context import ProcedureContext
@@ -40,7 +41,7 @@ class Options:
     break_immortal: bool = False
     wait_for_locks: bool = False
     force: bool = False
-    batch: int = BATCH
+    batch: int = STALE_BATCH
 
 
 def preflight(client: redis.Redis, force: bool) -> list[str]:
