@@ -24,6 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "service",
         "throwaway",
         "keyspace",
+        "keyspace_estimate",
         "postgres",
         "readiness",
         "locks",

@@ -9,6 +9,8 @@ from typing import Literal
 
 #: Keys per category measured with MEMORY USAGE / PTTL (keyspace.py).
 DEFAULT_SAMPLE = 500
+#: Random keys `keys stats --estimate` draws (keyspace_estimate.py).
+DEFAULT_RANDOM_KEYS = 2_000
 #: Keys per UNLINK of a purge (keyspace_purge.py).
 DEFAULT_BATCH = 500
 #: Active job ids examined per script call of `queues recover-stale` (bullmq/stale.py).

@@ -1,0 +1,112 @@
+"""Keys and memory per category estimated from RANDOMKEY samples (issue 15 goal 3):
+every estimate carries an error bar, and the truth lies within it.
+
+The 95 % bars would let one figure in twenty fall outside by chance; the tests
+compare with three bars (about 4.4 standard errors: once in 100,000), so they
+fail on a wrong estimator or a wrong bar, not on luck."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import redis
+
+from redis_runbook.config import Config
+from redis_runbook.keyspace import OTHER, category_stats
+from redis_runbook.keyspace_estimate import Estimate, estimate
+from tests.cli_env import cli_env
+from tests.conftest import RedisFactory, plain_client
+
+CATEGORIES = Config().categories
+TRUE_KEYS = {"cache": 30_000, "session": 8_000, "ratelimit": 2_000, OTHER: 10_000}
+SAMPLES = 2_000
+
+
+def fill(client: redis.Redis) -> None:
+    """Known keys per category: cache strings of 200 bytes, a third with a TTL;
+    sessions as small hashes; rate limits with a TTL; uncategorised keys."""
+    pipe = client.pipeline(transaction=False)
+    for i in range(TRUE_KEYS["cache"]):
+        pipe.set(f"cache:{i}", b"c" * 200, ex=3_600 if i % 3 == 0 else None)
+    for i in range(TRUE_KEYS["session"]):
+        pipe.hset(f"session:{i}", mapping={"user": str(i), "token": "t" * 32})
+    for i in range(TRUE_KEYS["ratelimit"]):
+        pipe.set(f"ratelimit:{i}", 1, ex=3_600)
+    for i in range(TRUE_KEYS[OTHER]):
+        pipe.set(f"app:{i}", i)
+    pipe.execute()
+
+
+def within(figure: Estimate, truth: float) -> bool:
+    return abs(figure.value - truth) <= 3 * figure.error
+
+
+def test_estimates_hold_the_truth_within_their_error_bars(redis_factory: RedisFactory) -> None:
+    server = redis_factory(settings={"maxmemory": "0"})
+    client = plain_client(server, decode_responses=False)
+    fill(client)
+    exact = category_stats(client, CATEGORIES, sample=1_000_000)  # MEMORY USAGE of every key
+    found = estimate(client, CATEGORIES, samples=SAMPLES)
+
+    assert found.total == sum(TRUE_KEYS.values())
+    assert found.samples == SAMPLES
+    for name, keys in TRUE_KEYS.items():
+        figure = found.get(name)
+        assert figure.sampled > 0, name
+        assert 0 < figure.keys.error < 0.05 * found.total, (name, figure.keys)
+        assert within(figure.keys, keys), (name, figure.keys, keys)
+        truth = exact.get(name).estimated_bytes  # every key measured: the exact sum
+        assert within(figure.memory, truth), (name, figure.memory, truth)
+    cache = found.get("cache")
+    assert within(cache.with_ttl, TRUE_KEYS["cache"] / 3), cache.with_ttl
+    assert within(found.get("ratelimit").with_ttl, TRUE_KEYS["ratelimit"])
+    assert found.get("session").with_ttl.value == 0
+
+
+def test_a_category_never_sampled_is_zero_with_a_bar_not_absent(
+    redis_factory: RedisFactory,
+) -> None:
+    server = redis_factory()
+    client = plain_client(server, decode_responses=False)
+    client.mset({f"cache:{i}": b"c" for i in range(5_000)} | {"bull:q:1": b"1"})
+    found = estimate(client, CATEGORIES, samples=500)
+    bullmq = found.get("bullmq")
+    # One key in 5,001 may or may not be drawn; either way the bar covers it.
+    assert within(bullmq.keys, 1)
+    session = found.get("session")
+    assert (session.keys.value, session.sampled) == (0, 0)
+    assert session.keys.error == -(-3 * 5_001 // found.samples)  # the rule of three
+
+
+def test_an_empty_database_is_estimated_without_a_sample(redis_factory: RedisFactory) -> None:
+    client = plain_client(redis_factory(), decode_responses=False)
+    found = estimate(client, CATEGORIES)
+    assert (found.total, found.samples, found.categories) == (0, 0, {})
+    assert found.get("cache").keys == Estimate(0, 0)
+
+
+def test_keys_stats_estimate_cli(tmp_path: Path, redis_factory: RedisFactory) -> None:
+    """`keys stats --estimate`: the same categories as the walk, each figure with its
+    bar, the truth within it; no SCAN sent (the server's command stats say so)."""
+    server = redis_factory(settings={"maxmemory": "0"})
+    client = plain_client(server, decode_responses=False)
+    fill(client)
+    client.config_resetstat()
+    env = cli_env(tmp_path, server)
+    done = env.run("keys", "stats", "--estimate", "--random-keys", "1000", "--json")
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert (document["estimate"], document["total"]) == (True, sum(TRUE_KEYS.values()))
+    assert document["random_keys"] == 1000
+    by_name = {c["name"]: c for c in document["categories"]}
+    assert set(by_name) == {c.name for c in CATEGORIES} | {OTHER}
+    for name, keys in TRUE_KEYS.items():
+        figure = Estimate(by_name[name]["keys"], by_name[name]["keys_error"])
+        assert figure.error > 0, (name, figure)
+        assert within(figure, keys), (name, figure)
+    assert "cmdstat_scan" not in client.info("commandstats")
+    human = env.run("keys", "stats", "--estimate")
+    assert human.returncode == 0, human.stderr
+    assert "±" in human.stdout
+    assert "cache:*" in human.stdout
