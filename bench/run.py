@@ -1,7 +1,7 @@
 """Benchmarks against the seed runbook's own procedures, side by side in one run.
 
     ./run bench [--only health|diagnose|assess|stale|stale-live|oom|reconstruct|exporter|
-                        failover|production|startup]
+                        failover|production|startup|restart]
                 [--runs N]
                 [--production-bytes N] [--production-backends process,compose]
                 [--oom-keys N] [--stale-jobs N] [--reconstruct-rows N]
@@ -42,6 +42,10 @@ startup (issue 15): whole processes of `--version`, `--help`, `health --help` an
 `health --json` against a throwaway redis-server, beside the interpreter's start and
 `import redis` alone (see bench_startup.py). `--runs N`.
 
+restart (issue 15): `recover restart` on millions of keys against the floor of any
+restart (SHUTDOWN SAVE, start, until loaded, by hand), and with --verify-categories
+(see bench_restart.py). `--restart-keys N`.
+
 Prints Markdown tables for docs/benchmarks.md. Benchmarks are not tests: nothing
 here asserts a timing.
 """
@@ -69,6 +73,7 @@ from bench_failover import bench_failover
 from bench_oom import bench_oom
 from bench_production import bench_production
 from bench_reconstruct import bench_reconstruct
+from bench_restart import bench_restart
 from bench_restore import bench_restore
 from bench_stale import bench_stale
 from bench_stale_live import bench_stale_live
@@ -162,6 +167,7 @@ def main() -> None:
             "failover",
             "production",
             "startup",
+            "restart",
         ],
         help="Run one benchmark only.",
     )
@@ -194,6 +200,9 @@ def main() -> None:
         type=int,
         default=100_000,
         help="reconstruct: rows the seed's sequential add runs over (it is slow).",
+    )
+    parser.add_argument(
+        "--restart-keys", type=int, default=3_000_000, help="restart: keys in the keyspace."
     )
     args = parser.parse_args()
     if args.only in (None, "health"):
@@ -245,6 +254,10 @@ def main() -> None:
         if args.only is None:
             print()
         bench_startup(args.runs, machine(), median_ms)
+    if args.only in (None, "restart"):
+        if args.only is None:
+            print()
+        bench_restart(args.restart_keys, machine())
 
 
 def bench_health(runs: int) -> None:
