@@ -226,19 +226,27 @@ class KeyspaceStats:
         return self.categories.get(name) or CategoryStats(name, None)
 
 
-def _sample(client: redis.Redis, keys: list[bytes], into: list[CategoryStats]) -> None:
+def usage_and_ttl(client: redis.Redis, keys: Sequence[bytes]) -> list[tuple[int, bool] | None]:
+    """MEMORY USAGE of each key and whether it has a TTL, in one pipelined round trip;
+    None for a key gone (expired, deleted) since it was named."""
     pipe = client.pipeline(transaction=False)
     for key in keys:
         pipe.execute_command("MEMORY USAGE", key)
         pipe.execute_command("PTTL", key)
     replies = pipe.execute(raise_on_error=False)
-    for index, stats in enumerate(into):
-        usage, ttl = replies[2 * index], replies[2 * index + 1]
-        if not isinstance(usage, int) or not isinstance(ttl, int) or ttl == -2:
-            continue  # gone (expired, deleted) between SCAN and now
-        stats.sampled += 1
-        stats.sampled_bytes += usage
-        stats.sampled_with_ttl += ttl >= 0
+    measured: list[tuple[int, bool] | None] = []
+    for usage, ttl in zip(replies[::2], replies[1::2], strict=True):
+        alive = isinstance(usage, int) and isinstance(ttl, int) and ttl != -2
+        measured.append((usage, ttl >= 0) if alive else None)
+    return measured
+
+
+def _sample(client: redis.Redis, keys: list[bytes], into: list[CategoryStats]) -> None:
+    for stats, measured in zip(into, usage_and_ttl(client, keys), strict=True):
+        if measured is not None:
+            stats.sampled += 1
+            stats.sampled_bytes += measured[0]
+            stats.sampled_with_ttl += measured[1]
 
 
 def category_stats(

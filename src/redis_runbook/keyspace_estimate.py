@@ -25,7 +25,7 @@ import redis
 
 from redis_runbook.config import Category
 from redis_runbook.defaults import DEFAULT_RANDOM_KEYS
-from redis_runbook.keyspace import OTHER, Classifier, dbsize
+from redis_runbook.keyspace import OTHER, Classifier, dbsize, usage_and_ttl
 
 BATCH = 500  # commands per pipeline round trip
 Z95 = 1.96
@@ -107,15 +107,9 @@ def _measure(client: redis.Redis, keys: list[bytes]) -> list[tuple[bytes, int, b
     measured = []
     for start in range(0, len(keys), BATCH):
         chunk = keys[start : start + BATCH]
-        pipe = client.pipeline(transaction=False)
-        for key in chunk:
-            pipe.execute_command("MEMORY USAGE", key)
-            pipe.execute_command("PTTL", key)
-        replies = pipe.execute(raise_on_error=False)
-        for index, key in enumerate(chunk):
-            usage, ttl = replies[2 * index], replies[2 * index + 1]
-            if isinstance(usage, int) and isinstance(ttl, int) and ttl != -2:
-                measured.append((key, usage, ttl >= 0))
+        for key, found in zip(chunk, usage_and_ttl(client, chunk), strict=True):
+            if found is not None:
+                measured.append((key, *found))
     return measured
 
 
