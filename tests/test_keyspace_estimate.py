@@ -8,6 +8,7 @@ fail on a wrong estimator or a wrong bar, not on luck."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import redis
@@ -15,6 +16,7 @@ import redis
 from redis_runbook.config import Config
 from redis_runbook.keyspace import OTHER, category_stats
 from redis_runbook.keyspace_estimate import Estimate, estimate
+from redis_runbook.procedures.purge import EXACT_WALK_MAX_KEYS
 from tests.cli_env import cli_env
 from tests.conftest import RedisFactory, plain_client
 
@@ -110,3 +112,39 @@ def test_keys_stats_estimate_cli(tmp_path: Path, redis_factory: RedisFactory) ->
     assert human.returncode == 0, human.stderr
     assert "±" in human.stdout
     assert "cache:*" in human.stdout
+
+
+FILL_LUA = """
+for i = tonumber(ARGV[2]), tonumber(ARGV[3]) do
+  redis.call('SET', ARGV[1] .. i, 'v')
+end
+"""
+
+
+def test_a_large_keyspace_is_planned_from_an_estimate_and_purged_in_one_walk(
+    tmp_path: Path, redis_factory: RedisFactory
+) -> None:
+    """Above EXACT_WALK_MAX_KEYS the purge plan estimates each category (with its
+    error bar) instead of walking every key; the purge still deletes exactly its
+    category, and its one walk is the only SCAN."""
+    server = redis_factory(settings={"maxmemory": "0"})
+    client = plain_client(server, decode_responses=False)
+    cache, sessions = EXACT_WALK_MAX_KEYS, 60_000
+    for prefix, count in (("cache:", cache), ("session:", sessions)):
+        for first in range(0, count, 50_000):
+            client.eval(FILL_LUA, 0, prefix, first, min(first + 50_000, count) - 1)
+    env = cli_env(tmp_path, server)
+    plan = json.loads(env.run("--dry-run", "--json", "keys", "purge", "--category", "cache").stdout)
+    title = plan["plan"]["steps"][1]["title"]
+    match = re.search(r"purge cache \(cache:\*\): ≈ ([\d,]+) ± ([\d,]+) keys", title)
+    assert match, title
+    assert within(Estimate(*(int(g.replace(",", "")) for g in match.groups())), cache)
+
+    client.config_resetstat()
+    done = env.run("--yes", "--json", "keys", "purge", "--category", "cache")
+    assert done.returncode == 0, done.stderr
+    assert client.dbsize() == sessions
+    assert client.exists(b"session:0", b"session:59999") == 2
+    scans = int(client.info("commandstats")["cmdstat_scan"]["calls"])
+    # One walk: the purge's own SCAN MATCH, about one call per 1,000 slots.
+    assert scans <= (cache + sessions) // 1_000 + 50, scans

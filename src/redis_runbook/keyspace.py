@@ -176,6 +176,9 @@ class CategoryStats:
     rebuildable: bool = False
     priority: str = "n/a"
     persistence: str = "n/a"
+    # 95 % error bars when `keys` itself is estimated from random keys (not walked).
+    keys_error: int = 0
+    memory_error: int = 0
 
     @property
     def estimated_bytes(self) -> int:

@@ -25,7 +25,14 @@ import redis
 
 from redis_runbook.config import Category
 from redis_runbook.defaults import DEFAULT_RANDOM_KEYS
-from redis_runbook.keyspace import OTHER, Classifier, dbsize, usage_and_ttl
+from redis_runbook.keyspace import (
+    OTHER,
+    CategoryStats,
+    Classifier,
+    KeyspaceStats,
+    dbsize,
+    usage_and_ttl,
+)
 
 BATCH = 500  # commands per pipeline round trip
 Z95 = 1.96
@@ -62,6 +69,27 @@ class CategoryEstimate:
     memory: Estimate
     with_ttl: Estimate
     sampled: int
+    sampled_bytes: int = 0
+    sampled_with_ttl: int = 0
+
+    def to_stats(self, category: Category | None) -> CategoryStats:
+        """As the walk's CategoryStats (`category` None: keys in no category), with
+        the error bars: the drawn keys of the category are its sample, so memory and
+        TTLs scale exactly as the estimate's."""
+        stats = CategoryStats(
+            self.name,
+            category.pattern if category else None,
+            keys=self.keys.value,
+            sampled=self.sampled,
+            sampled_bytes=self.sampled_bytes,
+            sampled_with_ttl=self.sampled_with_ttl,
+            keys_error=self.keys.error,
+            memory_error=self.memory.error,
+        )
+        if category is not None:
+            stats.rebuildable = category.rebuildable
+            stats.priority, stats.persistence = category.priority, category.persistence
+        return stats
 
     def to_json(self) -> dict[str, Any]:
         """Stable JSON (docs/json.md, `keys stats --estimate`)."""
@@ -90,6 +118,12 @@ class KeyspaceEstimate:
         """The estimate of category `name` (zeroes when it was not sampled)."""
         zero = Estimate(0, 0)
         return self.categories.get(name) or CategoryEstimate(name, zero, zero, zero, 0)
+
+    def to_stats(self, categories: Sequence[Category]) -> KeyspaceStats:
+        """As the walk's KeyspaceStats, every figure with its error bar."""
+        stats = {c.name: self.get(c.name).to_stats(c) for c in categories}
+        stats[OTHER] = self.get(OTHER).to_stats(None)
+        return KeyspaceStats(stats, seconds=self.seconds, sample=self.samples)
 
 
 def _random_keys(client: redis.Redis, samples: int) -> list[bytes]:
@@ -143,6 +177,8 @@ def estimate(
             memory=_scaled([float(usage) for usage, _ in mine], n, total),
             with_ttl=_scaled([1.0 for _, ttl in mine if ttl], n, total),
             sampled=len(mine),
+            sampled_bytes=sum(usage for usage, _ in mine),
+            sampled_with_ttl=sum(1 for _, ttl in mine if ttl),
         )
     result.seconds = time.monotonic() - started
     return result

@@ -164,6 +164,11 @@ class _Wire:
         return None
 
 
+def _total(expected: int | None, deleted: int) -> int | None:
+    """The progress total: `expected` (an estimate may fall short), else unknown."""
+    return None if expected is None else max(expected, deleted)
+
+
 def purge(
     client: redis.Redis,
     category: Category,
@@ -222,7 +227,7 @@ def purge(
             skipped += len(keys) - len(doomed)
             wire.unlink(doomed, batch)
             if on_progress:
-                on_progress(wire.deleted, expected)
+                on_progress(wire.deleted, _total(expected, wire.deleted))
             if max_ops_per_s:
                 ahead = wire.deleted / max_ops_per_s - (time.monotonic() - started)
                 if ahead > 0:
@@ -236,7 +241,7 @@ def purge(
     finally:
         pool.release(connection)
     if on_progress:
-        on_progress(wire.deleted, expected)
+        on_progress(wire.deleted, _total(expected, wire.deleted))
     return PurgeResult(
         category=category.name,
         pattern=category.pattern,

@@ -20,7 +20,7 @@ import redis
 from redis_runbook.config import Category
 from redis_runbook.defaults import DEFAULT_BATCH, DEFAULT_SAMPLE
 from redis_runbook.errors import Refused
-from redis_runbook.keyspace import KeyspaceStats, category_stats
+from redis_runbook.keyspace import KeyspaceStats
 from redis_runbook.keyspace_purge import select_categories
 from redis_runbook.memory import MemoryFigures, read_memory
 from redis_runbook.procedures.context import ProcedureContext
@@ -30,7 +30,6 @@ from redis_runbook.procedures.purge import (
     category_notes,
     confirmation,
     holders,
-    labelled,
     measure_categories,
     purge_step,
     require_answer,
@@ -110,9 +109,11 @@ def purge_shortfall(
         return None
     must_free = now.used - now.maxmemory + 1
     held = sum(stats.get(c.name).estimated_bytes for c in chosen)
+    # Estimated counts: refused only when even the top of the error bar is short.
+    most = held + sum(stats.get(c.name).memory_error for c in chosen)
     keys = sum(stats.get(c.name).keys for c in chosen)
     unmeasured = any(stats.get(c.name).keys and not stats.get(c.name).sampled for c in chosen)
-    if held >= must_free or unmeasured:  # --sample 0: what they hold is not known
+    if most >= must_free or unmeasured:  # --sample 0: what they hold is not known
         return None
     names = ", ".join(c.name for c in chosen)
     return (
@@ -142,21 +143,19 @@ class OomWitness:
         try:
             with redis_errors(self.ctx.where):
                 self.before = read_memory(client)
-                self.stats = category_stats(
-                    client,
-                    self.ctx.config.categories,
-                    sample=self.sample,
-                    on_progress=labelled(self.progress, "memory by category"),
-                )
         finally:
             client.close()
+        self.stats = measure_categories(
+            self.ctx, self.sample, self.progress, label="memory by category"
+        )
         parts = []
         for s in self.stats.categories.values():
             if s.keys:
                 ttl = f", {s.estimated_with_ttl} with a TTL" if s.sampled else ""
                 about = "" if s.exact else "≈ "
+                counted = f"≈ {s.keys} ± {s.keys_error}" if s.keys_error else str(s.keys)
                 parts.append(
-                    f"{s.name} {s.keys} keys {about}{format_bytes(s.estimated_bytes)}{ttl}"
+                    f"{s.name} {counted} keys {about}{format_bytes(s.estimated_bytes)}{ttl}"
                 )
         rejected = f", {self.before.oom_rejections} writes rejected with OOM so far"
         return f"{self.before.describe()}{rejected if self.before.oom_rejections else ''}; " + (

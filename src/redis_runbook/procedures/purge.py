@@ -22,11 +22,16 @@ from redis_runbook.keyspace import (
     category_stats,
     dbsize,
 )
+from redis_runbook.keyspace_estimate import estimate
 from redis_runbook.keyspace_purge import PurgeResult, purge, select_categories
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step
 from redis_runbook.target import redis_errors
 from redis_runbook.units import format_bytes
+
+#: Above this many keys a plan estimates keys per category instead of walking them
+#: (a walk of 250,000 keys takes about a second).
+EXACT_WALK_MAX_KEYS = 250_000
 
 LabelledProgress = Callable[[str, int, int | None], None]
 """Progress of a long walk: (label, done, total or None)."""
@@ -70,21 +75,30 @@ def measure_categories(
     progress: LabelledProgress | None = None,
     label: str = "plan: keys per category",
 ) -> KeyspaceStats:
-    """Keys per category and their memory (sampled MEMORY USAGE), one SCAN walk,
-    read-only: what a plan shows before anything is deleted."""
+    """Keys per category and their memory, read-only: what a plan shows before
+    anything is deleted. Counted in one SCAN walk (memory from `sample` keys per
+    category) when the database holds at most EXACT_WALK_MAX_KEYS keys; above that,
+    estimated from random keys with 95 % error bars (keyspace_estimate.py), so that
+    a purge walks the keyspace once, to delete."""
     client = ctx.client(decode=False)
+    categories = ctx.config.categories
     try:
         with redis_errors(ctx.where):
+            if dbsize(client) > EXACT_WALK_MAX_KEYS:
+                return estimate(client, categories).to_stats(categories)
             return category_stats(
-                client, ctx.config.categories, sample=sample, on_progress=labelled(progress, label)
+                client, categories, sample=sample, on_progress=labelled(progress, label)
             )
     finally:
         client.close()
 
 
 def size_of(stats: CategoryStats) -> str:
-    """`500,300 keys ≈ 61.7 MiB` (the memory only when some keys were measured)."""
+    """`500,300 keys ≈ 61.7 MiB` (the memory only when some keys were measured);
+    estimated counts with their error bars: `≈ 500,300 ± 12,100 keys ≈ 61.7 MiB`."""
     memory = f" ≈ {format_bytes(stats.estimated_bytes)}" if stats.sampled else ""
+    if stats.keys_error:
+        return f"≈ {stats.keys:,} ± {stats.keys_error:,} keys{memory}"
     return f"{stats.keys:,} keys{memory}"
 
 
