@@ -124,7 +124,9 @@ def _first_round(client: redis.Redis, queues: Sequence[QueueRef]) -> list[QueueC
         pipe.zcount(q.key("delayed"), 0, overdue_max)
         pipe.hget(q.key("meta"), "paused")
         pipe.xrevrange(q.key("events"), count=1)
-    replies = pipe.execute(raise_on_error=False)
+    # An error reply (BUSY, WRONGTYPE) is raised for the caller to classify; counted
+    # as a number it was a TypeError with a traceback.
+    replies = pipe.execute()
     counts = []
     per = 11
     for index, q in enumerate(queues):

@@ -6,6 +6,10 @@ shows the plan; `--dry-run` stops there; otherwise `confirm()` applies the
 confirmation the plan asks for, and `execute()` takes the lock, runs the steps in
 order, journals every one, and stops at the first failure saying which step failed,
 what state things are in, and what to run next. There is no other dry-run path.
+
+The plan carries the policy too (whether it can lose data, whether the lock key is
+taken on the target, its cleanup, its extra JSON) and, when it must prove it kept
+what it should, a `Witness` whose record and compare become its first and last steps.
 """
 
 from __future__ import annotations
