@@ -6,6 +6,7 @@ promotion without Sentinel, with and without a live master."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import threading
@@ -341,8 +342,33 @@ def test_reconcile_recovers_stale_jobs_on_the_new_master(
     master.execute_command("WAIT", 2, 5000)
     done = cli(sentinel_toml(topology, tmp_path), "--yes", "failover", "--reconcile")
     assert done.returncode == 0, done.stderr
-    assert "reconstruct skipped: no [[reconstruct.sources]]" in done.stderr
+    # Steps of the failover's own plan, on the new master; no reconstruction configured.
+    assert "note: no [[reconstruct.sources]] configured" in done.stdout
+    assert re.search(r"ok +\d+\. recover stale active jobs on the new master: ", done.stdout)
     new = plain_client(topology.server_at(topology.master_port()))
+    assert new.lrange("bull:mail:active", 0, -1) == []
+    assert new.lrange("bull:mail:wait", 0, -1) == ["7"]
+
+
+def test_reconcile_after_failover_to_acts_on_the_promoted_replica(
+    replication: Topology, tmp_path: Path
+) -> None:
+    """Without Sentinel [target] url still names the old master after the switch; the
+    reconcile steps act on the replica promoted (they used to run recover-stale on the
+    old master, now a replica, which refused, and the stale job stayed)."""
+    master, first, _ = replication.servers
+    old = plain_client(master)
+    old.hset("bull:mail:meta", "opts.maxLenEvents", "10000")
+    old.hset("bull:mail:7", mapping={"name": "send", "data": "{}", "timestamp": "1"})
+    old.rpush("bull:mail:active", "7")
+    old.execute_command("WAIT", 2, 5000)
+    done = cli(
+        plain_toml(replication, tmp_path),
+        "--yes", "failover", "--to", f"127.0.0.1:{first.port}", "--reconcile",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"recover stale active jobs on 127.0.0.1:{first.port}:" in done.stdout
+    new = plain_client(first)
     assert new.lrange("bull:mail:active", 0, -1) == []
     assert new.lrange("bull:mail:wait", 0, -1) == ["7"]
 

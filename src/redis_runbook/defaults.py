@@ -18,6 +18,10 @@ STALE_BATCH = 500
 #: The job name of `workers verify`'s canary; processors skip it (bullmq/verify.py).
 CANARY_JOB = "__runbook_canary__"
 
+#: `failover --reconcile` reconstructs the rows created from this long before the
+#: switch on (clocks, replication lag) (procedures/reconcile.py).
+RECONCILE_MARGIN_S = 300
+
 Period = Literal["daily", "weekly", "monthly"]
 #: The prevention checklists of seed §6.4 (checklist.py).
 PERIODS: tuple[Period, ...] = ("daily", "weekly", "monthly")

@@ -11,9 +11,8 @@ import typer
 from redis_runbook.cli.context import globals_of
 from redis_runbook.cli.procedure import UnderstoodOption, run_plan
 from redis_runbook.cli.render import err
-from redis_runbook.errors import ConfigError, Refused, UnknownName
-
-RECONCILE_MARGIN_S = 300  # reconstruct rows from a little before the switch
+from redis_runbook.defaults import RECONCILE_MARGIN_S
+from redis_runbook.errors import ConfigError
 
 
 def follow_up(since: str) -> list[str]:
@@ -37,7 +36,11 @@ def failover(
     ] = False,
     reconcile: Annotated[
         bool,
-        typer.Option("--reconcile", help="Then run recover-stale (and reconstruct, if set up)."),
+        typer.Option(
+            "--reconcile",
+            help="Then, as steps of the same plan on the new master: recover-stale (and "
+            "reconstruct, if set up).",
+        ),
     ] = False,
     gone: Annotated[
         bool,
@@ -80,31 +83,12 @@ def failover(
                 "the replica itself",
                 "redis-runbook failover (set replica-priority to steer Sentinel's choice)",
             )
-        plan = plan_sentinel_failover(pctx)
+        plan = plan_sentinel_failover(pctx, reconcile=reconcile)
     else:
-        plan = plan_promote(pctx, to, force, gone)
+        plan = plan_promote(pctx, to, force, gone, reconcile)
     started = time.time()
     run_plan(ctx, pctx, plan, understood)
-    if options.dry_run:
+    if options.dry_run or reconcile:
         return
     since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started - RECONCILE_MARGIN_S))
-    if not reconcile:
-        err.print("next, for BullMQ:\n  " + "\n  ".join(follow_up(since)), markup=False)
-        return
-    _reconcile(ctx, since)
-
-
-def _reconcile(ctx: typer.Context, since: str) -> None:
-    from redis_runbook.cli.queues import recover_stale
-    from redis_runbook.cli.reconstruct import reconstruct
-
-    try:
-        recover_stale(ctx)
-    except UnknownName as exc:  # no queues at all: nothing to recover
-        err.print(f"recover-stale skipped: {exc.message}", markup=False)
-    except Refused as exc:
-        err.print(f"recover-stale refused: {exc.message}", markup=False)
-    if globals_of(ctx).load().config.reconstruct.sources:
-        reconstruct(ctx, since=since)
-    else:
-        err.print("reconstruct skipped: no [[reconstruct.sources]] configured", markup=False)
+    err.print("next, for BullMQ:\n  " + "\n  ".join(follow_up(since)), markup=False)

@@ -27,6 +27,7 @@ from redis_runbook.config import Config
 from redis_runbook.errors import Refused, RunbookError
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
+from redis_runbook.procedures.reconcile import with_reconcile
 from redis_runbook.procedures.replica_links import LINK_TIMEOUT_S, wait_linked
 from redis_runbook.procedures.write_pause import WritePause, disconnect_clients
 from redis_runbook.replies import info_fields, parse_pairs
@@ -356,8 +357,11 @@ class Switchover:
         return text
 
 
-def plan_sentinel_failover(ctx: ProcedureContext, env: Mapping[str, str] | None = None) -> Plan:
-    """Check the topology (Refused with every reason when unsafe), then the plan."""
+def plan_sentinel_failover(
+    ctx: ProcedureContext, env: Mapping[str, str] | None = None, reconcile: bool = False
+) -> Plan:
+    """Check the topology (Refused with every reason when unsafe), then the plan
+    (`reconcile`: the BullMQ steps on the new master last, procedures/reconcile.py)."""
     config = ctx.config
     topology = gather(config, env)
     reasons = refuse_reasons(topology, config)
@@ -378,7 +382,7 @@ def plan_sentinel_failover(ctx: ProcedureContext, env: Mapping[str, str] | None 
         (switch.replicas if linked else switch.unlinked_before).append(address)
     witness = QueueWitness(config, split_address(switch.old), lambda: split_address(switch.new))
     fit = promotable(topology, config.thresholds.replica_lag_bytes.critical)
-    return Plan(
+    plan = Plan(
         procedure="failover",
         target=ctx.where,
         confirm=Confirm.TYPED,
@@ -431,3 +435,4 @@ def plan_sentinel_failover(ctx: ProcedureContext, env: Mapping[str, str] | None 
             ),
         ],
     )
+    return with_reconcile(plan, config, None) if reconcile else plan

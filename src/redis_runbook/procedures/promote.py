@@ -38,6 +38,7 @@ from redis_runbook.procedures.fencing import (
     persist_roles,
     stopped_master_line,
 )
+from redis_runbook.procedures.reconcile import with_reconcile
 from redis_runbook.replies import parse_pairs
 from redis_runbook.target.sentinel import split_address
 from redis_runbook.target.topology import NodeView, node_command, node_view
@@ -152,12 +153,17 @@ class Promotion:
 
 
 def plan_promote(
-    ctx: ProcedureContext, to: str | None, force: bool = False, gone: bool = False
+    ctx: ProcedureContext,
+    to: str | None,
+    force: bool = False,
+    gone: bool = False,
+    reconcile: bool = False,
 ) -> Plan:
     """The manual failover plan (see the module docstring); its `data_loss` says
     whether it can lose acknowledged writes (the master does not answer). Refused
-    when unsafe. `gone`:
-    the operator says the old master is gone (no fence through [service])."""
+    when unsafe. `gone`: the operator says the old master is gone (no fence through
+    [service]); `reconcile`: the BullMQ steps on the new master last
+    (procedures/reconcile.py)."""
     config = ctx.config
     old = _address(config)
     master = node_view(config, old, None)
@@ -218,8 +224,8 @@ def plan_promote(
                 Step("verify the new master takes writes", switch.probe_write),
             ],
         )
-        return plan
-    return _plan_dead_master(ctx, old, master, to, force, gone)
+        return with_reconcile(plan, config, to) if reconcile else plan
+    return _plan_dead_master(ctx, old, master, to, force, gone, reconcile)
 
 
 def _plan_dead_master(
@@ -229,6 +235,7 @@ def _plan_dead_master(
     to: str | None,
     force: bool,
     gone: bool,
+    reconcile: bool,
 ) -> Plan:
     config = ctx.config
     addresses = list(dict.fromkeys([*config.target.replicas, *([to] if to else [])]))
@@ -265,7 +272,7 @@ def _plan_dead_master(
         if gone
         else f"stopped through [service] ({ctx.service.describe()}), a hung one killed"
     )
-    return Plan(
+    plan = Plan(
         procedure="failover",
         target=ctx.where,
         confirm=Confirm.TYPED,
@@ -310,3 +317,4 @@ def _plan_dead_master(
             ),
         ],
     )
+    return with_reconcile(plan, config, chosen.address) if reconcile else plan

@@ -29,6 +29,7 @@ from redis_runbook.target.client import (
     display_url,
     redis_cli_prefix,
     redis_errors,
+    target_at,
     target_display,
 )
 from redis_runbook.target.sentinel import resolve_master
@@ -45,6 +46,7 @@ __all__ = [
     "make_client",
     "redis_cli_prefix",
     "redis_errors",
+    "target_at",
     "target_display",
 ]
 

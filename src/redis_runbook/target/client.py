@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -243,6 +244,16 @@ def display_url(url: str) -> str:
     """The URL with any password replaced by `***`, safe to print and journal
     (also for a URL that does not parse)."""
     return redact_url(url)
+
+
+def target_at(target: TargetConfig, address: str) -> TargetConfig:
+    """The same target (credentials, db, TLS, timeouts) at another HOST:PORT, e.g. the
+    replica a failover promoted."""
+    host, _, port = address.rpartition(":")
+    parts = urlsplit(target.url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = (f"{userinfo}@" if userinfo else "") + f"{host}:{port}"
+    return target.model_copy(update={"url": urlunsplit(parts._replace(netloc=netloc))})
 
 
 def redis_cli_prefix(target: TargetConfig, node: tuple[str, int] | None = None) -> str:
