@@ -15,6 +15,7 @@ import pytest
 import redis
 from bullmq import Queue, Worker
 
+from redis_runbook.bullmq.counts import queue_counts
 from redis_runbook.bullmq.discovery import discover
 from redis_runbook.bullmq.keys import QueueRef, queue_name_from_key
 from redis_runbook.lab.server import RedisServer
@@ -272,3 +273,12 @@ def test_queue_ref_keys(name: str) -> None:
     assert ref.key("wait") == "{bull}:work:wait"
     assert ref.lock("7") == "{bull}:work:7:lock"
     assert ref.worker_client_names() == ("{bull}:d29yaw==", "{bull}:work")
+
+
+def test_an_error_reply_while_counting_is_raised_not_summed(redis_server: RedisServer) -> None:
+    """A key of the wrong type under a queue (or a BUSY server) answers an error; the
+    counts raise it for the CLI to put in one line (it was a TypeError traceback)."""
+    client = plain_client(redis_server, decode_responses=False)
+    client.set("bull:odd:wait", "not a list")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        queue_counts(client, [QueueRef("bull", "odd")])
