@@ -36,8 +36,8 @@ from redis_runbook.bgsave import wait_no_rewrite
 from redis_runbook.lab.lifecycle import lab_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.compose_app import write_app
-from tests.docker_engine import DockerEngine, docker_engine
+from tests.support.compose_app import write_app
+from tests.support.docker_engine import DockerEngine, docker_engine
 
 VALUE_BYTES = 10_000
 SMALL_KEYS = 1_000_000  # at 4 GiB; fewer for a smaller run

@@ -20,10 +20,10 @@ from redis_runbook.monitoring.rules import (
     build_rules,
     render_rules_yaml,
 )
-from tests.helpers import run_cli
-from tests.promtool import check_rules, run_promtool
+from tests.support.cli import run_cli
+from tests.support.paths import ROOT
+from tests.support.promtool import check_rules, run_promtool
 
-ROOT = Path(__file__).resolve().parent.parent
 DEPLOYED = ROOT / "deploy" / "prometheus" / "redis-runbook-rules.yml"
 DOCS = ROOT / "docs" / "monitoring.md"
 REDIS = {"instance": "cache-1:9121", "job": "redis"}

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "src" / "redis_runbook"
+from tests.support.paths import ROOT
+
+PACKAGE = ROOT / "src" / "redis_runbook"
 
 #: Top to bottom. A module may import its own layer and the layers below it.
 LAYERS: tuple[tuple[str, ...], ...] = (

@@ -25,49 +25,9 @@ from redis_runbook.backup.borg import BorgBackend
 from redis_runbook.backup.directory import sha256_of
 from redis_runbook.config import toml
 from redis_runbook.config.backup import BackupConfig
-from tests.conftest import Lab
-from tests.helpers import run_cli
-
-PASS_VAR = "TEST_BORG_PASSPHRASE"
-
-
-def borg_init(repo: Path, base: Path, passphrase: str) -> None:
-    """`borg init --encryption=repokey` (the passphrase in the child's env only)."""
-    env = {**os.environ, "BORG_BASE_DIR": str(base), "BORG_PASSPHRASE": passphrase}
-    subprocess.run(
-        ["borg", "init", "--encryption=repokey", str(repo)],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-
-
-def backup_env(
-    lab_env: Lab, tmp_path: Path, kind: str, repo: Path, passphrase: str = ""
-) -> dict[str, str]:
-    """The lab's env plus [backup] overrides, borg's state and TMPDIR under tmp_path.
-    The lab's own [backup] section (its borg repository) is left out: these tests
-    bring their own repository and passphrase source."""
-    status, env = lab_env
-    scratch = tmp_path / "scratch"
-    scratch.mkdir(exist_ok=True)
-    config = tomllib.loads(status.config_path.read_text())
-    config.pop("backup", None)
-    own_config = tmp_path / "rr-backup.toml"
-    own_config.write_text(toml.dumps(config))
-    env = {
-        **env,
-        "REDIS_RUNBOOK_CONFIG": str(own_config),
-        "REDIS_RUNBOOK_BACKUP__KIND": kind,
-        "REDIS_RUNBOOK_BACKUP__REPOSITORY": str(repo),
-        "BORG_BASE_DIR": str(tmp_path / "borg-base"),
-        "TMPDIR": str(scratch),
-    }
-    if passphrase:
-        env["REDIS_RUNBOOK_BACKUP__PASSPHRASE_ENV"] = PASS_VAR
-        env[PASS_VAR] = passphrase
-    return env
+from tests.support.backup import PASS_VAR, backup_env, borg_init, create
+from tests.support.cli import run_cli
+from tests.support.lab import Lab
 
 
 @pytest.fixture
@@ -77,17 +37,6 @@ def borg_env(lab_env: Lab, tmp_path: Path) -> tuple[dict[str, str], str]:
     repo = tmp_path / "borg-repo"
     borg_init(repo, tmp_path / "borg-base", passphrase)
     return backup_env(lab_env, tmp_path, "borg", repo, passphrase), passphrase
-
-
-def create(env: dict[str, str]) -> str:
-    """Run `backup create --json`; the new archive's name."""
-    done = run_cli("--json", "backup", "create", env=env, timeout=120)
-    assert done.returncode == 0, done.stderr
-    document = json.loads(done.stdout)
-    assert [r["ok"] for r in document["results"]] == [True, True, True]
-    listed = run_cli("--json", "backup", "list", env=env)
-    assert listed.returncode == 0, listed.stderr
-    return str(json.loads(listed.stdout)["archives"][-1]["name"])
 
 
 def assert_no_leftovers(env: dict[str, str]) -> None:

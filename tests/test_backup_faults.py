@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Lab
-from tests.helpers import run_cli
-from tests.test_backup import backup_env, borg_init, create
+from tests.support.backup import backup_env, borg_init, create
+from tests.support.cli import run_cli
+from tests.support.lab import Lab
 
 
 @pytest.fixture

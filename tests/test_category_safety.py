@@ -14,8 +14,8 @@ from redis_runbook.config import Category, Config, load_config
 from redis_runbook.errors import EXIT_USAGE, ConfigError
 from redis_runbook.keyspace_purge import purge
 from redis_runbook.lab.server import RedisServer
-from tests.cli_env import cli_env
-from tests.conftest import RedisFactory, plain_client
+from tests.support.cli_env import cli_env
+from tests.support.servers import RedisFactory, plain_client
 
 SCRATCH_FIRST = """
 [[categories]]

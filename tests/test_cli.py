@@ -13,8 +13,9 @@ import pytest
 
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.lab.topology import start_topology
-from tests.conftest import HEALTH_JSON_KEYS, RedisFactory, info, plain_client, wait_until
-from tests.helpers import run_cli
+from tests.support.cli import run_cli
+from tests.support.servers import HEALTH_JSON_KEYS, RedisFactory, info, plain_client
+from tests.support.waiting import wait_until
 
 PASSWORD = "correct-horse-battery-staple-7"
 

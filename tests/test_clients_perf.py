@@ -20,8 +20,9 @@ from redis_runbook.lab.faults_live import BUSY_SCRIPT
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.memory import MemoryFigures
 from redis_runbook.perf import fragmentation_advice
-from tests.cli_env import cli_env
-from tests.conftest import RedisFactory, plain_client, wait_until
+from tests.support.cli_env import cli_env
+from tests.support.servers import RedisFactory, plain_client
+from tests.support.waiting import wait_until
 
 MIB = 1024**2
 

@@ -22,9 +22,9 @@ from redis_runbook.config import load_config
 from redis_runbook.lab.seed import SeedPlan, seed
 from redis_runbook.ports import free_port
 from redis_runbook.service.compose import THROWAWAY_LABEL
-from tests.compose_app import OWNER, ComposeApp, write_app
-from tests.conftest import wait_until
-from tests.docker_engine import IMAGE_OWNER, DockerEngine, EngineError
+from tests.support.compose_app import OWNER, ComposeApp, write_app
+from tests.support.docker_engine import IMAGE_OWNER, DockerEngine, EngineError
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture

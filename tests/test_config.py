@@ -249,7 +249,7 @@ def test_good_target_urls_validate(tmp_path: Path, url: str, db: int) -> None:
 
 
 def test_config_validate_and_commands_refuse_a_bad_port_with_exit_2(tmp_path: Path) -> None:
-    from tests.helpers import run_cli
+    from tests.support.cli import run_cli
 
     path = write(tmp_path, '[target]\nurl = "redis://127.0.0.1:70000/0"\n')
     for command in (("config", "validate"), ("health",), ("keys", "stats")):

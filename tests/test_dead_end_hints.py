@@ -24,8 +24,8 @@ import redis
 from redis_runbook import lab
 from redis_runbook.lab.faults import inject
 from redis_runbook.lab.lifecycle import lab_server
-from tests.conftest import Lab
-from tests.helpers import run_cli
+from tests.support.cli import run_cli
+from tests.support.lab import Lab
 
 DATA_LOSS = "--i-understand-data-loss"
 

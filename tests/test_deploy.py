@@ -24,10 +24,10 @@ from redis_runbook.config import ServerExpectations, TargetConfig, Thresholds, l
 from redis_runbook.ports import free_port
 from redis_runbook.readiness import wait_ready
 from redis_runbook.units import parse_size
-from tests.helpers import run_cli
-from tests.promtool import check_rules, run_promtool
+from tests.support.cli import run_cli
+from tests.support.paths import ROOT
+from tests.support.promtool import check_rules, run_promtool
 
-ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "src" / "redis_runbook"
 DASHBOARD = PACKAGE / "monitoring" / "grafana" / "redis-runbook.json"
 MONITORING_DOC = ROOT / "docs" / "monitoring.md"

@@ -28,11 +28,11 @@ import pytest
 import redis
 
 from redis_runbook.ports import free_port
-from tests.conftest import wait_until
-from tests.docker_engine import DockerEngine, EngineError
-from tests.peers import WebhookPeer, running, start_webhook
+from tests.support.docker_engine import DockerEngine, EngineError
+from tests.support.paths import ROOT
+from tests.support.peers import WebhookPeer, running, start_webhook
+from tests.support.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
 TOOL_IMAGE = "redis-runbook:local"  # the name deploy/docker-compose.yml gives it
 TOOL_UID = 10001
 SECRETS = ("smtp_password", "slack_webhook_url", "borg_passphrase", "borg_ssh_key")

@@ -24,9 +24,10 @@ from redis_runbook.lab.faults import FAULTS, FaultOptions, inject
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.redislog import match_lines, since_last_start
 from redis_runbook.status import Status
-from tests.conftest import RedisFactory, plain_client, process_config, wait_until
-from tests.helpers import run_cli
-from tests.server_version import config_error_lines
+from tests.support.cli import run_cli
+from tests.support.server_version import config_error_lines
+from tests.support.servers import RedisFactory, plain_client, process_config
+from tests.support.waiting import wait_until
 
 CONNECT_TIMEOUT = 1.0
 # A loaded test machine may stall one PING past the 10 ms default: "slow" only means slow here.

@@ -17,9 +17,9 @@ import pytest
 from bullmq import Queue
 
 from redis_runbook.lab.server import RedisServer
-from tests.helpers import run_cli
+from tests.support.cli import run_cli
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 
 # The conditions, each a config file written by the `world` fixture:

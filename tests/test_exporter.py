@@ -30,9 +30,11 @@ from redis_runbook.lab.server import RedisServer
 from redis_runbook.monitoring.exporter import Exporter, scrape_text, serve
 from redis_runbook.monitoring.queue_sampler import QueueSampler
 from redis_runbook.ports import free_port
-from tests.conftest import Lab, RedisFactory, plain_client, wait_until
-from tests.helpers import run_cli
-from tests.test_backup import backup_env, create
+from tests.support.backup import backup_env, create
+from tests.support.cli import run_cli
+from tests.support.lab import Lab
+from tests.support.servers import RedisFactory, plain_client
+from tests.support.waiting import wait_until
 
 #: The core names the issue lists, plus the rest of docs/monitoring.md's core table
 #: that every server reports.

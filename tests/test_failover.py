@@ -7,30 +7,33 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from redis_runbook.checks import run_health
-from redis_runbook.config import Config, RunbookConfig, Thresholds, toml
+from redis_runbook.config import Config
 from redis_runbook.diagnose.engine import diagnose
 from redis_runbook.errors import Refused
-from redis_runbook.lab.server import RedisServer
 from redis_runbook.lab.topology import SERVICE, Topology, start_topology
 from redis_runbook.monitoring.exporter import scrape_text
 from redis_runbook.ports import free_port
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.failover import plan_sentinel_failover
-from tests.conftest import plain_client, wait_until
-from tests.helpers import run_cli
-
-RELAXED = {"latency_ms": {"warning": 1000, "critical": 2000}}
+from tests.support.cli import run_cli
+from tests.support.failover import (
+    Writer,
+    cli,
+    config_of,
+    role,
+    sentinel_toml,
+    write_topology_config,
+)
+from tests.support.servers import plain_client
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -38,43 +41,6 @@ def topology(tmp_path: Path) -> Iterator[Topology]:
     top = start_topology(tmp_path / "topology")
     yield top
     top.stop()
-
-
-def config_of(top: Topology, tmp_path: Path) -> Config:
-    return Config(
-        target=top.target(),
-        thresholds=Thresholds.model_validate(RELAXED),
-        runbook=RunbookConfig(state_dir=tmp_path / "state"),
-    )
-
-
-def write_config(
-    tmp_path: Path, target: dict[str, Any], service: dict[str, str] | None = None
-) -> Path:
-    path = tmp_path / "runbook.toml"
-    document = {
-        "target": target,
-        **({"service": service} if service else {}),
-        "thresholds": RELAXED,
-        "runbook": {"state_dir": str(tmp_path / "state")},
-    }
-    path.write_text(toml.dumps(document))
-    return path
-
-
-def sentinel_toml(top: Topology, tmp_path: Path) -> Path:
-    sentinel = top.sentinel_config()
-    return write_config(
-        tmp_path,
-        {
-            "url": top.target().url,
-            "sentinel": {"service": sentinel.service, "addresses": sentinel.addresses},
-        },
-    )
-
-
-def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_cli("--config", str(config), *args, timeout=120)
 
 
 def statuses(config: Config) -> dict[str, str]:
@@ -194,7 +160,7 @@ def replication(tmp_path: Path) -> Iterator[Topology]:
 def plain_toml(top: Topology, tmp_path: Path) -> Path:
     """url: the first server; [service]: its process (the fence before a promotion)."""
     master, *replicas = top.servers
-    return write_config(
+    return write_topology_config(
         tmp_path,
         {
             "url": f"redis://127.0.0.1:{master.port}/0",
@@ -207,47 +173,6 @@ def plain_toml(top: Topology, tmp_path: Path) -> Path:
             "data_dir": str(master.data_dir),
         },
     )
-
-
-def role(server: RedisServer) -> list[Any]:
-    return list(plain_client(server).execute_command("ROLE"))
-
-
-class Writer:
-    """Writes w:0, w:1, ... to one server as fast as it can, remembering which ones
-    the server acknowledged (a READONLY or a dropped connection is not an ack)."""
-
-    def __init__(self, server: RedisServer) -> None:
-        self.acked: list[int] = []
-        self._stop = threading.Event()
-        self._client = plain_client(server, socket_timeout=30)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        n = 0
-        while not self._stop.is_set():
-            try:
-                self._client.set(f"w:{n}", n)
-            except redis.RedisError:
-                continue
-            self.acked.append(n)
-            n += 1
-
-    def __enter__(self) -> Writer:
-        self._thread.start()
-        wait_until(lambda: len(self.acked) > 200, "writes before the failover")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def missing_on(self, server: RedisServer) -> list[int]:
-        """Acknowledged writes the server does not have."""
-        pipe = plain_client(server).pipeline(transaction=False)
-        for n in self.acked:
-            pipe.exists(f"w:{n}")
-        return [n for n, found in zip(self.acked, pipe.execute(), strict=True) if not found]
 
 
 def test_sentinel_switchover_loses_no_acknowledged_write(

@@ -26,8 +26,9 @@ from redis.retry import Retry
 from redis_runbook.checks import run_health
 from redis_runbook.checks.topology import TOPOLOGY_CHECKS
 from redis_runbook.lab.topology import SERVICE, Topology, start_topology
-from tests.conftest import plain_client, wait_until
-from tests.test_failover import cli, config_of, sentinel_toml
+from tests.support.failover import cli, config_of, sentinel_toml
+from tests.support.servers import plain_client
+from tests.support.waiting import wait_until
 
 DEFAULT_FAILOVER_TIMEOUT_MS = 180_000  # Sentinel's default: the old pause was 215 s
 

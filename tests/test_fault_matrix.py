@@ -14,9 +14,9 @@ import redis
 from redis_runbook import lab
 from redis_runbook.lab.faults import inject
 from redis_runbook.lab.lifecycle import lab_server
-from tests.conftest import Lab
-from tests.helpers import run_cli
-from tests.server_version import config_error_lines
+from tests.support.cli import run_cli
+from tests.support.lab import Lab
+from tests.support.server_version import config_error_lines
 
 
 def durable_keys(status: lab.LabStatus) -> set[bytes]:

@@ -23,15 +23,15 @@ from redis_runbook.config import Band, ServerExpectations
 from redis_runbook.lab.faults_live import BUSY_SCRIPT
 from redis_runbook.lab.server import PRODUCTION_LIKE, RedisServer
 from redis_runbook.status import CheckResult, Status, worst
-from tests.conftest import (
+from tests.support.servers import (
     HEALTH_JSON_KEYS,
     RedisFactory,
     config_for,
     info,
     named,
     plain_client,
-    wait_until,
 )
+from tests.support.waiting import wait_until
 
 VALUE = "v" * 10_000  # 10 KB: one SET moves a 4 MB instance by about a quarter percent
 

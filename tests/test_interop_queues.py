@@ -14,9 +14,10 @@ from typing import Any
 import redis
 
 from redis_runbook.lab.server import RedisServer
-from tests.conftest import RedisFactory, plain_client, wait_until
-from tests.helpers import run_cli
-from tests.node import NodeLauncher, NodeProcess
+from tests.support.cli import run_cli
+from tests.support.node import NodeLauncher, NodeProcess
+from tests.support.servers import RedisFactory, plain_client
+from tests.support.waiting import wait_until
 
 
 def url(server: RedisServer) -> str:

@@ -10,8 +10,9 @@ from typing import Any
 import redis
 
 from redis_runbook.lab.server import RedisServer
-from tests.conftest import plain_client, wait_until
-from tests.node import Event, NodeLauncher, NodeProcess, Predicate, bullmq_version
+from tests.support.node import Event, NodeLauncher, NodeProcess, Predicate, bullmq_version
+from tests.support.servers import plain_client
+from tests.support.waiting import wait_until
 
 
 def url(server: RedisServer) -> str:

@@ -14,9 +14,9 @@ import redis
 
 from redis_runbook.config import toml
 from redis_runbook.lab.topology import SERVICE, Topology, start_topology
-from tests.conftest import wait_until
-from tests.helpers import run_cli
-from tests.node import Event, NodeLauncher, NodeProcess
+from tests.support.cli import run_cli
+from tests.support.node import Event, NodeLauncher, NodeProcess
+from tests.support.waiting import wait_until
 
 QUEUE = "failover-q"
 JOBS = 50  # before the switchover, and again after it

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from redis_runbook.lab.server import RedisServer
-from tests.conftest import plain_client, wait_until
-from tests.helpers import run_cli
-from tests.node import NodeLauncher
+from tests.support.cli import run_cli
+from tests.support.node import NodeLauncher
+from tests.support.servers import plain_client
+from tests.support.waiting import wait_until
 
 
 def env_for(tmp_path: Path, server: RedisServer) -> dict[str, str]:

@@ -26,20 +26,10 @@ from redis_runbook.config import load_config
 from redis_runbook.locks import REDIS_LOCK_KEY, file_lock
 from redis_runbook.service.process import pid_alive
 from redis_runbook.target import display_url
-from tests.conftest import Lab, wait_until
-from tests.helpers import run_cli
-from tests.test_backup import create
-from tests.test_restore import directory_env
-
-
-def client_of(status: lab.LabStatus) -> redis.Redis:
-    assert status.port is not None
-    return redis.Redis(port=status.port)
-
-
-def journal(env: dict[str, str]) -> list[dict[str, object]]:
-    path = Path(env["REDIS_RUNBOOK_RUNBOOK__STATE_DIR"]) / "journal.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
+from tests.support.backup import create, directory_env
+from tests.support.cli import run_cli
+from tests.support.lab import Lab, journal, lab_client
+from tests.support.waiting import wait_until
 
 
 def children_of(pid: int) -> list[int]:
@@ -116,7 +106,7 @@ def test_an_os_error_inside_a_step_is_a_step_failure_that_says_where_the_data_is
     empty data dir cannot be made. Before: an OSError traceback after the data was
     moved, no journal line. Now: step 3 failed, the aside named, journaled."""
     status, env = lab_env
-    client_of(status).shutdown(save=True)
+    lab_client(status).shutdown(save=True)
     data = inode_starved_dir / "data"
     data.mkdir()
     for name in ("dump.rdb",):
@@ -173,7 +163,7 @@ def test_a_killed_restore_is_reported_once_and_its_staging_removed(
     assert status.pid is not None
     assert status.port is not None
     pid = status.pid
-    with replica_that_never_acks(client_of(status), status.port):
+    with replica_that_never_acks(lab_client(status), status.port):
         tool = subprocess.Popen(
             [sys.executable, "-m", "redis_runbook", "--yes", "recover", "restore", "--archive",
              archive, "--force", "--i-understand-data-loss"],
@@ -246,7 +236,7 @@ def test_a_lock_key_restored_from_a_backup_blocks_nothing(lab_env: Lab, tmp_path
     assert result.returncode == 0, result.stdout + result.stderr
     said = " ".join(result.stdout.split())  # the terminal width folds long lines
     assert f"removed the archive's own {REDIS_LOCK_KEY} (held by backup create" in said
-    with client_of(lab.status(status.dir)) as client:
+    with lab_client(lab.status(status.dir)) as client:
         assert client.exists(REDIS_LOCK_KEY) == 0
     purge = run_cli("--yes", "keys", "purge", "--category", "cache", env=env)
     assert purge.returncode == 0, purge.stdout + purge.stderr
@@ -260,7 +250,7 @@ def test_a_procedure_asked_for_while_another_has_redis_down_names_the_holder(
     status, env = lab_env
     config = load_config(status.config_path, env=env).config
     where = display_url(config.target.url)
-    client_of(status).shutdown(save=True)
+    lab_client(status).shutdown(save=True)
     with file_lock(config.runbook.state_dir / "locks", where, "recover restart"):
         result = run_cli("--yes", "keys", "purge", "--category", "cache", env=env)
     assert result.returncode == 3, result.stdout + result.stderr
@@ -272,7 +262,7 @@ def test_a_procedure_asked_for_while_another_has_redis_down_names_the_holder(
 
 def test_yes_without_the_data_loss_flag_names_the_flag(lab_env: Lab) -> None:
     status, env = lab_env
-    client_of(status).shutdown(save=True)
+    lab_client(status).shutdown(save=True)
     result = run_cli("--yes", "recover", "emergency-start", env=env)
     assert result.returncode == 3
     assert "HINT: add --i-understand-data-loss" in result.stderr

@@ -23,8 +23,8 @@ from redis_runbook.keyspace import (
 )
 from redis_runbook.keyspace_purge import purge, select_categories
 from redis_runbook.lab.server import RedisServer
-from tests.cli_env import cli_env
-from tests.conftest import RedisFactory, plain_client
+from tests.support.cli_env import cli_env
+from tests.support.servers import RedisFactory, plain_client
 
 SEED_CATEGORIES = Config().categories
 CACHE = next(c for c in SEED_CATEGORIES if c.name == "cache")

@@ -14,8 +14,8 @@ import redis
 
 from redis_runbook.lab.lifecycle import CONFIG_NAME
 from redis_runbook.service.process import pid_alive
-from tests.conftest import wait_until
-from tests.helpers import run_cli
+from tests.support.cli import run_cli
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 
 from redis_runbook.lab.lifecycle import CONFIG_NAME
 from redis_runbook.service.process import pid_alive
-from tests.helpers import run_cli
+from tests.support.cli import run_cli
 
 # A loaded test machine may stall one PING past the 10 ms default latency threshold.
 RELAXED = {

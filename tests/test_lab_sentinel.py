@@ -20,7 +20,7 @@ import redis
 from redis_runbook.lab.sentinel_lab import CONFIG_NAME
 from redis_runbook.lab.topology import SERVICE
 from redis_runbook.service.process import read_pid, wait_exit
-from tests.helpers import run_cli
+from tests.support.cli import run_cli
 
 TOPOLOGY_CHECKS = ("sentinels", "sentinel_quorum", "replicas", "split_brain")
 PROBE_KEY = "lab:sentinel:probe"

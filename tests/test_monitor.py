@@ -30,9 +30,10 @@ from redis_runbook.errors import Refused
 from redis_runbook.lab.seed import SeedPlan, seed
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.monitoring.monitor import CycleReport, Monitor
-from tests.conftest import RedisFactory, plain_client, wait_until
-from tests.helpers import run_cli
-from tests.peers import SmtpPeer, WebhookPeer, running, start_smtp, start_webhook
+from tests.support.cli import run_cli
+from tests.support.peers import SmtpPeer, WebhookPeer, running, start_smtp, start_webhook
+from tests.support.servers import RedisFactory, fill_memory, plain_client
+from tests.support.waiting import wait_until
 
 SMTP_USER = "alerts@example.test"
 CANARY = "canary-smtp-pw-7f3a9c"
@@ -103,23 +104,6 @@ def monitor_config(
 def sent(report: CycleReport, key: str) -> list[str]:
     """The kinds notified for `key` this cycle."""
     return [n.kind for n in report.notifications if n.key == key]
-
-
-def fill_memory(server: RedisServer, above_pct: float) -> list[str]:
-    """Write 64 KiB values until used_memory is above `above_pct` of maxmemory."""
-    client = plain_client(server)
-    keys: list[str] = []
-    value = "x" * 65_536
-    while True:
-        memory = client.info("memory")
-        if memory["used_memory"] > memory["maxmemory"] * above_pct / 100:
-            return keys
-        batch = [f"fill:{len(keys) + i}" for i in range(8)]
-        pipe = client.pipeline(transaction=False)
-        for key in batch:
-            pipe.set(key, value)
-        pipe.execute()
-        keys += batch
 
 
 def test_memory_past_85_pct_one_critical_email_and_webhook_then_one_resolved(

@@ -14,8 +14,8 @@ import redis
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.memory import MemoryFigures
 from redis_runbook.procedures.oom import compose_size, permanent_fix, redis_size, round_size
-from tests.cli_env import cli_env
-from tests.conftest import RedisFactory, plain_client
+from tests.support.cli_env import cli_env
+from tests.support.servers import RedisFactory, plain_client
 
 MIB = 1024**2
 GIB = 1024**3

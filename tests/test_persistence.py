@@ -33,8 +33,9 @@ from redis_runbook.persistence.rdb import (
     writers_of,
 )
 from redis_runbook.service.process import ProcessService
-from tests.conftest import RedisFactory, info, plain_client, process_config, wait_until
-from tests.server_version import too_new_rdb_version
+from tests.support.server_version import too_new_rdb_version
+from tests.support.servers import RedisFactory, info, plain_client, process_config
+from tests.support.waiting import wait_until
 
 GARBAGE = b"!garbage!@#$%^&*\r\n"
 

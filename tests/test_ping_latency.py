@@ -24,7 +24,7 @@ from redis_runbook.config.monitoring import AlertsConfig, MonitorConfig, Webhook
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.monitoring.monitor import Monitor
 from redis_runbook.status import CheckResult, Status
-from tests.peers import WebhookPeer, running, start_webhook
+from tests.support.peers import WebhookPeer, running, start_webhook
 
 #: Far above what a PING through the relay takes, even on a loaded machine.
 BANDS = {"latency_ms": Band(warning=1000, critical=2000)}

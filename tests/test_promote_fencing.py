@@ -32,10 +32,11 @@ from redis_runbook.lab.server import RedisServer
 from redis_runbook.lab.topology import Topology, start_topology
 from redis_runbook.service import ServiceError
 from redis_runbook.service.process import pid_alive
-from tests.conftest import plain_client, wait_until
-from tests.helpers import run_cli
-from tests.test_failover import RELAXED, Writer, role
-from tests.test_service_backends import BASE, StandIns, compose, systemd
+from tests.support.cli import run_cli
+from tests.support.failover import RELAXED, Writer, role
+from tests.support.servers import plain_client
+from tests.support.stand_ins import BASE, StandIns, compose, systemd
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture

@@ -18,8 +18,9 @@ from bullmq import Queue, Worker
 from redis_runbook.bullmq.discovery import discover
 from redis_runbook.bullmq.keys import QueueRef, queue_name_from_key
 from redis_runbook.lab.server import RedisServer
-from tests.conftest import RedisFactory, info, plain_client, wait_until
-from tests.helpers import run_cli
+from tests.support.cli import run_cli
+from tests.support.servers import RedisFactory, info, plain_client
+from tests.support.waiting import wait_until
 
 WRITE_COMMANDS = (
     "eval", "evalsha", "fcall", "set", "lpush", "rpush", "lrem", "del", "unlink", "zadd",

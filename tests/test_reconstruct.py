@@ -28,10 +28,10 @@ from redis_runbook.lab.pg_example import ExampleRows, create_example, example_so
 from redis_runbook.lab.postgres import FAST_SETTINGS, PostgresServer
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.ports import free_port
-from tests.cli_env import CliEnv, cli_env
-from tests.conftest import RedisFactory, plain_client
-from tests.helpers import run_cli
-from tests.node import NodeLauncher
+from tests.support.cli import run_cli
+from tests.support.cli_env import CliEnv, cli_env
+from tests.support.node import NodeLauncher
+from tests.support.servers import RedisFactory, plain_client
 
 PASSWORD = "pg-S3cret:with/odd@chars"
 WRONG_PASSWORD = "not-the-Passw0rd"

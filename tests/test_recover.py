@@ -25,31 +25,22 @@ from redis_runbook.readiness import wait_started
 from redis_runbook.redislog import match_lines
 from redis_runbook.service import RunState, make_service
 from redis_runbook.target import display_url
-from tests.conftest import Lab, process_config, wait_until
-from tests.helpers import run_cli
-from tests.server_version import config_error_lines
-
-
-def client_of(status: lab.LabStatus) -> redis.Redis:
-    assert status.port is not None
-    return redis.Redis(port=status.port)
-
-
-def snapshot_files(root: Path) -> dict[str, int]:
-    """Every file under root with its size (the evidence that nothing was lost)."""
-    return {
-        str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()
-    }
+from tests.support.cli import run_cli
+from tests.support.files import file_sizes
+from tests.support.lab import Lab, journal, lab_client
+from tests.support.server_version import config_error_lines
+from tests.support.servers import process_config
+from tests.support.waiting import wait_until
 
 
 def settled_files(root: Path) -> dict[str, int]:
-    """snapshot_files once two reads 200 ms apart agree (Redis appends to the AOF
+    """file_sizes once two reads 200 ms apart agree (Redis appends to the AOF
     after each event loop)."""
 
     def stable() -> dict[str, int] | None:
-        first = snapshot_files(root)
+        first = file_sizes(root)
         time.sleep(0.2)
-        return first if snapshot_files(root) == first else None
+        return first if file_sizes(root) == first else None
 
     return wait_until(stable, f"files under {root} to stop changing")
 
@@ -59,20 +50,11 @@ def dump_keys(client: redis.Redis) -> dict[bytes, object]:
     return {key: client.dump(key) for key in client.scan_iter(count=1000)}
 
 
-def journal(env: dict[str, str]) -> list[dict[str, object]]:
-    return [
-        json.loads(line)
-        for line in (Path(env["REDIS_RUNBOOK_RUNBOOK__STATE_DIR"]) / "journal.jsonl")
-        .read_text()
-        .splitlines()
-    ]
-
-
 def test_restart_keeps_every_key_and_journals(
     lab_env: Lab,
 ) -> None:
     status, env = lab_env
-    client = client_of(status)
+    client = lab_client(status)
     before = dump_keys(client)
     old_pid = lab.status(status.dir).pid
     result = run_cli("--yes", "recover", "restart", env=env)
@@ -100,7 +82,7 @@ def test_restart_evidence_is_the_keyspace_not_a_walk(lab_env: Lab) -> None:
     status, env = lab_env
     result = run_cli("--yes", "recover", "restart", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    with client_of(status) as client:
+    with lab_client(status) as client:
         stats = client.info("commandstats")
     assert "cmdstat_scan" not in stats, stats.get("cmdstat_scan")
     # The same count before and after (the runner's lock key in both).
@@ -116,7 +98,7 @@ def test_a_restart_that_loses_keys_fails_and_walks_to_say_where(
     they were). The keyspace totals catch it; the walk it triggers names the category
     (with --verify-categories: the change per category too)."""
     status, env = lab_env
-    with client_of(status) as client:
+    with lab_client(status) as client:
         # More than the keys with a TTL (those may expire across a restart).
         lost = sum(db.get("expires", 0) for db in client.info("keyspace").values()) + 100
         client.config_set("appendonly", "no")
@@ -129,7 +111,7 @@ def test_a_restart_that_loses_keys_fails_and_walks_to_say_where(
     assert f"{lost + 1} keys missing after the restart" in output
     assert "keys per category now: " in output
     assert (f"session -{lost}" in output) is per_category
-    with client_of(status) as client:
+    with lab_client(status) as client:
         assert client.exists("session:lost:0") == 0  # lost for real, not a test artefact
     failed = [e for e in journal(env) if e["outcome"] == "failed"]
     assert [e["step"] for e in failed] == [
@@ -139,7 +121,7 @@ def test_a_restart_that_loses_keys_fails_and_walks_to_say_where(
 
 def test_dry_run_changes_nothing(lab_env: Lab) -> None:
     status, env = lab_env
-    client = client_of(status)
+    client = lab_client(status)
     files, keys, pid = settled_files(status.dir / "data"), dump_keys(client), status.pid
     for command in (["recover", "restart"], ["recover", "emergency-start", "--force"]):
         result = run_cli("--dry-run", *command, env=env)
@@ -147,7 +129,7 @@ def test_dry_run_changes_nothing(lab_env: Lab) -> None:
         assert "dry run: nothing was changed" in result.stdout
         assert "Plan: recover" in result.stdout
     assert lab.status(status.dir).pid == pid
-    assert snapshot_files(status.dir / "data") == files
+    assert file_sizes(status.dir / "data") == files
     assert dump_keys(client) == keys
     assert not (Path(env["REDIS_RUNBOOK_RUNBOOK__STATE_DIR"]) / "journal.jsonl").exists()
     client.close()
@@ -190,7 +172,7 @@ def test_restart_stops_at_a_failed_save_and_leaves_redis_running(
     assert "step 2 (stop Redis with SHUTDOWN SAVE) failed" in result.stderr
     assert "recover restart --no-save" in result.stderr
     assert lab.status(status.dir).pid == status.pid  # still running, untouched
-    assert client_of(status).ping()
+    assert lab_client(status).ping()
     outcomes = [(e["step"], e["outcome"]) for e in journal(env)]
     assert ("stop Redis with SHUTDOWN SAVE", "failed") in outcomes
 
@@ -201,38 +183,38 @@ def test_restart_waits_for_a_shutdown_save_longer_than_the_stop_timeout(lab_env:
     dataset may take instead of failing while Redis is still saving. The save is
     made to take 45 s with `rdb-key-save-delay` (a sleep per key, not CPU)."""
     status, env = lab_env
-    client = client_of(status)
+    client = lab_client(status)
     keys = client.dbsize()
     client.config_set("rdb-key-save-delay", str(45_000_000 // keys))
     result = run_cli("--yes", "recover", "restart", env=env, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert client_of(status).dbsize() == keys
-    assert client_of(status).config_get("rdb-key-save-delay")["rdb-key-save-delay"] == "0"
+    assert lab_client(status).dbsize() == keys
+    assert lab_client(status).config_get("rdb-key-save-delay")["rdb-key-save-delay"] == "0"
 
 
 def test_restart_revives_a_hung_server(lab_env: Lab) -> None:
     status, env = lab_env
     assert status.pid is not None
-    keys = client_of(status).dbsize()
+    keys = lab_client(status).dbsize()
     os.kill(status.pid, signal.SIGSTOP)
     result = run_cli("--yes", "recover", "restart", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert client_of(status).dbsize() == keys
+    assert lab_client(status).dbsize() == keys
 
 
 def test_emergency_start_moves_data_aside_and_starts_empty(
     lab_env: Lab,
 ) -> None:
     status, env = lab_env
-    client = client_of(status)
+    client = lab_client(status)
     client.shutdown(save=True)
     data = status.dir / "data"
-    files = snapshot_files(data)
+    files = file_sizes(data)
 
     only_yes = run_cli("--yes", "recover", "emergency-start", env=env)
     assert only_yes.returncode == 3
     assert "--yes alone is not enough" in only_yes.stderr
-    assert snapshot_files(data) == files
+    assert file_sizes(data) == files
 
     result = run_cli("--yes", "recover", "emergency-start", "--i-understand-data-loss", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -241,8 +223,8 @@ def test_emergency_start_moves_data_aside_and_starts_empty(
         p for p in status.dir.iterdir() if p.name.startswith("data.") and "emergency" in p.name
     ]
     assert len(aside) == 1
-    assert snapshot_files(aside[0]) == files  # every old file kept, byte for byte in size
-    assert client_of(status).dbsize() == 0
+    assert file_sizes(aside[0]) == files  # every old file kept, byte for byte in size
+    assert lab_client(status).dbsize() == 0
     assert data.is_dir()
 
 
@@ -255,7 +237,7 @@ def test_emergency_start_refuses_a_running_redis(
     assert result.returncode == 3
     assert "Redis is running" in result.stderr
     assert "emergency-start --force" in result.stderr
-    assert snapshot_files(status.dir / "data") == files
+    assert file_sizes(status.dir / "data") == files
     assert lab.status(status.dir).pid == status.pid
 
 
@@ -268,7 +250,7 @@ def test_unknown_procedure_is_a_usage_error(lab_env: Lab) -> None:
 
 def test_missing_data_dir_is_refused_and_nothing_is_created(lab_env: Lab, tmp_path: Path) -> None:
     status, env = lab_env
-    client_of(status).shutdown(save=True)
+    lab_client(status).shutdown(save=True)
     missing = tmp_path / "no-such-data-dir"
     env = env | {"REDIS_RUNBOOK_SERVICE__DATA_DIR": str(missing)}
     for command in (["recover", "emergency-start", "--i-understand-data-loss"],):

@@ -12,17 +12,9 @@ import redis
 from redis_runbook import lab
 from redis_runbook.lab.faults import inject
 from redis_runbook.lab.lifecycle import lab_server
-from tests.conftest import Lab
-from tests.helpers import run_cli
-
-
-def client_of(status: lab.LabStatus) -> redis.Redis:
-    assert status.port is not None
-    return redis.Redis(port=status.port, decode_responses=True)
-
-
-def all_files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+from tests.support.cli import run_cli
+from tests.support.files import file_bytes
+from tests.support.lab import Lab, lab_client
 
 
 def kept_somewhere(before: dict[str, bytes], root: Path) -> None:
@@ -35,12 +27,12 @@ def kept_somewhere(before: dict[str, bytes], root: Path) -> None:
 
 def test_truncated_aof_is_repaired_and_the_cut_reported(lab_env: Lab) -> None:
     status, env = lab_env
-    client = client_of(status)
+    client = lab_client(status, decode_responses=True)
     for i in range(20):
         client.set(f"late:{i}", i)
     injected = inject("aof-truncate", lab_server(status.dir))
     data = status.dir / "data"
-    before = all_files(data)
+    before = file_bytes(data)
     result = run_cli("--yes", "recover", "aof", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "cut " in result.stdout
@@ -55,15 +47,15 @@ def test_truncated_aof_is_repaired_and_the_cut_reported(lab_env: Lab) -> None:
 
 def test_garbage_in_the_last_file_reports_the_commands_lost(lab_env: Lab) -> None:
     status, env = lab_env
-    client = client_of(status)
+    client = lab_client(status, decode_responses=True)
     for i in range(10):
         client.set(f"tail:{i}", i)
     inject("aof-garbage-last", lab_server(status.dir))
     data = status.dir / "data"
-    before = all_files(data)
+    before = file_bytes(data)
     plain_yes = run_cli("--yes", "recover", "aof", env=env)
     assert plain_yes.returncode == 3  # complete commands are cut: the typed word
-    assert all_files(data) == before
+    assert file_bytes(data) == before
     result = run_cli("--yes", "recover", "aof", "--i-understand-data-loss", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no other way out" in result.stdout  # no dump.rdb to compare with
@@ -74,17 +66,17 @@ def test_garbage_in_the_last_file_reports_the_commands_lost(lab_env: Lab) -> Non
 
 def test_damaged_base_falls_back_to_the_rdb(lab_env: Lab) -> None:
     status, env = lab_env
-    client = client_of(status)
+    client = lab_client(status, decode_responses=True)
     client.save()
     saved = {k: client.type(k) for k in client.scan_iter(count=1000)}
     client.set("written-after-the-save", "1")
     inject("aof-garbage-nonlast", lab_server(status.dir))
     data = status.dir / "data"
-    before = all_files(data)
+    before = file_bytes(data)
 
     plain_yes = run_cli("--yes", "recover", "aof", env=env)
     assert plain_yes.returncode == 3  # typed confirmation: --yes alone is not enough
-    assert all_files(data) == before
+    assert file_bytes(data) == before
 
     result = run_cli("--yes", "recover", "aof", "--i-understand-data-loss", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -104,7 +96,7 @@ def test_nothing_usable_is_refused_and_nothing_changes(lab_env: Lab) -> None:
     inject("manifest-corrupt", lab_server(status.dir))  # and no dump.rdb was ever saved
     data = status.dir / "data"
     assert not (data / "dump.rdb").exists()
-    before = all_files(data)
+    before = file_bytes(data)
     result = run_cli("--yes", "recover", "aof", "--i-understand-data-loss", env=env)
     assert result.returncode == 3
     assert "beyond repair" in result.stderr
@@ -112,7 +104,7 @@ def test_nothing_usable_is_refused_and_nothing_changes(lab_env: Lab) -> None:
     assert "recover restore" not in result.stderr
     assert "HINT: no archive in" in result.stderr
     assert "redis-runbook recover emergency-start" in result.stderr
-    assert all_files(data) == before
+    assert file_bytes(data) == before
 
 
 def test_nothing_usable_with_an_archive_names_the_restore_that_works(lab_env: Lab) -> None:
@@ -127,7 +119,7 @@ def test_nothing_usable_with_an_archive_names_the_restore_that_works(lab_env: La
     restored = run_cli("--yes", "recover", "restore", "--archive", "latest",
                        "--i-understand-data-loss", env=env, timeout=180)  # fmt: skip
     assert restored.returncode == 0, restored.stdout + restored.stderr
-    assert client_of(status).ping()
+    assert lab_client(status, decode_responses=True).ping()
 
 
 def test_running_redis_is_refused_without_force(lab_env: Lab) -> None:
@@ -143,11 +135,11 @@ def test_dry_run_changes_nothing(lab_env: Lab) -> None:
     status, env = lab_env
     inject("aof-truncate", lab_server(status.dir))
     data = status.dir / "data"
-    before = all_files(data)
+    before = file_bytes(data)
     result = run_cli("--dry-run", "recover", "aof", env=env)
     assert result.returncode == 0, result.stderr
     assert "truncate appendonly.aof" in result.stdout
-    assert all_files(data) == before
+    assert file_bytes(data) == before
     assert lab.status(status.dir).running is False
 
 
@@ -155,14 +147,14 @@ def test_missing_check_tool_is_a_clear_error(lab_env: Lab, tmp_path: Path) -> No
     status, env = lab_env
     inject("aof-truncate", lab_server(status.dir))
     data = status.dir / "data"
-    before = all_files(data)
+    before = file_bytes(data)
     bare = tmp_path / "bin"
     bare.mkdir()
     result = run_cli("--yes", "recover", "aof", env=env | {"PATH": str(bare)})
     assert result.returncode in (2, 3)
     assert "redis-check-aof" in result.stderr
     assert "Traceback" not in result.stderr
-    assert all_files(data) == before
+    assert file_bytes(data) == before
 
 
 def plan_notes(result_stdout: str) -> str:
@@ -188,16 +180,16 @@ def test_sound_rdb_that_keeps_more_wins_over_cutting_the_aof(lab_env: Lab) -> No
     Cutting there would drop ~half of the commands while dump.rdb has every seeded
     key: the plan measures both, picks the RDB and wants the typed word."""
     status, env = lab_env
-    client = client_of(status)
+    client = lab_client(status, decode_responses=True)
     client.save()
     saved = category_counts(client)
     inject("aof-garbage-last", lab_server(status.dir))
     data = status.dir / "data"
-    before = all_files(data)
+    before = file_bytes(data)
 
     plain_yes = run_cli("--yes", "recover", "aof", env=env, timeout=180)
     assert plain_yes.returncode == 3, plain_yes.stdout + plain_yes.stderr
-    assert all_files(data) == before
+    assert file_bytes(data) == before
 
     dry = run_cli("--dry-run", "recover", "aof", env=env, timeout=180)
     assert dry.returncode == 0, dry.stdout + dry.stderr
@@ -208,7 +200,7 @@ def test_sound_rdb_that_keeps_more_wins_over_cutting_the_aof(lab_env: Lab) -> No
     assert "newest write" in notes
     assert "chosen: dump.rdb" in notes, notes
     assert "cutting the AOF instead would lose" in notes, notes
-    assert all_files(data) == before
+    assert file_bytes(data) == before
 
     result = run_cli("--yes", "recover", "aof", "--i-understand-data-loss", env=env, timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -224,7 +216,7 @@ def test_cut_that_keeps_more_than_an_old_rdb_is_chosen_with_the_typed_word(lab_e
     cutting the AOF keeps more. Still complete commands are cut: typed word; and
     dump.rdb (the other option) is kept aside before the repaired server saves."""
     status, env = lab_env
-    client = client_of(status)
+    client = lab_client(status, decode_responses=True)
     client.save()
     pipe = client.pipeline(transaction=False)
     for i in range(20000):
@@ -234,11 +226,11 @@ def test_cut_that_keeps_more_than_an_old_rdb_is_chosen_with_the_typed_word(lab_e
     pipe.execute()
     inject("aof-garbage-last", lab_server(status.dir))
     data = status.dir / "data"
-    before = all_files(data)
+    before = file_bytes(data)
 
     plain_yes = run_cli("--yes", "recover", "aof", env=env, timeout=180)
     assert plain_yes.returncode == 3, plain_yes.stdout + plain_yes.stderr
-    assert all_files(data) == before
+    assert file_bytes(data) == before
 
     dry = run_cli("--dry-run", "recover", "aof", env=env, timeout=180)
     notes = plan_notes(dry.stdout)
@@ -254,7 +246,7 @@ def test_cut_that_keeps_more_than_an_old_rdb_is_chosen_with_the_typed_word(lab_e
 
 def test_diagnose_names_both_options_with_their_numbers(lab_env: Lab) -> None:
     status, env = lab_env
-    client = client_of(status)
+    client = lab_client(status, decode_responses=True)
     client.save()
     saved = category_counts(client)
     inject("aof-garbage-last", lab_server(status.dir))

@@ -16,15 +16,11 @@ from redis_runbook import lab
 from redis_runbook.backup import make_backend
 from redis_runbook.config import load_config
 from redis_runbook.keyspace import count_keys
-from tests.conftest import Lab
-from tests.helpers import run_cli
-from tests.server_version import too_new_rdb_version
-from tests.test_backup import backup_env, borg_init, create
-
-
-def client_of(status: lab.LabStatus) -> redis.Redis:
-    assert status.port is not None
-    return redis.Redis(port=status.port)
+from tests.support.backup import backup_env, borg_init, create, directory_env
+from tests.support.cli import run_cli
+from tests.support.files import file_bytes
+from tests.support.lab import Lab, lab_client
+from tests.support.server_version import too_new_rdb_version
 
 
 def value(client: redis.Redis, key: bytes) -> Any:
@@ -54,20 +50,10 @@ def durable(client: redis.Redis) -> dict[bytes, Any]:
     return {k: value(client, k) for k in keys if client.ttl(k) == -1}
 
 
-def files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
-
-
-def directory_env(lab_env: Lab, tmp_path: Path) -> dict[str, str]:
-    repo = tmp_path / "archives"
-    repo.mkdir()
-    return backup_env(lab_env, tmp_path, "directory", repo)
-
-
 def test_round_trip_keeps_every_key_and_the_old_data_aside(lab_env: Lab, tmp_path: Path) -> None:
     status, _ = lab_env
     env = directory_env(lab_env, tmp_path)
-    client = client_of(status)
+    client = lab_client(status)
     archive = create(env)
     before = durable(client)
     ttls = {k: ttl_of(client, k) for k in client.scan_iter(count=1000) if client.ttl(k) > 0}
@@ -100,7 +86,7 @@ def test_rdb_only_archive_into_an_aof_server_keeps_every_key(lab_env: Lab, tmp_p
     status, _ = lab_env
     env = directory_env(lab_env, tmp_path)
     config = load_config(status.config_path, env=env).config
-    client = client_of(status)
+    client = lab_client(status)
     client.save()
     before = durable(client)
     rdb_copy = tmp_path / "dump.rdb"
@@ -126,10 +112,10 @@ def test_refusals_change_nothing(lab_env: Lab, tmp_path: Path) -> None:
     status, _ = lab_env
     env = directory_env(lab_env, tmp_path)
     archive = create(env)
-    client = client_of(status)
+    client = lab_client(status)
     client.shutdown(save=True)
     data = status.dir / "data"
-    before = files(data)
+    before = file_bytes(data)
 
     unknown = run_cli("--yes", "recover", "restore", "--archive", "nope",
                       "--i-understand-data-loss", env=env)  # fmt: skip
@@ -144,7 +130,7 @@ def test_refusals_change_nothing(lab_env: Lab, tmp_path: Path) -> None:
                       "--i-understand-data-loss", env=env)  # fmt: skip
     assert damaged.returncode in (2, 3), damaged.stderr
     assert "error:" in damaged.stderr
-    assert files(data) == before
+    assert file_bytes(data) == before
     assert not list(status.dir.glob(".redis-runbook-restore.*"))
     assert lab.status(status.dir).running is False
 
@@ -153,20 +139,20 @@ def test_too_new_rdb_is_refused(lab_env: Lab, tmp_path: Path) -> None:
     status, _ = lab_env
     env = directory_env(lab_env, tmp_path)
     config = load_config(status.config_path, env=env).config
-    client = client_of(status)
+    client = lab_client(status)
     client.save()
     newer = tmp_path / "dump.rdb"
     version = too_new_rdb_version()
     newer.write_bytes(b"REDIS%04d" % version + (status.dir / "data" / "dump.rdb").read_bytes()[9:])
     make_backend(config.backup).create("redis-from-8-6", {"dump.rdb": newer}, {"keys": {}})
     client.shutdown(save=True)
-    before = files(status.dir / "data")
+    before = file_bytes(status.dir / "data")
     result = run_cli("--yes", "recover", "restore", "--archive", "redis-from-8-6",
                      "--i-understand-data-loss", env=env)  # fmt: skip
     assert result.returncode == 3
     assert f"RDB version {version}" in result.stderr
     assert "newer than redis-server" in result.stderr
-    assert files(status.dir / "data") == before
+    assert file_bytes(status.dir / "data") == before
 
 
 def test_borg_round_trip_and_a_wrong_passphrase(lab_env: Lab, tmp_path: Path) -> None:
@@ -175,17 +161,17 @@ def test_borg_round_trip_and_a_wrong_passphrase(lab_env: Lab, tmp_path: Path) ->
     repo = tmp_path / "borg-repo"
     borg_init(repo, tmp_path / "borg-base", passphrase)
     env = backup_env(lab_env, tmp_path, "borg", repo, passphrase)
-    client = client_of(status)
+    client = lab_client(status)
     archive = create(env)
     before = durable(client)
     client.shutdown(save=True)
-    data_before = files(status.dir / "data")
+    data_before = file_bytes(status.dir / "data")
 
     wrong_env = env | {"TEST_BORG_PASSPHRASE": "wrong"}
     wrong = run_cli("--yes", "recover", "restore", "--archive", archive,
                     "--i-understand-data-loss", env=wrong_env)  # fmt: skip
     assert wrong.returncode in (2, 3)
-    assert files(status.dir / "data") == data_before
+    assert file_bytes(status.dir / "data") == data_before
 
     result = run_cli("--yes", "recover", "restore", "--archive", "latest",
                      "--i-understand-data-loss", env=env, timeout=120)  # fmt: skip

@@ -14,10 +14,10 @@ import redis
 
 from redis_runbook.backup.verify import compare_counts
 from redis_runbook.status import Status
-from tests.conftest import Lab, wait_until
-from tests.helpers import run_cli
-from tests.test_backup import create
-from tests.test_restore import directory_env
+from tests.support.backup import create, directory_env
+from tests.support.cli import run_cli
+from tests.support.lab import Lab
+from tests.support.waiting import wait_until
 
 
 def claim_more_keys(repo: Path, archive: str, category: str, more: int) -> None:

@@ -10,8 +10,8 @@ import pytest
 
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.ports import free_port
-from tests.conftest import RedisFactory
-from tests.helpers import run_cli
+from tests.support.cli import run_cli
+from tests.support.servers import RedisFactory
 
 CANARY = "CANARY-k9Zq-pw"
 

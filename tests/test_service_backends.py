@@ -7,73 +7,20 @@ against a real server."""
 
 from __future__ import annotations
 
-import json
 import os
-import stat
-import sys
 from pathlib import Path
 
 import pytest
 
-from redis_runbook.config import ServiceConfig, TargetConfig
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.service import RunState, ServiceError
-from redis_runbook.service.compose import ComposeService
-from redis_runbook.service.systemd import SystemdService
-from tests.conftest import plain_client
-
-STAND_IN = """#!{python}
-import json, os, sys
-name = os.path.basename(sys.argv[0])
-with open(os.environ["FAKE_LOG"], "a") as log:
-    log.write(json.dumps([name, *sys.argv[1:]]) + "\\n")
-reply = os.environ.get("FAKE_REPLY_" + name.upper(), "")
-sys.stdout.write(open(reply).read() if reply else "")
-sys.exit(int(os.environ.get("FAKE_EXIT_" + name.upper(), "0")))
-"""
-
-
-class StandIns:
-    """Stand-in managers on PATH; `calls` lists the argv of every invocation."""
-
-    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.root = root
-        self.monkeypatch = monkeypatch
-        self.log = root / "calls.jsonl"
-        bin_dir = root / "bin"
-        bin_dir.mkdir()
-        for name in ("docker", "systemctl", "journalctl"):
-            path = bin_dir / name
-            path.write_text(STAND_IN.format(python=sys.executable))
-            path.chmod(path.stat().st_mode | stat.S_IXUSR)
-        monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-        monkeypatch.setenv("FAKE_LOG", str(self.log))
-
-    def reply(self, name: str, text: str, exit_code: int = 0) -> None:
-        path = self.root / f"reply-{name}"
-        path.write_text(text)
-        self.monkeypatch.setenv(f"FAKE_REPLY_{name.upper()}", str(path))
-        self.monkeypatch.setenv(f"FAKE_EXIT_{name.upper()}", str(exit_code))
-
-    def calls(self) -> list[list[str]]:
-        if not self.log.exists():
-            return []
-        calls = [json.loads(line) for line in self.log.read_text().splitlines()]
-        self.log.unlink()
-        return calls
+from tests.support.servers import plain_client
+from tests.support.stand_ins import BASE, StandIns, compose, systemd
 
 
 @pytest.fixture
 def stand_ins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StandIns:
     return StandIns(tmp_path, monkeypatch)
-
-
-def compose(target: TargetConfig | None = None) -> ComposeService:
-    config = ServiceConfig(kind="compose", compose_file=Path("/srv/app/docker-compose.yml"))
-    return ComposeService(config, target or TargetConfig())
-
-
-BASE = ["docker", "compose", "-f", "/srv/app/docker-compose.yml"]
 
 
 @pytest.mark.parametrize(
@@ -165,12 +112,6 @@ def test_missing_manager_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_p
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ServiceError, match="docker is not installed or not on PATH"):
         compose().start()
-
-
-def systemd(target: TargetConfig | None = None) -> SystemdService:
-    return SystemdService(
-        ServiceConfig(kind="systemd", systemd_unit="redis-server"), target or TargetConfig()
-    )
 
 
 def test_systemd_state_and_commands(stand_ins: StandIns) -> None:

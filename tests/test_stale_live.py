@@ -22,9 +22,10 @@ from redis_runbook.lab.server import RedisServer
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import StepFailed
 from redis_runbook.procedures.stale import Options, plan_recover_stale
-from tests.conftest import plain_client, wait_until
-from tests.helpers import run_cli
-from tests.node import NodeLauncher, NodeProcess
+from tests.support.cli import run_cli
+from tests.support.node import NodeLauncher, NodeProcess
+from tests.support.servers import plain_client
+from tests.support.waiting import wait_until
 
 # Read-only and atomic: the ids in `active` whose job exists and whose lock does not.
 STALE_IN_ACTIVE = """

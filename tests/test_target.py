@@ -13,7 +13,7 @@ from redis_runbook.config import Config, TargetConfig, secrets
 from redis_runbook.errors import SecretError
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.target import connect, make_client
-from tests.conftest import RedisFactory
+from tests.support.servers import RedisFactory
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from pathlib import Path
 from redis_runbook.checks import run_health
 from redis_runbook.config import Band, Config, ServerExpectations, TargetConfig, Thresholds
 from redis_runbook.target import redis_cli_prefix
-from tests.conftest import RedisFactory
-from tests.helpers import run_cli
+from tests.support.cli import run_cli
+from tests.support.servers import RedisFactory
 
 PASSWORD = "hint-pw-never-shown"
 
@@ -109,7 +109,7 @@ def test_a_sentinel_targets_hints_name_the_master_it_found(
 
     from redis_runbook.config import SentinelConfig
     from redis_runbook.ports import free_port
-    from tests.conftest import wait_until
+    from tests.support.waiting import wait_until
 
     master = redis_factory()
     port = free_port()

@@ -19,8 +19,8 @@ from redis_runbook.diagnose.engine import diagnose
 from redis_runbook.lab.server import PRODUCTION_LIKE, RedisServer
 from redis_runbook.status import Status
 from redis_runbook.units import format_bytes, parse_size
-from tests.conftest import RedisFactory, config_for, named, process_config
-from tests.pki import make_ca, make_leaf
+from tests.support.pki import make_ca, make_leaf
+from tests.support.servers import RedisFactory, config_for, named, process_config
 
 PASSWORD = "s3cret-test-pw"
 WRONG_PASSWORD = "not-the-s3cret-pw"

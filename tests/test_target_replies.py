@@ -25,8 +25,9 @@ from redis_runbook.errors import (
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.status import Status
 from redis_runbook.target import classify, connect, make_client
-from tests.conftest import RedisFactory, plain_client, wait_until
-from tests.helpers import run_cli
+from tests.support.cli import run_cli
+from tests.support.servers import RedisFactory, plain_client
+from tests.support.waiting import wait_until
 
 
 def classified(target: TargetConfig, *command: str) -> RunbookError:

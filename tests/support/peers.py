@@ -21,7 +21,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from redis_runbook.lab.server import START_ATTEMPTS
 from redis_runbook.ports import free_port
-from tests.pki import make_ca, make_leaf
+from tests.support.pki import make_ca, make_leaf
 
 
 @dataclass

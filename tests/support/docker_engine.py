@@ -19,8 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PREREQUISITES = ROOT / "tests" / "support" / "docker-prerequisites"
+PREREQUISITES = Path(__file__).resolve().parent / "docker-prerequisites"
 #: The image's user, as in the official redis image.
 IMAGE_OWNER = "999:999"
 

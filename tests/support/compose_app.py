@@ -15,9 +15,9 @@ import redis
 
 from redis_runbook.lab.borglab import ensure_repo
 from redis_runbook.ports import free_port
-from tests.conftest import wait_until
-from tests.docker_engine import IMAGE_OWNER, DockerEngine
-from tests.helpers import run_cli
+from tests.support.cli import run_cli
+from tests.support.docker_engine import IMAGE_OWNER, DockerEngine
+from tests.support.waiting import wait_until
 
 OWNER = tuple(int(part) for part in IMAGE_OWNER.split(":"))
 

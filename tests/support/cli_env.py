@@ -10,7 +10,7 @@ from typing import Any
 
 from redis_runbook.journal import Journal
 from redis_runbook.lab.server import RedisServer
-from tests.helpers import run_cli
+from tests.support.cli import run_cli
 
 
 @dataclass(frozen=True)

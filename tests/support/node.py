@@ -32,7 +32,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-INTEROP_DIR = Path(__file__).resolve().parent / "interop"
+from tests.support.paths import INTEROP_DIR
+
 NODE_MODULES = INTEROP_DIR / "node_modules"
 # Written by `./run` (ensure_interop) and by ensure_node_modules(): the sha256 of the
 # package-lock.json that node_modules was installed from.
