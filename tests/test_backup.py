@@ -23,10 +23,10 @@ from pydantic import ValidationError
 from redis_runbook.backup.base import BackupCorrupt
 from redis_runbook.backup.borg import BorgBackend
 from redis_runbook.backup.directory import sha256_of
-from redis_runbook.config import toml
 from redis_runbook.config.backup import BackupConfig
 from tests.support.backup import PASS_VAR, backup_env, borg_init, create
 from tests.support.cli import run_cli
+from tests.support.config import write_config
 from tests.support.lab import Lab
 
 
@@ -216,8 +216,7 @@ def test_no_repository_configured(lab_env: Lab, tmp_path: Path) -> None:
     status, env = lab_env
     config = tomllib.loads(status.config_path.read_text())
     config.pop("backup", None)  # the lab's own repository
-    bare = tmp_path / "no-backup.toml"
-    bare.write_text(toml.dumps(config))
+    bare = write_config(tmp_path / "no-backup.toml", config)
     done = run_cli("backup", "list", env=env | {"REDIS_RUNBOOK_CONFIG": str(bare)})
     assert done.returncode == 2
     assert "[backup] repository is not set" in done.stderr

@@ -7,13 +7,16 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.lab.topology import start_topology
 from tests.support.cli import run_cli
+from tests.support.config import merged, write_config
 from tests.support.servers import HEALTH_JSON_KEYS, RedisFactory, info, plain_client
 from tests.support.waiting import wait_until
 
@@ -30,23 +33,22 @@ def secured(tmp_path: Path, redis_factory: RedisFactory) -> RedisServer:
     )
 
 
-def write_config(tmp_path: Path, server: RedisServer, extra: str = "") -> Path:
-    path = tmp_path / "cfg.toml"
+def server_config(
+    tmp_path: Path, server: RedisServer, extra: Mapping[str, Any] | None = None
+) -> Path:
+    """tmp_path/cfg.toml aimed at `server` (its password file too), plus `extra`."""
     target = server.target()
-    lines = [f'[target]\nurl = "{target.url}"']
-    if target.password_file:
-        lines.append(f'password_file = "{target.password_file}"')
-    path.write_text("\n".join(lines) + "\n" + extra)
-    return path
+    section = {"url": target.url, "password_file": target.password_file}
+    return write_config(tmp_path / "cfg.toml", merged({"target": section}, extra))
 
 
 # A single PING on a busy 2-core CI machine can exceed the seed's 1 ms warning;
 # these tests are about exit codes, so latency gets room.
-RELAXED_LATENCY = "[thresholds.latency_ms]\nwarning = 500\ncritical = 1000\n"
+RELAXED_LATENCY = {"thresholds": {"latency_ms": {"warning": 500, "critical": 1000}}}
 
 
 def test_health_ok_json_and_exit_code(tmp_path: Path, secured: RedisServer) -> None:
-    config = write_config(tmp_path, secured, RELAXED_LATENCY)
+    config = server_config(tmp_path, secured, RELAXED_LATENCY)
     result = run_cli("--config", str(config), "health", "--json")
     document = json.loads(result.stdout)
     assert result.returncode == 0 == document["exit_code"], result.stdout
@@ -63,7 +65,7 @@ def test_health_ok_json_and_exit_code(tmp_path: Path, secured: RedisServer) -> N
 
 
 def test_health_exit_code_is_the_worst_status(tmp_path: Path, secured: RedisServer) -> None:
-    config = write_config(tmp_path, secured, RELAXED_LATENCY)
+    config = server_config(tmp_path, secured, RELAXED_LATENCY)
     env = {
         "REDIS_RUNBOOK_THRESHOLDS__CONNECTED_CLIENTS__WARNING": "0",
         "REDIS_RUNBOOK_THRESHOLDS__CONNECTED_CLIENTS__CRITICAL": "1000",
@@ -81,8 +83,10 @@ def test_health_exit_code_is_the_worst_status(tmp_path: Path, secured: RedisServ
 def test_wrong_password_is_unknown_and_never_printed(tmp_path: Path, secured: RedisServer) -> None:
     wrong = tmp_path / "wrong.pw"
     wrong.write_text("not-the-password-42\n")
-    config = tmp_path / "wrong.toml"
-    config.write_text(f'[target]\nurl = "{secured.target().url}"\npassword_file = "{wrong}"\n')
+    config = write_config(
+        tmp_path / "wrong.toml",
+        {"target": {"url": secured.target().url, "password_file": str(wrong)}},
+    )
     result = run_cli("--config", str(config), "health", "--json")  # returns: no hang
     assert result.returncode == 3
     check = json.loads(result.stdout)["checks"][0]
@@ -93,7 +97,7 @@ def test_wrong_password_is_unknown_and_never_printed(tmp_path: Path, secured: Re
 
 
 def test_down_server_is_critical(tmp_path: Path, secured: RedisServer) -> None:
-    config = write_config(tmp_path, secured)
+    config = server_config(tmp_path, secured)
     secured.kill()
     result = run_cli("--config", str(config), "health")
     assert result.returncode == 2
@@ -160,7 +164,7 @@ def test_missing_password_source_is_unknown_with_hint(tmp_path: Path) -> None:
 
 
 def test_watch_emits_json_lines_until_interrupted(tmp_path: Path, secured: RedisServer) -> None:
-    config = write_config(tmp_path, secured, RELAXED_LATENCY)
+    config = server_config(tmp_path, secured, RELAXED_LATENCY)
     env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_RUNBOOK_")}
     process = subprocess.Popen(
         [
@@ -201,11 +205,12 @@ def test_documented_acl_user_gets_every_check(tmp_path: Path, redis_factory: Red
         settings={"user": acl},
         target_overrides={"username": "runbook", "password_file": str(password_file)},
     )
-    path = tmp_path / "c.toml"
-    path.write_text(
-        f'[target]\nurl = "{server.target().url}"\nusername = "runbook"\n'
-        f'password_file = "{password_file}"\n' + RELAXED_LATENCY
-    )
+    target = {
+        "url": server.target().url,
+        "username": "runbook",
+        "password_file": str(password_file),
+    }
+    path = write_config(tmp_path / "c.toml", merged({"target": target}, RELAXED_LATENCY))
     result = run_cli("--config", str(path), "health", "--json")
     document = json.loads(result.stdout)
     assert [c["name"] for c in document["checks"] if c["status"] == "UNKNOWN"] == []
@@ -236,7 +241,7 @@ def test_help_lists_every_command_group() -> None:
 
 
 def test_hints_keep_their_square_brackets(tmp_path: Path, secured: RedisServer) -> None:
-    config = write_config(tmp_path, secured)
+    config = server_config(tmp_path, secured)
     secured.kill()
     result = run_cli("--config", str(config), "health")
     assert result.returncode == 2
@@ -248,12 +253,11 @@ def test_byte_thresholds_read_as_sizes(tmp_path: Path) -> None:
     topology = start_topology(tmp_path / "topology", replicas=1, sentinels=1)
     try:
         sentinel = topology.sentinel_config()
-        config = tmp_path / "c.toml"
-        config.write_text(
-            f'[target]\nurl = "{topology.target().url}"\n'
-            f'[target.sentinel]\nservice = "{sentinel.service}"\n'
-            f"addresses = {json.dumps(sentinel.addresses)}\n" + RELAXED_LATENCY
-        )
+        target = {
+            "url": topology.target().url,
+            "sentinel": {"service": sentinel.service, "addresses": sentinel.addresses},
+        }
+        config = write_config(tmp_path / "c.toml", merged({"target": target}, RELAXED_LATENCY))
         document = json.loads(run_cli("--config", str(config), "--json", "health").stdout)
         (lag,) = [c for c in document["checks"] if c["name"] == "replica_lag"]
         assert lag["threshold"].endswith("; warn > 1 MiB, crit > 64 MiB"), lag
@@ -295,7 +299,7 @@ def test_a_failing_password_command_hint_shows_the_failure(tmp_path: Path) -> No
 
 def test_failover_names_the_replicas_not_none(tmp_path: Path, redis_factory: RedisFactory) -> None:
     lone = redis_factory()
-    config = write_config(tmp_path, lone)
+    config = server_config(tmp_path, lone)
     result = run_cli("--config", str(config), "--dry-run", "failover")
     assert result.returncode == 3, result.stdout + result.stderr
     assert "None" not in result.stderr
@@ -314,11 +318,12 @@ def test_an_acl_limited_user_gets_each_hint_once(
     password_file = tmp_path / "pw"
     password_file.write_text("acl-pw-2\n")
     server = redis_factory(settings={"user": "limited on >acl-pw-2 ~* +ping +client|setname"})
-    path = tmp_path / "c.toml"
-    path.write_text(
-        f'[target]\nurl = "{server.target().url}"\nusername = "limited"\n'
-        f'password_file = "{password_file}"\n' + RELAXED_LATENCY
-    )
+    target = {
+        "url": server.target().url,
+        "username": "limited",
+        "password_file": str(password_file),
+    }
+    path = write_config(tmp_path / "c.toml", merged({"target": target}, RELAXED_LATENCY))
     result = run_cli("--config", str(path), "health")
     hints = [line for line in result.stdout.splitlines() if line.startswith("HINT")]
     texts = [line.split("): ", 1)[1] for line in hints]
@@ -333,11 +338,14 @@ def test_brackets_in_redis_data_are_printed_as_they_are(
     named_client = plain_client(server, client_name="worker[1]")
     named_client.ping()
     named_client.set("tmp:a1", "[bold]x[/bold]")
-    config = write_config(
+    config = server_config(
         tmp_path,
         server,
-        '[[categories]]\nname = "tmp"\npattern = "tmp:[ab]*"\npriority = "low"\n'
-        "rebuildable = true\n",
+        {
+            "categories": [
+                {"name": "tmp", "pattern": "tmp:[ab]*", "priority": "low", "rebuildable": True}
+            ]
+        },
     )
     perf = run_cli("--config", str(config), "perf", "report")
     assert perf.returncode == 0, perf.stderr

@@ -10,6 +10,7 @@ import pytest
 
 from redis_runbook.config import Config, load_config
 from redis_runbook.errors import EXIT_USAGE, ConfigError
+from tests.support.config import write_config
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -266,6 +267,6 @@ def test_the_default_state_dir_comes_from_the_env_given_not_the_process(tmp_path
     assert loaded.config.runbook.state_dir == tmp_path / "xdg" / "redis-runbook"
     loaded = load_config(env={"HOME": str(tmp_path / "home")})
     assert loaded.config.runbook.state_dir == tmp_path / "home/.local/state/redis-runbook"
-    (tmp_path / "c.toml").write_text(f'[runbook]\nstate_dir = "{tmp_path / "set"}"\n')
+    write_config(tmp_path / "c.toml", {"runbook": {"state_dir": str(tmp_path / "set")}})
     loaded = load_config(tmp_path / "c.toml", env={"XDG_STATE_HOME": str(tmp_path / "xdg")})
     assert loaded.config.runbook.state_dir == tmp_path / "set"

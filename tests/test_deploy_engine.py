@@ -23,11 +23,13 @@ import sysconfig
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from redis_runbook.ports import free_port
+from tests.support.config import write_config
 from tests.support.docker_engine import DockerEngine, EngineError
 from tests.support.paths import ROOT
 from tests.support.peers import WebhookPeer, running, start_webhook
@@ -103,20 +105,31 @@ def override(engine: DockerEngine, data: Path, port: int, metrics_port: int) -> 
 """
 
 
-def tool_config(port: int, metrics_port: int) -> str:
+def tool_config(port: int, metrics_port: int) -> dict[str, Any]:
     """redis-runbook.toml: the example's shape on this machine (a webhook on
     loopback as the Slack sink, no SMTP, no borg repository to reach)."""
     # Room for a loaded CI machine: slow connects and replies, quick delivery retries.
-    return (
-        f'[target]\nurl = "redis://127.0.0.1:{port}/0"\nconnect_timeout = 10.0\n'
-        "command_timeout = 30.0\n\n"
-        '[service]\nkind = "compose"\ncompose_service = "redis"\n'
-        'container_data_dir = "/data"\nowner = "999:999"\n\n'
-        "[monitor]\ninterval_seconds = 2\n\n[alerts]\nretry_base_seconds = 2.0\n\n"
-        '[[alerts.webhooks]]\nname = "slack"\nurl_file = "/run/secrets/slack_webhook_url"\n'
-        'format = "json"\n\n'
-        f'[exporter]\nlisten = "127.0.0.1:{metrics_port}"\n'
-    )
+    return {
+        "target": {
+            "url": f"redis://127.0.0.1:{port}/0",
+            "connect_timeout": 10.0,
+            "command_timeout": 30.0,
+        },
+        "service": {
+            "kind": "compose",
+            "compose_service": "redis",
+            "container_data_dir": "/data",
+            "owner": "999:999",
+        },
+        "monitor": {"interval_seconds": 2},
+        "alerts": {
+            "retry_base_seconds": 2.0,
+            "webhooks": [
+                {"name": "slack", "url_file": "/run/secrets/slack_webhook_url", "format": "json"}
+            ],
+        },
+        "exporter": {"listen": f"127.0.0.1:{metrics_port}"},
+    }
 
 
 @pytest.fixture
@@ -139,7 +152,7 @@ def test_deploy_compose_file_runs_redis_exporter_and_monitor(
     os.chown(data, 999, 999)
     port, metrics_port = free_port(), free_port()
     (deploy / "docker-compose.override.yml").write_text(override(engine, data, port, metrics_port))
-    (deploy / "redis-runbook.toml").write_text(tool_config(port, metrics_port))
+    write_config(deploy / "redis-runbook.toml", tool_config(port, metrics_port))
     (deploy / "borg_known_hosts").write_text("")
     (deploy / "secrets").mkdir()
     for secret in SECRETS:

@@ -25,6 +25,7 @@ from redis_runbook.lab.server import RedisServer
 from redis_runbook.redislog import match_lines, since_last_start
 from redis_runbook.status import Status
 from tests.support.cli import run_cli
+from tests.support.config import process_service, write_config
 from tests.support.server_version import config_error_lines
 from tests.support.servers import RedisFactory, plain_client, process_config
 from tests.support.waiting import wait_until
@@ -306,21 +307,21 @@ def test_log_since_last_start_and_blocks() -> None:
 # --- the CLI ------------------------------------------------------------------------------
 
 
-def write_config(tmp_path: Path, server: RedisServer) -> Path:
-    path = tmp_path / "runbook.toml"
-    path.write_text(
-        f'[target]\nurl = "{server.target().url}"\nconnect_timeout = {CONNECT_TIMEOUT}\n\n'
-        f'[service]\nkind = "process"\ndata_dir = "{server.data_dir}"\n'
-        f'redis_conf = "{server.conf_path}"\npid_file = "{server.pid_path}"\n'
-        f'log_file = "{server.log_path}"\n\n'
-        "[thresholds.latency_ms]\nwarning = 200\ncritical = 400\n"
+def diagnose_config(tmp_path: Path, server: RedisServer) -> Path:
+    """tmp_path/runbook.toml: the server, its process service and log, latency relaxed."""
+    return write_config(
+        tmp_path / "runbook.toml",
+        {
+            "target": {"url": server.target().url, "connect_timeout": CONNECT_TIMEOUT},
+            "service": {**process_service(server), "log_file": str(server.log_path)},
+            "thresholds": {"latency_ms": {"warning": 200, "critical": 400}},
+        },
     )
-    return path
 
 
 def test_cli_exit_codes_and_output(redis_factory: RedisFactory, tmp_path: Path) -> None:
     server = redis_factory()
-    config = str(write_config(tmp_path, server))
+    config = str(diagnose_config(tmp_path, server))
     healthy = run_cli("--config", config, "diagnose", "--json")
     assert healthy.returncode == 0, healthy.stderr
     assert json.loads(healthy.stdout)["scenarios"] == []

@@ -12,12 +12,14 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bullmq import Queue
 
 from redis_runbook.lab.server import RedisServer
 from tests.support.cli import run_cli
+from tests.support.config import merged, process_service, write_config
 from tests.support.paths import ROOT
 
 README = ROOT / "README.md"
@@ -99,16 +101,18 @@ class World:
     env: dict[str, str]
 
 
-def _config(server: RedisServer, state: Path, extra: str = "") -> str:
-    return (
-        f'[target]\nurl = "{server.target().url}"\nconnect_timeout = 1.0\n{extra}\n'
-        f'[service]\nkind = "process"\ndata_dir = "{server.data_dir}"\n'
-        f'owner = "{os.getuid()}:{os.getgid()}"\nredis_conf = "{server.conf_path}"\n'
-        f'pid_file = "{server.pid_path}"\nlog_file = "{server.log_path}"\n'
-        f'[runbook]\nstate_dir = "{state}"\n'
-        f'[backup]\nkind = "directory"\nrepository = "{state.parent / "backups"}"\n'
-        "[thresholds.latency_ms]\nwarning = 500\ncritical = 1000\n"
-    )
+def _config(server: RedisServer, state: Path, **target: Any) -> dict[str, Any]:
+    return {
+        "target": {"url": server.target().url, "connect_timeout": 1.0, **target},
+        "service": {
+            **process_service(server),
+            "owner": f"{os.getuid()}:{os.getgid()}",
+            "log_file": str(server.log_path),
+        },
+        "runbook": {"state_dir": str(state)},
+        "backup": {"kind": "directory", "repository": str(state.parent / "backups")},
+        "thresholds": {"latency_ms": {"warning": 500, "critical": 1000}},
+    }
 
 
 async def _one_queue(port: int) -> None:
@@ -130,16 +134,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         asyncio.run(_one_queue(live.port))
         (root / "backups").mkdir()
         state = root / "state"
-        texts = {
+        bad = {"thresholds": {"memory_pct": {"warning": 95, "critical": 85}}}
+        documents = {
             "ok": _config(live, state),
             "down": _config(dead, state),
-            "bad": _config(live, state) + "[thresholds.memory_pct]\nwarning = 95\ncritical = 85\n",
-            "secret": _config(live, state, 'password_command = ["sh", "-c", "exit 1"]'),
+            "bad": merged(_config(live, state), bad),
+            "secret": _config(live, state, password_command=["sh", "-c", "exit 1"]),
         }
         configs = {}
-        for name, text in texts.items():
-            configs[name] = root / f"{name}.toml"
-            configs[name].write_text(text)
+        for name, document in documents.items():
+            configs[name] = write_config(root / f"{name}.toml", document)
         env = {"XDG_STATE_HOME": str(root / "xdg"), "REDIS_RUNBOOK_RUNBOOK__STATE_DIR": str(state)}
         yield World(configs, env)
     finally:

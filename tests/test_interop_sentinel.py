@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import redis
 
-from redis_runbook.config import toml
 from redis_runbook.lab.topology import SERVICE, Topology, start_topology
 from tests.support.cli import run_cli
+from tests.support.config import write_config
 from tests.support.node import Event, NodeLauncher, NodeProcess
 from tests.support.waiting import wait_until
 
@@ -47,7 +47,7 @@ def sentinel_env(topology: Topology) -> dict[str, str]:
     return {"REDIS_SENTINELS": json.dumps(spec)}
 
 
-def write_config(tmp_path: Path, topology: Topology) -> Path:
+def sentinel_config(tmp_path: Path, topology: Topology) -> Path:
     target = topology.target()
     assert target.sentinel is not None
     config = {
@@ -57,9 +57,7 @@ def write_config(tmp_path: Path, topology: Topology) -> Path:
         },
         "runbook": {"state_dir": str(tmp_path / "state")},
     }
-    path = tmp_path / "redis-runbook.toml"
-    path.write_text(toml.dumps(config))
-    return path
+    return write_config(tmp_path / "redis-runbook.toml", config)
 
 
 def completed(workers: list[NodeProcess]) -> list[str]:
@@ -82,7 +80,7 @@ def test_node_workers_through_sentinel_survive_a_planned_switchover(
     env = sentinel_env(topology)
     # With REDIS_SENTINELS the scripts ask the Sentinels; the URL only gives the db.
     url = topology.target().url
-    config_path = write_config(tmp_path, topology)
+    config_path = sentinel_config(tmp_path, topology)
     old_master = topology.master_port()
 
     workers = [node("worker.js", WORKER, redis_url=url, env=env) for _ in range(2)]

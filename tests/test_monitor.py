@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from redis_runbook.lab.seed import SeedPlan, seed
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.monitoring.monitor import CycleReport, Monitor
 from tests.support.cli import run_cli
+from tests.support.config import merged, write_config
 from tests.support.peers import SmtpPeer, WebhookPeer, running, start_smtp, start_webhook
 from tests.support.servers import RedisFactory, fill_memory, plain_client
 from tests.support.waiting import wait_until
@@ -237,14 +238,18 @@ def test_unreadable_state_is_moved_aside_and_a_second_monitor_is_refused(
 # --- the CLI: cron mode, the daemon, secrets ----------------------------------------------
 
 
-def write_config(tmp_path: Path, server: RedisServer, extra: str) -> tuple[Path, dict[str, str]]:
+def config_and_env(
+    tmp_path: Path, server: RedisServer, extra: Mapping[str, Any]
+) -> tuple[Path, dict[str, str]]:
+    """tmp_path/runbook.toml for `server` (latency relaxed) plus `extra`, and the env
+    to run the CLI with (no REDIS_RUNBOOK_* of ours, XDG state under tmp_path)."""
     state = tmp_path / "state"
-    path = tmp_path / "runbook.toml"
-    path.write_text(
-        f'[target]\nurl = "{server.target().url}"\n\n'
-        f'[runbook]\nstate_dir = "{state}"\n\n'
-        "[thresholds.latency_ms]\nwarning = 1000\ncritical = 2000\n\n" + extra
-    )
+    base_config = {
+        "target": {"url": server.target().url},
+        "runbook": {"state_dir": str(state)},
+        "thresholds": {"latency_ms": {"warning": 1000, "critical": 2000}},
+    }
+    path = write_config(tmp_path / "runbook.toml", merged(base_config, extra))
     base = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_RUNBOOK_")}
     return path, {**base, "XDG_STATE_HOME": str(tmp_path / "xdg")}
 
@@ -256,11 +261,14 @@ def cli(config: Path, env: dict[str, str], *args: str) -> subprocess.CompletedPr
 def test_once_under_cron_remembers_what_it_sent(
     redis_server: RedisServer, tmp_path: Path, hook: WebhookPeer
 ) -> None:
-    config, env = write_config(
+    config, env = config_and_env(
         tmp_path,
         redis_server,
-        f'[monitor]\nqueue_checks = false\n\n[[alerts.webhooks]]\nurl = "{hook.url()}"\n\n'
-        "[thresholds.connected_clients]\nwarning = 0\ncritical = 1000\n",
+        {
+            "monitor": {"queue_checks": False},
+            "alerts": {"webhooks": [{"url": hook.url()}]},
+            "thresholds": {"connected_clients": {"warning": 0, "critical": 1000}},
+        },
     )
     first = cli(config, env, "monitor", "--once")
     assert first.returncode == 0, first.stderr
@@ -278,14 +286,24 @@ def test_secrets_never_appear_in_output_state_or_payloads(
 ) -> None:
     secret = tmp_path / "smtp.pass"
     secret.write_text(CANARY + "\n")
-    config, env = write_config(
+    config, env = config_and_env(
         tmp_path,
         redis_server,
-        "[monitor]\nqueue_checks = false\n\n"
-        f'[alerts.smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\nusername = "wrong-user"\n'
-        f'password_file = "{secret}"\ntls_ca = "{smtp.ca}"\nto = ["devops@cerniq.app"]\n\n'
-        '[[alerts.webhooks]]\nurl_env = "HOOK_URL"\nformat = "slack"\n\n'
-        "[thresholds.connected_clients]\nwarning = 0\ncritical = 1000\n",
+        {
+            "monitor": {"queue_checks": False},
+            "alerts": {
+                "smtp": {
+                    "host": "127.0.0.1",
+                    "port": smtp.port,
+                    "username": "wrong-user",
+                    "password_file": str(secret),
+                    "tls_ca": str(smtp.ca),
+                    "to": ["devops@cerniq.app"],
+                },
+                "webhooks": [{"url_env": "HOOK_URL", "format": "slack"}],
+            },
+            "thresholds": {"connected_clients": {"warning": 0, "critical": 1000}},
+        },
     )
     env["HOOK_URL"] = hook.url(f"/services/{HOOK_TOKEN}")
     hook.inbox.fail_with = 403
@@ -320,11 +338,13 @@ def test_secrets_never_appear_in_output_state_or_payloads(
 def test_daemon_reports_redis_down_within_an_interval_and_resolves_after_restart(
     redis_server: RedisServer, tmp_path: Path, hook: WebhookPeer
 ) -> None:
-    config, env = write_config(
+    config, env = config_and_env(
         tmp_path,
         redis_server,
-        "[monitor]\ninterval_seconds = 1\n\n"
-        f'[alerts]\nresolve_after_cycles = 2\n\n[[alerts.webhooks]]\nurl = "{hook.url()}"\n',
+        {
+            "monitor": {"interval_seconds": 1},
+            "alerts": {"resolve_after_cycles": 2, "webhooks": [{"url": hook.url()}]},
+        },
     )
     daemon = subprocess.Popen(
         [sys.executable, "-m", "redis_runbook", "--config", str(config), "monitor"],
@@ -363,8 +383,10 @@ def test_daemon_reports_redis_down_within_an_interval_and_resolves_after_restart
 
 
 def test_config_show_hides_an_inline_webhook_url_path(tmp_path: Path) -> None:
-    config = tmp_path / "runbook.toml"
-    config.write_text(f'[[alerts.webhooks]]\nurl = "https://hooks.example/services/{HOOK_TOKEN}"\n')
+    config = write_config(
+        tmp_path / "runbook.toml",
+        {"alerts": {"webhooks": [{"url": f"https://hooks.example/services/{HOOK_TOKEN}"}]}},
+    )
     done = cli(config, {**os.environ, "XDG_STATE_HOME": str(tmp_path)}, "config", "show")
     assert done.returncode == 0, done.stderr
     assert 'url = "https://hooks.example/***"' in done.stdout
@@ -381,14 +403,24 @@ def _cron_setup(
     the runtime dir (the state's second location) is the test's own."""
     secret = tmp_path / "smtp.pass"
     secret.write_text(CANARY + "\n")
-    config, env = write_config(
+    config, env = config_and_env(
         tmp_path,
         server,
-        "[monitor]\nqueue_checks = false\n\n"
-        f'[alerts.smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\nusername = "{SMTP_USER}"\n'
-        f'password_file = "{secret}"\ntls_ca = "{smtp.ca}"\nto = ["devops@cerniq.app"]\n\n'
-        f'[[alerts.webhooks]]\nname = "ops"\nurl = "{hook.url()}"\n\n'
-        "[thresholds.connected_clients]\nwarning = 0\ncritical = 1000\n",
+        {
+            "monitor": {"queue_checks": False},
+            "alerts": {
+                "smtp": {
+                    "host": "127.0.0.1",
+                    "port": smtp.port,
+                    "username": SMTP_USER,
+                    "password_file": str(secret),
+                    "tls_ca": str(smtp.ca),
+                    "to": ["devops@cerniq.app"],
+                },
+                "webhooks": [{"name": "ops", "url": hook.url()}],
+            },
+            "thresholds": {"connected_clients": {"warning": 0, "critical": 1000}},
+        },
     )
     runtime = tmp_path / "runtime"
     runtime.mkdir(mode=0o700)

@@ -25,7 +25,6 @@ from redis_runbook.config import (
     ServiceConfig,
     TargetConfig,
     Thresholds,
-    toml,
 )
 from redis_runbook.diagnose.engine import diagnose
 from redis_runbook.lab.server import RedisServer
@@ -33,6 +32,7 @@ from redis_runbook.lab.topology import Topology, start_topology
 from redis_runbook.service import ServiceError
 from redis_runbook.service.process import pid_alive
 from tests.support.cli import run_cli
+from tests.support.config import write_config
 from tests.support.failover import RELAXED, Writer, role
 from tests.support.servers import plain_client
 from tests.support.stand_ins import BASE, StandIns, compose, systemd
@@ -62,10 +62,9 @@ def service_of(server: RedisServer, pid_file: Path | None = None) -> dict[str, s
     }
 
 
-def write_config(
+def replication_config(
     tmp_path: Path, url_of: RedisServer, replicas: list[RedisServer], service: dict[str, str]
 ) -> Path:
-    path = tmp_path / "runbook.toml"
     document: dict[str, Any] = {
         "target": {
             "url": f"redis://127.0.0.1:{url_of.port}/0",
@@ -75,8 +74,7 @@ def write_config(
         "thresholds": RELAXED,
         "runbook": {"state_dir": str(tmp_path / "state")},
     }
-    path.write_text(toml.dumps(document))
-    return path
+    return write_config(tmp_path / "runbook.toml", document)
 
 
 def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -127,7 +125,7 @@ def test_hung_master_is_killed_through_its_service_before_the_promotion(
     replication: Topology, tmp_path: Path
 ) -> None:
     master, *replicas = replication.servers
-    config = write_config(tmp_path, master, replicas, service_of(master))
+    config = replication_config(tmp_path, master, replicas, service_of(master))
     pid = master.pid()
     assert pid is not None
     with Writer(master) as writer:
@@ -163,7 +161,9 @@ def test_hung_master_that_cannot_be_fenced_is_not_promoted(
 ) -> None:
     master, *replicas = replication.servers
     # The [service] names no live process: stopping it stops nothing.
-    config = write_config(tmp_path, master, replicas, service_of(master, tmp_path / "none.pid"))
+    config = replication_config(
+        tmp_path, master, replicas, service_of(master, tmp_path / "none.pid")
+    )
     pid = master.pid()
     assert pid is not None
     with Writer(master) as writer:
@@ -214,7 +214,7 @@ def test_two_masters_are_a_critical_split_brain(replication: Topology, tmp_path:
         diagnosis = diagnose(config, {}, tool_timeout=0)
         assert "split-brain" in [s.cause for s in diagnosis.scenarios]
         assert diagnosis.exit_code == 2
-    done = cli(write_config(tmp_path, first, [master, second], service_of(first)), "health")
+    done = cli(replication_config(tmp_path, first, [master, second], service_of(first)), "health")
     assert done.returncode == 2, done.stdout
     assert "split_brain" in done.stdout
 
@@ -223,7 +223,7 @@ def test_failover_to_writes_the_roles_into_the_config_files(
     replication: Topology, tmp_path: Path
 ) -> None:
     master, first, second = replication.servers
-    config = write_config(tmp_path, master, [first, second], service_of(master))
+    config = replication_config(tmp_path, master, [first, second], service_of(master))
     with Writer(master) as writer:
         done = cli(config, "--yes", "failover", "--to", f"127.0.0.1:{first.port}")
     assert done.returncode == 0, done.stderr + done.stdout
@@ -233,7 +233,7 @@ def test_failover_to_writes_the_roles_into_the_config_files(
     assert conf_lines(master, "replicaof") == [f"replicaof 127.0.0.1 {first.port}"]
     assert conf_lines(second, "replicaof") == [f"replicaof 127.0.0.1 {first.port}"]
     # The tool's own restart of the new master brings it back as the master.
-    new = write_config(tmp_path, first, [master, second], service_of(first))
+    new = replication_config(tmp_path, first, [master, second], service_of(first))
     restarted = cli(new, "--yes", "recover", "restart")
     assert restarted.returncode == 0, restarted.stderr + restarted.stdout
     assert role(first)[0] == "master"
@@ -247,7 +247,7 @@ def test_restart_fails_when_the_node_comes_back_in_another_role(
     with Writer(master):
         # Promoted by hand, never written to its config: it restarts as a replica.
         plain_client(first).execute_command("REPLICAOF", "NO", "ONE")
-    config = write_config(tmp_path, first, [master, second], service_of(first))
+    config = replication_config(tmp_path, first, [master, second], service_of(first))
     done = cli(config, "--yes", "recover", "restart")
     assert done.returncode == 1, done.stderr + done.stdout
     assert "came back as slave" in done.stdout + done.stderr

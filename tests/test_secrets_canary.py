@@ -11,6 +11,7 @@ import pytest
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.ports import free_port
 from tests.support.cli import run_cli
+from tests.support.config import write_config
 from tests.support.servers import RedisFactory
 
 CANARY = "CANARY-k9Zq-pw"
@@ -46,11 +47,13 @@ def leaks(
 ) -> list[str]:
     """Run `commands` in every mode (`alternate`: one mode each, in turn) against a
     config whose url is `url`; the runs whose output holds the canary."""
-    config = tmp_path / "canary.toml"
-    config.write_text(
-        f'[target]\nurl = "{url}"\nconnect_timeout = 1\n\n'
-        f'[runbook]\nstate_dir = "{tmp_path / "state"}"\n\n'
-        f'[service]\nkind = "process"\ndata_dir = "{tmp_path / "data"}"\n'
+    config = write_config(
+        tmp_path / "canary.toml",
+        {
+            "target": {"url": url, "connect_timeout": 1},
+            "runbook": {"state_dir": str(tmp_path / "state")},
+            "service": {"kind": "process", "data_dir": str(tmp_path / "data")},
+        },
     )
     env = {"XDG_STATE_HOME": str(tmp_path / "xdg")}
     found = []

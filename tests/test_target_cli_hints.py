@@ -11,6 +11,7 @@ from redis_runbook.checks import run_health
 from redis_runbook.config import Band, Config, ServerExpectations, TargetConfig, Thresholds
 from redis_runbook.target import redis_cli_prefix
 from tests.support.cli import run_cli
+from tests.support.config import write_config
 from tests.support.servers import RedisFactory
 
 PASSWORD = "hint-pw-never-shown"
@@ -63,10 +64,16 @@ def test_health_and_cli_hints_aim_redis_cli_at_the_target(
         uses = re.findall(r"redis-cli.{0,80}", hint)
         assert all(use.startswith(prefix) for use in uses), hint
         assert PASSWORD not in hint
-    toml = tmp_path / "hints.toml"
-    toml.write_text(
-        f'[target]\nurl = "{server.target().url}"\nusername = "runbook"\n'
-        f'password_file = "{secret}"\n[thresholds.latency_ms]\nwarning = 0\ncritical = 0\n'
+    toml = write_config(
+        tmp_path / "hints.toml",
+        {
+            "target": {
+                "url": server.target().url,
+                "username": "runbook",
+                "password_file": str(secret),
+            },
+            "thresholds": {"latency_ms": {"warning": 0, "critical": 0}},
+        },
     )
     result = run_cli("--config", str(toml), "health")
     shown = [line for line in result.stdout.splitlines() if "redis-cli" in line]

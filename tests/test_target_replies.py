@@ -26,6 +26,7 @@ from redis_runbook.lab.server import RedisServer
 from redis_runbook.status import Status
 from redis_runbook.target import classify, connect, make_client
 from tests.support.cli import run_cli
+from tests.support.config import write_config
 from tests.support.servers import RedisFactory, plain_client
 from tests.support.waiting import wait_until
 
@@ -135,8 +136,7 @@ def test_db_out_of_the_servers_range(redis_factory: RedisFactory, tmp_path: Path
     report = run_health(Config(target=target))
     assert [(c.name, c.status) for c in report.checks] == [("connection", Status.CRITICAL)]
     assert "CONFIG GET databases" in (report.checks[0].hint or "")
-    config = tmp_path / "db.toml"
-    config.write_text(f'[target]\nurl = "{target.url}"\n')
+    config = write_config(tmp_path / "db.toml", {"target": {"url": target.url}})
     result = run_cli("--config", str(config), "keys", "stats")
     assert result.returncode == EXIT_USAGE, result.stderr
     assert "db 9" in result.stderr

@@ -9,8 +9,8 @@ import subprocess
 import tomllib
 from pathlib import Path
 
-from redis_runbook.config import toml
 from tests.support.cli import run_cli
+from tests.support.config import write_config
 from tests.support.lab import Lab
 
 PASS_VAR = "TEST_BORG_PASSPHRASE"
@@ -39,8 +39,7 @@ def backup_env(
     scratch.mkdir(exist_ok=True)
     config = tomllib.loads(status.config_path.read_text())
     config.pop("backup", None)
-    own_config = tmp_path / "rr-backup.toml"
-    own_config.write_text(toml.dumps(config))
+    own_config = write_config(tmp_path / "rr-backup.toml", config)
     env = {
         **env,
         "REDIS_RUNBOOK_CONFIG": str(own_config),

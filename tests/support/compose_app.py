@@ -16,6 +16,7 @@ import redis
 from redis_runbook.lab.borglab import ensure_repo
 from redis_runbook.ports import free_port
 from tests.support.cli import run_cli
+from tests.support.config import write_config
 from tests.support.docker_engine import IMAGE_OWNER, DockerEngine
 from tests.support.waiting import wait_until
 
@@ -107,15 +108,27 @@ def write_app(root: Path, engine: DockerEngine, maxmemory: str = "256mb") -> Com
     )
     backup = ensure_repo(root)
     assert backup is not None
-    app.config.write_text(
-        f'[target]\nurl = "redis://127.0.0.1:{port}/0"\n\n'
-        f'[service]\nkind = "compose"\ncompose_file = "{app.compose_file}"\n'
-        f'compose_service = "redis"\ndata_dir = "{data}"\ncontainer_data_dir = "/data"\n'
-        f'owner = "{IMAGE_OWNER}"\n\n[server]\nmaxmemory = "{maxmemory}"\n\n'
-        # Room for a slow PING on a loaded host, as the lab tests allow.
-        "[thresholds.latency_ms]\nwarning = 500\ncritical = 1000\n\n"
-        f'[backup]\nkind = "borg"\nrepository = "{backup["repository"]}"\n'
-        f'passphrase_file = "{backup["passphrase_file"]}"\n\n'
-        f'[runbook]\nstate_dir = "{root / "state"}"\n'
+    write_config(
+        app.config,
+        {
+            "target": {"url": f"redis://127.0.0.1:{port}/0"},
+            "service": {
+                "kind": "compose",
+                "compose_file": str(app.compose_file),
+                "compose_service": "redis",
+                "data_dir": str(data),
+                "container_data_dir": "/data",
+                "owner": IMAGE_OWNER,
+            },
+            "server": {"maxmemory": maxmemory},
+            # Room for a slow PING on a loaded host, as the lab tests allow.
+            "thresholds": {"latency_ms": {"warning": 500, "critical": 1000}},
+            "backup": {
+                "kind": "borg",
+                "repository": backup["repository"],
+                "passphrase_file": backup["passphrase_file"],
+            },
+            "runbook": {"state_dir": str(root / "state")},
+        },
     )
     return app

@@ -11,10 +11,11 @@ from typing import Any
 
 import redis
 
-from redis_runbook.config import Config, RunbookConfig, Thresholds, toml
+from redis_runbook.config import Config, RunbookConfig, Thresholds
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.lab.topology import Topology
 from tests.support.cli import run_cli
+from tests.support.config import write_config
 from tests.support.servers import plain_client
 from tests.support.waiting import wait_until
 
@@ -34,15 +35,13 @@ def write_topology_config(
     tmp_path: Path, target: dict[str, Any], service: dict[str, str] | None = None
 ) -> Path:
     """tmp_path/runbook.toml: this [target] (and [service]), latency relaxed."""
-    path = tmp_path / "runbook.toml"
     document = {
         "target": target,
         **({"service": service} if service else {}),
         "thresholds": RELAXED,
         "runbook": {"state_dir": str(tmp_path / "state")},
     }
-    path.write_text(toml.dumps(document))
-    return path
+    return write_config(tmp_path / "runbook.toml", document)
 
 
 def sentinel_toml(top: Topology, tmp_path: Path) -> Path:
