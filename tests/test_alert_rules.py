@@ -493,7 +493,7 @@ def test_backup_rpo_from_config(tmp_path: Path) -> None:
 # --- the CLI ------------------------------------------------------------------------
 
 
-def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+def state_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """The CLI's environment: its state under tmp_path, plus `extra` overrides."""
     return {"REDIS_RUNBOOK_RUNBOOK__STATE_DIR": str(tmp_path / "state"), **extra}
 
@@ -511,20 +511,20 @@ def siblings(path: Path) -> list[str]:
 
 def test_cli_stdout_and_json(tmp_path: Path) -> None:
     expected = build_rules(Config())
-    result = run_cli("alerts", "rules", env=cli_env(tmp_path))
+    result = run_cli("alerts", "rules", env=state_env(tmp_path))
     assert result.returncode == 0, result.stderr
     assert result.stdout == render_rules_yaml(expected)
-    document = json.loads(run_cli("--json", "alerts", "rules", env=cli_env(tmp_path)).stdout)
+    document = json.loads(run_cli("--json", "alerts", "rules", env=state_env(tmp_path)).stdout)
     assert document == {"groups": [g.to_json() for g in expected]}
     local = json.loads(
-        run_cli("alerts", "rules", "--replication", "--json", env=cli_env(tmp_path)).stdout
+        run_cli("alerts", "rules", "--replication", "--json", env=state_env(tmp_path)).stdout
     )
     assert [g["name"] for g in local["groups"]][-1] == "redis-replication"
 
 
 def test_cli_writes_a_checked_file(tmp_path: Path) -> None:
     path = out_file(tmp_path)
-    result = run_cli("alerts", "rules", "-o", str(path), env=cli_env(tmp_path))
+    result = run_cli("alerts", "rules", "-o", str(path), env=state_env(tmp_path))
     assert result.returncode == 0, result.stderr
     assert path.read_text() == render_rules_yaml(build_rules(Config()))
     assert str(path) in result.stdout
@@ -534,13 +534,13 @@ def test_cli_writes_a_checked_file(tmp_path: Path) -> None:
 
     replicated = tmp_path / "out" / "replication.yml"
     result = run_cli(
-        "alerts", "rules", "--replication", "--output", str(replicated), env=cli_env(tmp_path)
+        "alerts", "rules", "--replication", "--output", str(replicated), env=state_env(tmp_path)
     )
     assert result.returncode == 0, result.stderr
     assert "SUCCESS: 20 rules found" in check_rules(replicated)
     assert '"RedisReplicaLinkDown"' in replicated.read_text()
 
-    as_json = run_cli("--json", "alerts", "rules", "-o", str(path), env=cli_env(tmp_path))
+    as_json = run_cli("--json", "alerts", "rules", "-o", str(path), env=state_env(tmp_path))
     document = json.loads(as_json.stdout)
     assert document["output"] == str(path)
     assert document["moved_aside"] is None
@@ -549,9 +549,9 @@ def test_cli_writes_a_checked_file(tmp_path: Path) -> None:
 
 def test_cli_regenerates_over_its_own_file(tmp_path: Path) -> None:
     path = out_file(tmp_path)
-    assert run_cli("alerts", "rules", "-o", str(path), env=cli_env(tmp_path)).returncode == 0
+    assert run_cli("alerts", "rules", "-o", str(path), env=state_env(tmp_path)).returncode == 0
     assert "> 85 and" in path.read_text()
-    env = cli_env(tmp_path, REDIS_RUNBOOK_THRESHOLDS__MEMORY_PCT__CRITICAL="95")
+    env = state_env(tmp_path, REDIS_RUNBOOK_THRESHOLDS__MEMORY_PCT__CRITICAL="95")
     result = run_cli("alerts", "rules", "-o", str(path), env=env)
     assert result.returncode == 0, result.stderr
     assert "> 95 and" in path.read_text()
@@ -563,7 +563,7 @@ def test_cli_refuses_a_foreign_file_and_force_moves_it_aside(tmp_path: Path) -> 
     path = out_file(tmp_path)
     mine = "groups:\n  - name: hand-written\n    rules: []\n"
     path.write_text(mine)
-    refused = run_cli("alerts", "rules", "-o", str(path), env=cli_env(tmp_path))
+    refused = run_cli("alerts", "rules", "-o", str(path), env=state_env(tmp_path))
     assert refused.returncode == 3, refused.stdout + refused.stderr
     assert str(path) in refused.stderr
     assert "--force" in refused.stderr
@@ -571,7 +571,7 @@ def test_cli_refuses_a_foreign_file_and_force_moves_it_aside(tmp_path: Path) -> 
     assert path.read_text() == mine
     assert siblings(path) == ["redis.yml"]
 
-    forced = run_cli("alerts", "rules", "-o", str(path), "--force", env=cli_env(tmp_path))
+    forced = run_cli("alerts", "rules", "-o", str(path), "--force", env=state_env(tmp_path))
     assert forced.returncode == 0, forced.stderr
     assert path.read_text() == render_rules_yaml(build_rules(Config()))
     asides = [
@@ -583,20 +583,20 @@ def test_cli_refuses_a_foreign_file_and_force_moves_it_aside(tmp_path: Path) -> 
     assert asides[0].read_text() == mine
     assert asides[0].name in forced.stdout
     # A generated file is simply replaced: no second aside copy.
-    again = run_cli("alerts", "rules", "-o", str(path), "--force", env=cli_env(tmp_path))
+    again = run_cli("alerts", "rules", "-o", str(path), "--force", env=state_env(tmp_path))
     assert again.returncode == 0, again.stderr
     assert len([n for n in siblings(path) if n.endswith(".replaced")]) == 1
 
 
 def test_dry_run_writes_nothing_and_says_what_it_would_write(tmp_path: Path) -> None:
     path = out_file(tmp_path)
-    dry = run_cli("--dry-run", "alerts", "rules", "-o", str(path), env=cli_env(tmp_path))
+    dry = run_cli("--dry-run", "alerts", "rules", "-o", str(path), env=state_env(tmp_path))
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert siblings(path) == []
     assert "would write 18 alerts" in dry.stdout
     assert str(path) in dry.stdout
     as_json = run_cli(
-        "--dry-run", "--json", "alerts", "rules", "-o", str(path), env=cli_env(tmp_path)
+        "--dry-run", "--json", "alerts", "rules", "-o", str(path), env=state_env(tmp_path)
     )
     assert as_json.returncode == 0, as_json.stderr
     document = json.loads(as_json.stdout)
@@ -607,10 +607,10 @@ def test_dry_run_writes_nothing_and_says_what_it_would_write(tmp_path: Path) -> 
 
     mine = "groups: []\n"
     path.write_text(mine)
-    refused = run_cli("--dry-run", "alerts", "rules", "-o", str(path), env=cli_env(tmp_path))
+    refused = run_cli("--dry-run", "alerts", "rules", "-o", str(path), env=state_env(tmp_path))
     assert refused.returncode == 3, refused.stdout + refused.stderr
     forced = run_cli(
-        "--dry-run", "alerts", "rules", "-o", str(path), "--force", env=cli_env(tmp_path)
+        "--dry-run", "alerts", "rules", "-o", str(path), "--force", env=state_env(tmp_path)
     )
     assert forced.returncode == 0, forced.stdout + forced.stderr
     assert "would move" in forced.stdout
@@ -620,7 +620,7 @@ def test_dry_run_writes_nothing_and_says_what_it_would_write(tmp_path: Path) -> 
 
 def test_cli_output_in_a_missing_directory_changes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "nowhere" / "redis.yml"
-    result = run_cli("alerts", "rules", "-o", str(path), env=cli_env(tmp_path))
+    result = run_cli("alerts", "rules", "-o", str(path), env=state_env(tmp_path))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "does not exist" in result.stderr
     assert not path.parent.exists()

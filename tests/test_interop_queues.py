@@ -14,7 +14,7 @@ from typing import Any
 import redis
 
 from redis_runbook.lab.server import RedisServer
-from tests.support.cli import run_cli
+from tests.support.cli import run_cli, target_env
 from tests.support.node import NodeLauncher, NodeProcess
 from tests.support.servers import RedisFactory, plain_client
 from tests.support.waiting import wait_until
@@ -22,15 +22,6 @@ from tests.support.waiting import wait_until
 
 def url(server: RedisServer) -> str:
     return server.target().url
-
-
-def cli_env(tmp_path: Path, server: RedisServer) -> dict[str, str]:
-    path = tmp_path / "rr.toml"
-    path.write_text(f'[target]\nurl = "{server.target().url}"\n')
-    return {
-        "REDIS_RUNBOOK_CONFIG": str(path),
-        "REDIS_RUNBOOK_RUNBOOK__STATE_DIR": str(tmp_path / "state"),
-    }
 
 
 def status(env: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -77,7 +68,7 @@ def test_status_counts_equal_node_get_job_counts(
     node.run("producer.js", {"queue": "held", "count": 6, "jobIdPrefix": "h-"}, redis_url=at)
     node.run("admin.js", {"action": "pause", "queue": "held"}, redis_url=at)
 
-    ours = status(cli_env(tmp_path, redis_server))
+    ours = status(target_env(tmp_path, redis_server))
     for line in node.run("counts.js", {"queues": ["mixed", "done", "held"]}, redis_url=at):
         theirs, mine = line["counts"], ours[line["queue"]]
         assert mine["wait"] == theirs["waiting"], line
@@ -119,7 +110,7 @@ def test_crash_drill_every_job_completes_exactly_once(
     done_before = members(client, "bull:drill:completed")
     assert client.llen("bull:drill:active") > 0
 
-    env = cli_env(tmp_path, server)
+    env = target_env(tmp_path, server)
     recovered = run_cli("--yes", "queues", "recover-stale", "--wait-for-locks", env=env)
     assert recovered.returncode == 0, recovered.stdout + recovered.stderr
     assert client.llen("bull:drill:active") == 0
@@ -149,7 +140,7 @@ def test_a_job_whose_worker_still_runs_is_never_moved(
     client = plain_client(redis_server)
     token = client.get("bull:busy:long-0:lock")
     assert token is not None
-    result = run_cli("--yes", "queues", "recover-stale", env=cli_env(tmp_path, redis_server))
+    result = run_cli("--yes", "queues", "recover-stale", env=target_env(tmp_path, redis_server))
     assert result.returncode == 0, result.stdout + result.stderr
     assert client.lrange("bull:busy:active", 0, -1) == ["long-0"]
     assert client.get("bull:busy:long-0:lock") == token
@@ -172,7 +163,7 @@ def test_paused_queue_keeps_recovered_jobs_through_a_node_resume(
     active = [str(i) for i in client.lrange("bull:held:active", 0, -1)]
     wait_until(lambda: all(client.pttl(f"bull:held:{i}:lock") == -2 for i in active), "expiry")
 
-    result = run_cli("--yes", "queues", "recover-stale", env=cli_env(tmp_path, redis_server))
+    result = run_cli("--yes", "queues", "recover-stale", env=target_env(tmp_path, redis_server))
     assert result.returncode == 0, result.stdout + result.stderr
     assert members(client, "bull:held:paused") >= set(active)
     assert client.exists("bull:held:wait") == 0

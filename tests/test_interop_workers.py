@@ -12,16 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from redis_runbook.lab.server import RedisServer
-from tests.support.cli import run_cli
+from tests.support.cli import run_cli, target_env
 from tests.support.node import NodeLauncher
 from tests.support.servers import plain_client
 from tests.support.waiting import wait_until
-
-
-def env_for(tmp_path: Path, server: RedisServer) -> dict[str, str]:
-    path = tmp_path / "rr.toml"
-    path.write_text(f'[target]\nurl = "{server.target().url}"\n')
-    return {"REDIS_RUNBOOK_CONFIG": str(path)}
 
 
 def verify(env: dict[str, str], *extra: str) -> tuple[int, dict[str, dict[str, Any]]]:
@@ -57,7 +51,7 @@ def test_verdicts_for_consuming_absent_wedged_and_paused_workers(
     wait_until(lambda: client.pttl("bull:stuck:stuck-0:lock") == -2, "the frozen lock expires")
     node.run("admin.js", {"action": "pause", "queue": "held"}, redis_url=at)
 
-    code, queues = verify(env_for(tmp_path, redis_server))
+    code, queues = verify(target_env(tmp_path, redis_server))
     assert queues["live"]["verdict"] == "processing"
     assert queues["live"]["canary_ms"] is not None
     assert queues["orphaned"]["verdict"] == "no-workers"
@@ -72,7 +66,7 @@ def test_verdicts_for_consuming_absent_wedged_and_paused_workers(
     assert leftovers == []  # canaries that timed out were removed
     assert client.llen("bull:orphaned:wait") == 2  # the real jobs are untouched
 
-    code, queues = verify(env_for(tmp_path, redis_server), "--queue", "live", "--passive")
+    code, queues = verify(target_env(tmp_path, redis_server), "--queue", "live", "--passive")
     assert code == 0
     assert queues["live"]["canary_ms"] is None
     live.terminate()
@@ -90,7 +84,7 @@ def test_a_busy_worker_is_busy_not_wedged(
     busy = node("worker.js", {"queue": "long", "concurrency": 1, "lockDuration": 4000},
                 redis_url=at)  # fmt: skip
     busy.wait_event("active", 10)
-    env = env_for(tmp_path, redis_server)
+    env = target_env(tmp_path, redis_server)
 
     code, queues = verify(env)
     assert (queues["long"]["verdict"], code) == ("busy", 0), queues
@@ -117,7 +111,7 @@ def test_a_failed_canary_is_reported_as_failed_with_its_cost(
     node.run("producer.js", {"queue": "strict", "count": 1, "jobIdPrefix": "s-"}, redis_url=at)
     strict.wait_event("completed", 10, jobId="s-0")
 
-    code, queues = verify(env_for(tmp_path, redis_server))
+    code, queues = verify(target_env(tmp_path, redis_server))
     verdict = queues["strict"]
     assert (verdict["verdict"], code) == ("canary-failed", 1), verdict
     assert verdict["canary"]["outcome"] == "failed"
@@ -141,7 +135,7 @@ def test_passive_evidence_spares_the_canary(
     steady = node("worker.js", {"queue": "steady", "concurrency": 1}, redis_url=at)
     steady.wait_count(lambda e: e.get("event") == "completed", 3, 30)
 
-    code, queues = verify(env_for(tmp_path, redis_server))
+    code, queues = verify(target_env(tmp_path, redis_server))
     assert (queues["steady"]["verdict"], code) == ("processing", 0), queues
     assert queues["steady"]["canary"]["sent"] is False
     assert canary_events(redis_server, "steady") == []
@@ -158,7 +152,7 @@ def test_limited_queues_are_not_jumped_without_saying_so(
     workers = [node("worker.js", {"queue": q}, redis_url=at) for q in ("metered", "single")]
     for w in workers:
         w.wait_ready()
-    env = env_for(tmp_path, redis_server)
+    env = target_env(tmp_path, redis_server)
 
     code, queues = verify(env)
     for name, limit in (("metered", "rate limit 1 per 60000 ms"), ("single", "concurrency 1")):

@@ -14,7 +14,7 @@ import redis
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.memory import MemoryFigures
 from redis_runbook.procedures.oom import compose_size, permanent_fix, redis_size, round_size
-from tests.support.cli_env import cli_env
+from tests.support.cli import process_cli
 from tests.support.servers import RedisFactory, plain_client
 
 MIB = 1024**2
@@ -65,7 +65,7 @@ def test_recover_oom_frees_memory_and_writes_work_again(
 ) -> None:
     server, client = full_server(redis_factory)
     cache_keys = count(client, "cache:*")
-    env = cli_env(tmp_path, server)
+    env = process_cli(tmp_path, server)
 
     dry = env.run("--dry-run", "--json", "recover", "oom")
     plan = json.loads(dry.stdout)["plan"]
@@ -107,7 +107,7 @@ def test_recover_oom_fails_when_purging_is_not_enough(
     for i in range(400):
         client.set(f"cache:{i}", b"c")
     fill_until_oom(client, "app:")  # uncategorised keys hold the memory
-    env = cli_env(tmp_path, server)
+    env = process_cli(tmp_path, server)
 
     # Said before anything is purged, in the dry run and without it: what the
     # purge would free against what must be freed, and what would help instead.
@@ -138,7 +138,7 @@ def test_purge_steps_show_the_keys_and_memory_they_will_delete(
 ) -> None:
     server, client = full_server(redis_factory)
     cache_keys = count(client, "cache:*")
-    env = cli_env(tmp_path, server)
+    env = process_cli(tmp_path, server)
     plan = json.loads(env.run("--dry-run", "--json", "recover", "oom").stdout)["plan"]
     titles = [s["title"] for s in plan["steps"]]
     assert re.search(rf"purge cache \(cache:\*\): {cache_keys:,} keys ≈ [\d.]+ MiB", titles[2])
@@ -160,7 +160,7 @@ def test_recover_oom_critical_category_needs_its_name_typed(
     tmp_path: Path, redis_factory: RedisFactory
 ) -> None:
     server, client = full_server(redis_factory)
-    env = cli_env(tmp_path, server)
+    env = process_cli(tmp_path, server)
     before = set(client.scan_iter(count=1000))
 
     refused = env.run("--yes", "recover", "oom", "--category", "session")
@@ -186,7 +186,7 @@ def test_recover_oom_on_a_down_server_changes_nothing(
     tmp_path: Path, redis_factory: RedisFactory
 ) -> None:
     server = redis_factory()
-    env = cli_env(tmp_path, server)
+    env = process_cli(tmp_path, server)
     server.kill()
     result = env.run("--yes", "recover", "oom")
     assert result.returncode == 1

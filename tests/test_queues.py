@@ -18,7 +18,7 @@ from bullmq import Queue, Worker
 from redis_runbook.bullmq.discovery import discover
 from redis_runbook.bullmq.keys import QueueRef, queue_name_from_key
 from redis_runbook.lab.server import RedisServer
-from tests.support.cli import run_cli
+from tests.support.cli import run_cli, target_env
 from tests.support.servers import RedisFactory, info, plain_client
 from tests.support.waiting import wait_until
 
@@ -60,15 +60,6 @@ def fill(server: RedisServer, queue: str, *, prefix: str = "bull", jobs: int = 2
     """Add jobs, let `dead` be fetched by a worker that dies (1 ms lock) and `live`
     by one that holds a 10-minute lock; optionally pause the queue (v5 layout)."""
     asyncio.run(_fill(server, queue, prefix, jobs, dead, live, pause))
-
-
-def config_env(tmp_path: Path, server: RedisServer, extra: str = "") -> dict[str, str]:
-    path = tmp_path / "rr.toml"
-    path.write_text(f'[target]\nurl = "{server.target().url}"\n{extra}')
-    return {
-        "REDIS_RUNBOOK_CONFIG": str(path),
-        "REDIS_RUNBOOK_RUNBOOK__STATE_DIR": str(tmp_path / "state"),
-    }
 
 
 def expired(client: redis.Redis, queue: str, ids: list[str]) -> None:
@@ -113,7 +104,7 @@ def test_status_counts_every_state(tmp_path: Path, redis_server: RedisServer) ->
     client.set("bull:work:job-29:lock", "token")  # a lock with no TTL
     client.lpush("bull:work:active", "job-29")
     client.lrem("bull:work:wait", 1, "job-29")
-    env = config_env(tmp_path, redis_server)
+    env = target_env(tmp_path, redis_server)
     result = run_cli("--json", "queues", "status", env=env)
     assert result.returncode == 0, result.stderr
     queues = {q["queue"]: q for q in json.loads(result.stdout)["queues"]}
@@ -139,7 +130,7 @@ def test_status_never_truncates_names_and_warns_about_colons(
     legacy, modern = "enrich:batch-prospects-europe", "enrich-batch-prospects-europe"
     fill(redis_server, legacy, jobs=2)
     fill(redis_server, modern, jobs=3)
-    env = config_env(tmp_path, redis_server)
+    env = target_env(tmp_path, redis_server)
     human = run_cli("queues", "status", env=env)
     assert human.returncode == 0, human.stderr
     assert "…" not in human.stdout
@@ -172,7 +163,7 @@ def test_status_is_read_only_on_a_replica(tmp_path: Path, redis_factory: RedisFa
     wait_until(lambda: rclient.dbsize() == plain_client(master).dbsize(), "replica to catch up")
     before = {k: rclient.dump(k) for k in rclient.scan_iter()}
     rclient.config_resetstat()
-    result = run_cli("--json", "queues", "status", env=config_env(tmp_path, replica))
+    result = run_cli("--json", "queues", "status", env=target_env(tmp_path, replica))
     assert result.returncode == 0, result.stderr
     stats = set(info(rclient, "commandstats"))
     writes = {f"cmdstat_{c}" for c in WRITE_COMMANDS}
@@ -195,7 +186,7 @@ def test_recover_stale_moves_only_jobs_without_a_lock(
     client.lpush("bull:work:active", "job-29")
     stc_before = {i: client.hget(f"bull:work:{i}", "stc") for i in dead}
     client.delete("bull:work:marker")
-    env = config_env(tmp_path, redis_server)
+    env = target_env(tmp_path, redis_server)
 
     result = run_cli("--yes", "queues", "recover-stale", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -230,7 +221,7 @@ def test_paused_v5_queue_and_count_as_stall(tmp_path: Path, redis_server: RedisS
     dead = ["job-0", "job-1", "job-2"]
     expired(client, "held", dead)
     client.delete("bull:held:marker")
-    env = config_env(tmp_path, redis_server)
+    env = target_env(tmp_path, redis_server)
     result = run_cli("--yes", "queues", "recover-stale", "--count-as-stall", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert client.exists("bull:held:wait") == 0  # v5: a paused queue's jobs live in `paused`
@@ -245,7 +236,7 @@ def test_refusals_and_dry_run_change_nothing(tmp_path: Path, redis_factory: Redi
     client = plain_client(server)
     expired(client, "work", ["job-0", "job-1"])
     before = {k: client.dump(k) for k in client.scan_iter()}
-    env = config_env(tmp_path, server)
+    env = target_env(tmp_path, server)
     evicting = run_cli("--yes", "queues", "recover-stale", env=env)
     assert evicting.returncode == 3
     assert "maxmemory-policy is allkeys-lru" in evicting.stderr
@@ -260,7 +251,7 @@ def test_refusals_and_dry_run_change_nothing(tmp_path: Path, redis_factory: Redi
 
 
 def test_no_queues_under_the_prefix(tmp_path: Path, redis_server: RedisServer) -> None:
-    env = config_env(tmp_path, redis_server, '[bullmq]\nprefixes = ["nothing-here"]\n')
+    env = target_env(tmp_path, redis_server, {"bullmq": {"prefixes": ["nothing-here"]}})
     result = run_cli("queues", "status", env=env)
     assert result.returncode == 2
     assert "no BullMQ queues under prefix(es) nothing-here" in result.stderr

@@ -23,13 +23,12 @@ import redis
 from bullmq import Queue
 
 from redis_runbook.cli.reconstruct import parse_since
-from redis_runbook.config import Config, toml
+from redis_runbook.config import Config
 from redis_runbook.lab.pg_example import ExampleRows, create_example, example_sources
 from redis_runbook.lab.postgres import FAST_SETTINGS, PostgresServer
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.ports import free_port
-from tests.support.cli import run_cli
-from tests.support.cli_env import CliEnv, cli_env
+from tests.support.cli import CliEnv, process_cli, run_cli
 from tests.support.node import NodeLauncher
 from tests.support.servers import RedisFactory, plain_client
 
@@ -78,7 +77,7 @@ def setup(
     dsn_file.write_text(dsn + "\n")
     dsn_file.chmod(0o600)
     section = {"dsn_file": str(dsn_file), **reconstruct, "sources": sources or example_sources()}
-    return cli_env(tmp_path, server, toml.dumps({"reconstruct": section}))
+    return process_cli(tmp_path, server, {"reconstruct": section})
 
 
 def source(base: str = "enrich", **changes: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from redis_runbook.lab.server import RedisServer
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import StepFailed
 from redis_runbook.procedures.stale import Options, plan_recover_stale
-from tests.support.cli import run_cli
+from tests.support.cli import run_cli, target_env
 from tests.support.node import NodeLauncher, NodeProcess
 from tests.support.servers import plain_client
 from tests.support.waiting import wait_until
@@ -40,15 +40,6 @@ return out
 
 def url(server: RedisServer) -> str:
     return server.target().url
-
-
-def cli_env(tmp_path: Path, server: RedisServer, extra: str = "") -> dict[str, str]:
-    path = tmp_path / "rr.toml"
-    path.write_text(f'[target]\nurl = "{server.target().url}"\n{extra}')
-    return {
-        "REDIS_RUNBOOK_CONFIG": str(path),
-        "REDIS_RUNBOOK_RUNBOOK__STATE_DIR": str(tmp_path / "state"),
-    }
 
 
 def stale_in_active(client: redis.Redis, queue: str) -> list[str]:
@@ -109,7 +100,7 @@ def test_no_stale_job_is_skipped_under_live_traffic(
         maxBacklog=80000,
     )
     wait_until(lambda: client.llen("bull:busy:active") > 3200, "live jobs in active", 30)
-    env = cli_env(tmp_path, redis_server)
+    env = target_env(tmp_path, redis_server)
 
     dry = run_cli("--dry-run", "queues", "recover-stale", env=env)
     assert dry.returncode == 0, dry.stdout + dry.stderr
@@ -144,7 +135,7 @@ def test_last_step_recounts_and_fails_while_a_stale_job_is_left(
     make_stale(node, redis_server, "late", 5, "late-")
     node.run("producer.js", {"queue": "late", "count": 1, "jobIdPrefix": "later-"},
              redis_url=url(redis_server))  # fmt: skip
-    env = cli_env(tmp_path, redis_server)
+    env = target_env(tmp_path, redis_server)
     config = load_config(Path(env["REDIS_RUNBOOK_CONFIG"]), env={}).config
     config.runbook.state_dir = tmp_path / "state"
     plan = plan_recover_stale(ProcedureContext(config), [QueueRef("bull", "late")], Options())
@@ -174,7 +165,9 @@ def test_count_as_stall_fails_jobs_over_the_stall_limit(
     (default 1, BullMQ's), and the plan says how many jobs will be failed."""
     client = plain_client(redis_server)
     at = url(redis_server)
-    env = cli_env(tmp_path, redis_server, "[bullmq.max_stalled_count_per_queue]\npatient = 2\n")
+    env = target_env(
+        tmp_path, redis_server, {"bullmq": {"max_stalled_count_per_queue": {"patient": 2}}}
+    )
     for queue in ("crashy", "patient"):
         node.run("producer.js", {"queue": queue, "count": 1, "jobIdPrefix": "boom-",
                                  "opts": {"attempts": 5}}, redis_url=at)  # fmt: skip
@@ -234,7 +227,7 @@ def test_count_as_stall_never_fails_a_job_schedulers_job(
     [made] = node.run("scheduler.js", {"queue": "ticks", "id": "hourly"}, redis_url=at)
     job_id = str(made["jobId"])
     assert client.hget(f"bull:ticks:{job_id}", "rjk") == "hourly"
-    env = cli_env(tmp_path, redis_server, "[bullmq]\nmax_stalled_count = 0\n")
+    env = target_env(tmp_path, redis_server, {"bullmq": {"max_stalled_count": 0}})
     dying = node(
         "worker.js",
         {"queue": "ticks", "lockDuration": 1000, "delayMs": 600_000, "skipStalledCheck": True},
@@ -255,7 +248,7 @@ def test_count_as_stall_never_fails_a_job_schedulers_job(
 
 
 def test_bad_max_stalled_count_is_a_config_error(tmp_path: Path, redis_server: RedisServer) -> None:
-    env = cli_env(tmp_path, redis_server, "[bullmq.max_stalled_count_per_queue]\nq = -1\n")
+    env = target_env(tmp_path, redis_server, {"bullmq": {"max_stalled_count_per_queue": {"q": -1}}})
     result = run_cli("config", "validate", env=env)
     assert result.returncode == 2
     assert "max_stalled_count_per_queue" in result.stderr + result.stdout
@@ -277,7 +270,7 @@ def test_waiting_events_survive_a_small_max_len_events(
         redis_url=url(redis_server),
     )
     listener.wait_ready(20)
-    env = cli_env(tmp_path, redis_server)
+    env = target_env(tmp_path, redis_server)
     result = run_cli("--yes", "queues", "recover-stale", "--count-as-stall", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
 
