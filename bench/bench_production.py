@@ -1,6 +1,6 @@
 """Production size (issue 13): a dataset of at least 4 GiB through the procedures an
 incident needs, on the `process` backend and on the `compose` backend (a private
-Docker engine as the tests start it, tests/docker_engine.py):
+Docker engine as the tests start it, tests/support/docker_engine.py):
 
     recover restart -> backup create -> backup verify -> recover restore -> recover aof
 
@@ -171,7 +171,7 @@ def process_bed(root: Path, total_bytes: int) -> Bed:
 
 
 def compose_bed(root: Path, engine: DockerEngine, total_bytes: int) -> Bed:
-    """The seed's compose layout on a private engine (tests/compose_app.py) with the
+    """The seed's compose layout on a private engine (tests/support/compose_app.py) with the
     seed's maxmemory: host network on 127.0.0.1, the data dir owned by 999:999, AOF
     everysec, a 2 minute stop grace."""
     app = write_app(root, engine, maxmemory=MAXMEMORY)

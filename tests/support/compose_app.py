@@ -1,4 +1,4 @@
-"""The seed's compose layout on a private Docker engine (tests/docker_engine.py): one
+"""The seed's compose layout on a private Docker engine (tests/support/docker_engine.py): one
 project with a `redis` service on host networking, bound to 127.0.0.1 on a free port,
 its data in a host directory owned by 999:999, and the CLI's config for it. Used by
 the compose tests and by the production-size bench."""

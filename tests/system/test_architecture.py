@@ -68,7 +68,9 @@ def layer_of(name: str) -> int:
         for rank, names in enumerate(LAYERS):
             if candidate in names:
                 return rank
-    raise AssertionError(f"redis_runbook.{name} is in no layer of tests/test_architecture.py")
+    raise AssertionError(
+        f"redis_runbook.{name} is in no layer of tests/system/test_architecture.py"
+    )
 
 
 def is_module_path(name: str) -> bool:

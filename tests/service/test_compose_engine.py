@@ -1,4 +1,4 @@
-"""The compose backend end to end on a real Docker engine (tests/docker_engine.py):
+"""The compose backend end to end on a real Docker engine (tests/support/docker_engine.py):
 Redis in a container of a compose project, host networking on 127.0.0.1, data in a
 host directory owned by 999:999 as in the seed's compose file.
 
