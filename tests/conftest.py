@@ -19,6 +19,7 @@ from redis_runbook import lab
 from redis_runbook.config import load_config
 from redis_runbook.lab.seed import SeedPlan, seed
 from redis_runbook.lab.server import RedisServer
+from redis_runbook.lab.topology import Topology, start_topology
 from redis_runbook.service.process import pid_alive
 from tests.support.docker_engine import DockerEngine, EngineError, docker_engine
 from tests.support.lab import Lab
@@ -68,6 +69,15 @@ def redis_factory(tmp_path: Path) -> Iterator[RedisFactory]:
 def redis_server(redis_factory: RedisFactory) -> RedisServer:
     """One server with the lab's production-like defaults."""
     return redis_factory()
+
+
+@pytest.fixture
+def topology(tmp_path: Path) -> Iterator[Topology]:
+    """A Sentinel topology (lab/topology.py): 1 master, 2 replicas, 3 redis-sentinel on
+    loopback; stopped at teardown."""
+    started = start_topology(tmp_path / "topology")
+    yield started
+    started.stop()
 
 
 @pytest.fixture

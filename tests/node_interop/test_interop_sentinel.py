@@ -5,14 +5,12 @@ and after it completes, none fails, and the master really moved."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
 
-from redis_runbook.lab.topology import SERVICE, Topology, start_topology
+from redis_runbook.lab.topology import SERVICE, Topology
 from tests.support.cli import run_cli
 from tests.support.config import write_config
 from tests.support.node import Event, NodeLauncher, NodeProcess
@@ -29,13 +27,6 @@ WORKER = {
     "lockDuration": 4000,
     "stalledInterval": 1000,
 }
-
-
-@pytest.fixture
-def topology(tmp_path: Path) -> Iterator[Topology]:
-    started = start_topology(tmp_path / "topology")
-    yield started
-    started.stop()
 
 
 def sentinel_env(topology: Topology) -> dict[str, str]:

@@ -36,13 +36,6 @@ from tests.support.servers import plain_client
 from tests.support.waiting import wait_until
 
 
-@pytest.fixture
-def topology(tmp_path: Path) -> Iterator[Topology]:
-    top = start_topology(tmp_path / "topology")
-    yield top
-    top.stop()
-
-
 def statuses(config: Config) -> dict[str, str]:
     return {c.name: c.status.name for c in run_health(config, {}).checks}
 

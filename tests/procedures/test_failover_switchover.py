@@ -15,7 +15,6 @@ import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,19 +24,12 @@ from redis.retry import Retry
 
 from redis_runbook.checks import run_health
 from redis_runbook.checks.topology import TOPOLOGY_CHECKS
-from redis_runbook.lab.topology import SERVICE, Topology, start_topology
+from redis_runbook.lab.topology import SERVICE, Topology
 from tests.support.failover import cli, config_of, sentinel_toml
 from tests.support.servers import plain_client
 from tests.support.waiting import wait_until
 
 DEFAULT_FAILOVER_TIMEOUT_MS = 180_000  # Sentinel's default: the old pause was 215 s
-
-
-@pytest.fixture
-def topology(tmp_path: Path) -> Iterator[Topology]:
-    top = start_topology(tmp_path / "topology")
-    yield top
-    top.stop()
 
 
 def test_health_is_ok_right_after_a_switchover(topology: Topology, tmp_path: Path) -> None:
