@@ -34,7 +34,7 @@ from typing import Any
 
 import redis
 
-from redis_runbook.config import Config
+from redis_runbook.config import Config, toml
 from redis_runbook.keyspace_purge import purge
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.target import make_client
@@ -250,7 +250,12 @@ def run_cli_purge(tmp: Path, port: int) -> None:
     """The whole command, as an operator runs it."""
     config = tmp / "runbook.toml"
     config.write_text(
-        f'[target]\nurl = "redis://127.0.0.1:{port}/0"\n\n[runbook]\nstate_dir = "{tmp / "s"}"\n'
+        toml.dumps(
+            {
+                "target": {"url": f"redis://127.0.0.1:{port}/0"},
+                "runbook": {"state_dir": str(tmp / "s")},
+            }
+        )
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_RUNBOOK_")}
     command = ["--config", str(config), "--yes", "keys", "purge", "--category", "cache"]

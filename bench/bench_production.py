@@ -1,6 +1,6 @@
 """Production size (issue 13): a dataset of at least 4 GiB through the procedures an
 incident needs, on the `process` backend and on the `compose` backend (a private
-Docker engine as the tests start it, tests/docker_engine.py):
+Docker engine as the tests start it, tests/support/docker_engine.py):
 
     recover restart -> backup create -> backup verify -> recover restore -> recover aof
 
@@ -36,8 +36,8 @@ from redis_runbook.bgsave import wait_no_rewrite
 from redis_runbook.lab.lifecycle import lab_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.compose_app import write_app
-from tests.docker_engine import DockerEngine, docker_engine
+from tests.support.compose_app import write_app
+from tests.support.docker_engine import DockerEngine, docker_engine
 
 VALUE_BYTES = 10_000
 SMALL_KEYS = 1_000_000  # at 4 GiB; fewer for a smaller run
@@ -171,7 +171,7 @@ def process_bed(root: Path, total_bytes: int) -> Bed:
 
 
 def compose_bed(root: Path, engine: DockerEngine, total_bytes: int) -> Bed:
-    """The seed's compose layout on a private engine (tests/compose_app.py) with the
+    """The seed's compose layout on a private engine (tests/support/compose_app.py) with the
     seed's maxmemory: host network on 127.0.0.1, the data dir owned by 999:999, AOF
     everysec, a 2 minute stop grace."""
     app = write_app(root, engine, maxmemory=MAXMEMORY)

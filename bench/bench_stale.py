@@ -3,7 +3,7 @@ Lua walking it from the tail in calls of 500 ids) vs BullMQ's own stalled-check
 script (the best correct alternative: it needs two calls, marks then moves,
 processes the whole active list in one script call and raises every job's stalled
 counter). The seed's own moveToFailed + retry moves 0 jobs
-(tests/test_interop_seed52.py keeps the proof)."""
+(tests/node_interop/test_interop_seed52.py keeps the proof)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Shared fixtures: real redis-server processes on free loopback ports in temp dirs
-(never 6379, never mocks), and small helpers to read them and wait on them."""
+(never 6379, never mocks), a seeded lab, Node BullMQ and a private Docker engine. The
+plain helpers the tests import are in tests/support/."""
 
 from __future__ import annotations
 
@@ -8,40 +9,27 @@ import os
 import shutil
 import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
 
 import pytest
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from redis_runbook import lab
-from redis_runbook.checks import HealthReport
-from redis_runbook.config import Config, ServerExpectations, ServiceConfig, Thresholds, load_config
-from redis_runbook.lab.lifecycle import LabStatus
+from redis_runbook.config import load_config
 from redis_runbook.lab.seed import SeedPlan, seed
 from redis_runbook.lab.server import RedisServer
+from redis_runbook.lab.topology import Topology, start_topology
 from redis_runbook.service.process import pid_alive
-from redis_runbook.status import CheckResult
-from tests.docker_engine import DockerEngine, EngineError, docker_engine
-from tests.node import NodeError, NodeLauncher, ensure_node_modules, node_available
-
-T = TypeVar("T")
-
-# The stable top-level keys of `health --json` (docs/json.md).
-HEALTH_JSON_KEYS = {
-    "target",
-    "time",
-    "status",
-    "exit_code",
-    "elapsed_ms",
-    "round_trips",
-    "server",
-    "checks",
-}
+from tests.support.docker_engine import DockerEngine, EngineError, docker_engine
+from tests.support.lab import Lab
+from tests.support.node import (
+    NodeError,
+    NodeLauncher,
+    ensure_node_modules,
+    node_available,
+)
+from tests.support.servers import RedisFactory
 
 
 def pytest_report_header() -> str:
@@ -51,16 +39,6 @@ def pytest_report_header() -> str:
         return "redis-server: not on PATH"
     version = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False)
     return f"redis-server: {exe}: {version.stdout.strip()}"
-
-
-class RedisFactory(Protocol):
-    """Starts a RedisServer in its own directory under tmp_path."""
-
-    def __call__(
-        self,
-        settings: Mapping[str, str] | None = None,
-        target_overrides: Mapping[str, object] | None = None,
-    ) -> RedisServer: ...
 
 
 @pytest.fixture
@@ -93,86 +71,13 @@ def redis_server(redis_factory: RedisFactory) -> RedisServer:
     return redis_factory()
 
 
-def config_for(
-    server: RedisServer,
-    *,
-    expect: ServerExpectations | None = None,
-    **threshold_overrides: object,
-) -> Config:
-    """A Config aimed at `server`; keyword arguments replace single thresholds
-    (e.g. `connected_clients=Band(warning=5, critical=10)`)."""
-    return Config(
-        target=server.target(),
-        server=expect or ServerExpectations(),
-        thresholds=Thresholds.model_validate(threshold_overrides),
-    )
-
-
-def process_config(
-    server: RedisServer,
-    *,
-    connect_timeout: float = 1.0,
-    expect: ServerExpectations | None = None,
-    **threshold_overrides: object,
-) -> Config:
-    """A Config aimed at `server` whose [service] is the `process` backend on the
-    server's own redis.conf, pidfile and log (what `diagnose` and recovery need)."""
-    target = server.target().model_copy(update={"connect_timeout": connect_timeout})
-    return Config(
-        target=target,
-        service=ServiceConfig(
-            kind="process",
-            data_dir=server.data_dir,
-            owner=f"{os.getuid()}:{os.getgid()}",
-            redis_conf=server.conf_path,
-            pid_file=server.pid_path,
-            log_file=server.log_path,
-        ),
-        server=expect or ServerExpectations(),
-        thresholds=Thresholds.model_validate(threshold_overrides),
-    )
-
-
-def named(report: HealthReport, name: str) -> CheckResult:
-    """The check called `name` in the report (fails the test when absent)."""
-    found = [check for check in report.checks if check.name == name]
-    assert len(found) == 1, f"no single {name!r} check in {[c.name for c in report.checks]}"
-    return found[0]
-
-
-def plain_client(server: RedisServer, **kwargs: Any) -> redis.Redis:
-    """A plain redis-py client (default user) for the test to drive the server with."""
-    assert server.port is not None
-    options: dict[str, Any] = {
-        "socket_timeout": 10.0,
-        "decode_responses": True,
-        "retry": Retry(NoBackoff(), 0),  # a failure shows at once, not after backoff
-    }
-    options.update(kwargs)
-    return redis.Redis(host="127.0.0.1", port=server.port, **options)
-
-
-def info(client: redis.Redis, section: str) -> dict[str, Any]:
-    """INFO <section> as the dict redis-py parses it into."""
-    reply = client.info(section)
-    assert isinstance(reply, dict)
-    return reply
-
-
-def wait_until(probe: Callable[[], T | None], what: str, timeout: float = 60.0) -> T:
-    """Poll `probe` until it returns something other than None/False, with a deadline
-    (generous: a loaded machine is slow, not wrong; a deadline only stops a hang)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result is not None and result is not False:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.02)
-
-
-Lab = tuple[LabStatus, dict[str, str]]
+@pytest.fixture
+def topology(tmp_path: Path) -> Iterator[Topology]:
+    """A Sentinel topology (lab/topology.py): 1 master, 2 replicas, 3 redis-sentinel on
+    loopback; stopped at teardown."""
+    started = start_topology(tmp_path / "topology")
+    yield started
+    started.stop()
 
 
 @pytest.fixture
@@ -200,7 +105,7 @@ def lab_env(tmp_path: Path) -> Iterator[Lab]:
         os.kill(current.pid, signal.SIGKILL)
 
 
-# --- Node.js BullMQ v5 interop (tests/interop, driven through tests/node.py) ---------------
+# --- Node.js BullMQ v5 interop (tests/interop, driven through tests/support/node.py) ---
 
 
 @pytest.fixture
@@ -222,7 +127,7 @@ def node() -> Iterator[NodeLauncher]:
 
 @pytest.fixture(scope="session")
 def engine() -> Iterator[DockerEngine]:
-    """One private Docker engine for the session (tests/docker_engine.py)."""
+    """One private Docker engine for the session (tests/support/docker_engine.py)."""
     try:
         context = docker_engine()
         started = context.__enter__()

@@ -5,6 +5,7 @@ itself keeps every such key whatever the config order — on real servers."""
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,8 @@ from redis_runbook.config import Category, Config, load_config
 from redis_runbook.errors import EXIT_USAGE, ConfigError
 from redis_runbook.keyspace_purge import purge
 from redis_runbook.lab.server import RedisServer
-from tests.cli_env import cli_env
-from tests.conftest import RedisFactory, plain_client
+from tests.support.cli import process_cli
+from tests.support.servers import RedisFactory, plain_client
 
 SCRATCH_FIRST = """
 [[categories]]
@@ -140,7 +141,7 @@ def test_cli_refuses_the_catch_all_config_and_deletes_nothing(
     client = raw(server)
     populate(client)
     before = all_keys(client)
-    env = cli_env(tmp_path, server, SCRATCH_FIRST)
+    env = process_cli(tmp_path, server, tomllib.loads(SCRATCH_FIRST))
     for args in (
         ("config", "validate"),
         ("--yes", "keys", "purge", "--category", "scratch"),

@@ -13,10 +13,10 @@ from redis_runbook.config import Band, Config, RunbookConfig, Thresholds, load_c
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.monitoring.state import StateFiles
 from redis_runbook.target import display_url
-from tests.conftest import Lab, RedisFactory, plain_client
-from tests.helpers import run_cli
-from tests.test_backup import backup_env, create
-from tests.test_monitor import fill_memory
+from tests.support.backup import backup_env, create
+from tests.support.cli import run_cli
+from tests.support.lab import Lab
+from tests.support.servers import RedisFactory, fill_memory, plain_client
 
 RELAXED = Thresholds(latency_ms=Band(warning=1000, critical=2000))
 

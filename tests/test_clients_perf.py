@@ -20,8 +20,9 @@ from redis_runbook.lab.faults_live import BUSY_SCRIPT
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.memory import MemoryFigures
 from redis_runbook.perf import fragmentation_advice
-from tests.cli_env import cli_env
-from tests.conftest import RedisFactory, plain_client, wait_until
+from tests.support.cli import process_cli
+from tests.support.servers import RedisFactory, plain_client
+from tests.support.waiting import wait_until
 
 MIB = 1024**2
 
@@ -73,7 +74,7 @@ def test_clients_kill_kills_exactly_that_client(
     tmp_path: Path, redis_factory: RedisFactory
 ) -> None:
     server = redis_factory()
-    env = cli_env(tmp_path, server)
+    env = process_cli(tmp_path, server)
     victim, bystander = connection(server), connection(server)
     victim_id = client_id(victim)
 
@@ -100,7 +101,7 @@ def test_clients_kill_unknown_or_own_id_changes_nothing(
     tmp_path: Path, redis_factory: RedisFactory
 ) -> None:
     server = redis_factory()
-    env = cli_env(tmp_path, server)
+    env = process_cli(tmp_path, server)
     bystander = connection(server)
     tool = connection(server, name="redis-runbook")  # another redis-runbook process
     unknown = env.run("--yes", "clients", "kill", "--id", "987654")
@@ -124,7 +125,7 @@ def test_clients_kill_unknown_or_own_id_changes_nothing(
 
 def test_clients_list_blocked_and_idle(tmp_path: Path, redis_factory: RedisFactory) -> None:
     server = redis_factory()
-    env = cli_env(tmp_path, server)
+    env = process_cli(tmp_path, server)
     idle = connection(server, name="idle-one")
     with blpop_client(server, "queue:empty") as blocked_id:
         document = json.loads(env.run("clients", "list", "--blocked", "--json").stdout)
@@ -158,7 +159,7 @@ def test_clients_list_blocked_and_idle(tmp_path: Path, redis_factory: RedisFacto
 
 def test_perf_report_shows_a_slow_script(tmp_path: Path, redis_factory: RedisFactory) -> None:
     server = redis_factory(settings={"slowlog-log-slower-than": "0"})
-    env = cli_env(tmp_path, server)
+    env = process_cli(tmp_path, server)
     client = plain_client(server)
     client.config_set("latency-monitor-threshold", "10")
     client.eval(BUSY_SCRIPT, 0, "30000")  # 30 ms of Lua
@@ -199,7 +200,7 @@ def test_perf_report_shows_a_slow_script(tmp_path: Path, redis_factory: RedisFac
 
 def test_perf_report_on_a_down_server(tmp_path: Path, redis_factory: RedisFactory) -> None:
     server = redis_factory()
-    env = cli_env(tmp_path, server)
+    env = process_cli(tmp_path, server)
     server.kill()
     result = env.run("perf", "report")
     assert result.returncode == 1
@@ -240,7 +241,7 @@ def test_on_a_busy_server_perf_and_clients_name_script_kill_and_it_works(
     `clients list` say Redis is busy and hint SCRIPT KILL with the target's -h/-p,
     not --help; running that hint ends the script and both commands work again."""
     server = redis_factory({"busy-reply-threshold": "100"})
-    env = cli_env(tmp_path, server)
+    env = process_cli(tmp_path, server)
     inject("slow-script", server, FaultOptions(seconds=60))
     with plain_client(server) as client:
         wait_until(lambda: busy(client), "BUSY replies")
@@ -274,7 +275,7 @@ def test_on_a_paused_server_perf_and_clients_say_paused_and_the_hint_works(
     time out with 'is redis-server running?': they say clients are paused and how
     to see the pause end (`health` works on a paused server: it reports it)."""
     server = redis_factory()
-    env = cli_env(tmp_path, server)
+    env = process_cli(tmp_path, server)
     injected = inject("pause", server, FaultOptions(seconds=20))
     try:
         for command in (("perf", "report"), ("clients", "list")):

@@ -23,8 +23,8 @@ from redis_runbook.keyspace import (
 )
 from redis_runbook.keyspace_purge import purge, select_categories
 from redis_runbook.lab.server import RedisServer
-from tests.cli_env import cli_env
-from tests.conftest import RedisFactory, plain_client
+from tests.support.cli import process_cli
+from tests.support.servers import RedisFactory, plain_client
 
 SEED_CATEGORIES = Config().categories
 CACHE = next(c for c in SEED_CATEGORIES if c.name == "cache")
@@ -222,7 +222,7 @@ def test_select_categories() -> None:
 def test_keys_stats_cli(tmp_path: Path, redis_factory: RedisFactory) -> None:
     server = redis_factory()
     populate(raw(server), cache=40)
-    env = cli_env(tmp_path, server)
+    env = process_cli(tmp_path, server)
     result = env.run("keys", "stats", "--json", "--sample", "10")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
@@ -244,7 +244,7 @@ def test_purge_cli_dry_run_confirmation_journal(
     server = redis_factory()
     client = raw(server)
     groups = populate(client, cache=1200)
-    env = cli_env(tmp_path, server)
+    env = process_cli(tmp_path, server)
     before = all_keys(client)
 
     dry = env.run("--dry-run", "keys", "purge", "--category", "cache")
@@ -285,7 +285,7 @@ def test_purge_cli_refuses_critical_categories(tmp_path: Path, redis_factory: Re
     server = redis_factory()
     client = raw(server)
     populate(client, cache=10)
-    env = cli_env(tmp_path, server)
+    env = process_cli(tmp_path, server)
     before = all_keys(client)
 
     refused = env.run("--yes", "keys", "purge", "--category", "session")
@@ -332,7 +332,7 @@ def test_walks_report_progress_on_stderr_without_a_terminal(
     server = redis_factory()
     client = raw(server)
     populate(client, cache=2500)
-    env = cli_env(tmp_path, server)
+    env = process_cli(tmp_path, server)
     done = env.run("--yes", "keys", "purge", "--category", "cache")  # stdout is a pipe
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("progress: ")]

@@ -17,8 +17,8 @@ from redis_runbook.config import Config
 from redis_runbook.keyspace import OTHER, category_stats
 from redis_runbook.keyspace_estimate import Estimate, estimate
 from redis_runbook.procedures.purge import EXACT_WALK_MAX_KEYS
-from tests.cli_env import cli_env
-from tests.conftest import RedisFactory, plain_client
+from tests.support.cli import process_cli
+from tests.support.servers import RedisFactory, plain_client
 
 CATEGORIES = Config().categories
 TRUE_KEYS = {"cache": 30_000, "session": 8_000, "ratelimit": 2_000, OTHER: 10_000}
@@ -95,7 +95,7 @@ def test_keys_stats_estimate_cli(tmp_path: Path, redis_factory: RedisFactory) ->
     client = plain_client(server, decode_responses=False)
     fill(client)
     client.config_resetstat()
-    env = cli_env(tmp_path, server)
+    env = process_cli(tmp_path, server)
     done = env.run("keys", "stats", "--estimate", "--random-keys", "1000", "--json")
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
@@ -133,7 +133,7 @@ def test_a_large_keyspace_is_planned_from_an_estimate_and_purged_in_one_walk(
     for prefix, count in (("cache:", cache), ("session:", sessions)):
         for first in range(0, count, 50_000):
             client.eval(FILL_LUA, 0, prefix, first, min(first + 50_000, count) - 1)
-    env = cli_env(tmp_path, server)
+    env = process_cli(tmp_path, server)
     plan = json.loads(env.run("--dry-run", "--json", "keys", "purge", "--category", "cache").stdout)
     title = plan["plan"]["steps"][1]["title"]
     match = re.search(r"purge cache \(cache:\*\): ≈ ([\d,]+) ± ([\d,]+) keys", title)

@@ -14,7 +14,7 @@ from redis_runbook.lab.faults_base import attempt_start
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.lab.topology import SentinelProcess
 from redis_runbook.ports import free_port
-from tests.conftest import RedisFactory, plain_client
+from tests.support.servers import RedisFactory, plain_client
 
 
 def ephemeral_range() -> tuple[int, int]:

@@ -3,7 +3,7 @@
 //
 // Every script takes one JSON object as its config: argv[2] if given, else the
 // INTEROP_ARGS environment variable, else {}. Output is JSON lines on stdout, one
-// object per line, so the Python side (tests/node.py) can parse it as it arrives.
+// object per line, so the Python side (tests/support/node.py) can parse it as it arrives.
 // Diagnostics go to stderr. Exit status: 0 done, 1 runtime error, 2 bad config.
 
 function config() {
