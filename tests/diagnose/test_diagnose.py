@@ -337,8 +337,14 @@ def test_cli_exit_codes_and_output(redis_factory: RedisFactory, tmp_path: Path) 
     inject("kill", server)
     down = run_cli("--config", config, "diagnose")
     assert down.returncode == 2, down.stderr
-    assert "Scenario A (down, seed §3.1): crashed" in down.stdout
-    assert "NEXT: redis-runbook recover restart" in down.stdout
+    text = " ".join(down.stdout.split())
+    assert "Scenario A (down, seed §3.1): crashed" in text, down.stdout
+    # A kill -9 on a loaded machine can cut the AOF's last command: then the files come
+    # first and NEXT repairs them (seen once in a full run); otherwise a plain restart.
+    assert (
+        "NEXT: redis-runbook recover restart" in text
+        or "fix the data files first (scenario D)" in text
+    ), down.stdout
     document = json.loads(run_cli("--config", config, "diagnose", "--json").stdout)
     assert document["status"] == "CRITICAL"
     scenario = document["scenarios"][0]
