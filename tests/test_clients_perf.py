@@ -237,15 +237,23 @@ def hint_of(result: subprocess.CompletedProcess[str]) -> str:
 def test_on_a_busy_server_perf_and_clients_name_script_kill_and_it_works(
     tmp_path: Path, redis_factory: RedisFactory
 ) -> None:
-    """Issue 11 item 10: during `lab break slow-script` (BUSY) `perf report` and
-    `clients list` say Redis is busy and hint SCRIPT KILL with the target's -h/-p,
-    not --help; running that hint ends the script and both commands work again."""
+    """Issue 11 item 10: during `lab break slow-script` (BUSY) `perf report`,
+    `clients list` and `queues status` say Redis is busy and hint SCRIPT KILL with the
+    target's -h/-p, not --help; `health` is CRITICAL with the same hint instead of every
+    check UNKNOWN and an ACL hint; running the hint ends the script and the commands
+    work again."""
     server = redis_factory({"busy-reply-threshold": "100"})
     env = process_cli(tmp_path, server)
     inject("slow-script", server, FaultOptions(seconds=60))
     with plain_client(server) as client:
         wait_until(lambda: busy(client), "BUSY replies")
-    for command in (("perf", "report"), ("clients", "list")):
+    health = env.run("health")
+    assert health.returncode == 2, health.stdout + health.stderr
+    assert f"HINT (connection): redis-cli -h 127.0.0.1 -p {server.port} SCRIPT KILL" in " ".join(
+        health.stdout.split()
+    ), health.stdout
+    assert "ACL" not in health.stdout
+    for command in (("perf", "report"), ("clients", "list"), ("queues", "status")):
         result = env.run(*command)
         assert result.returncode == 1, result.stdout + result.stderr
         assert "busy" in result.stderr

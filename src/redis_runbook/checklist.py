@@ -100,7 +100,7 @@ def _from_check(title: str, result: CheckResult) -> CheckResult:
 
 def _checks(snapshot: Snapshot, config: Config, names: Mapping[str, str]) -> list[CheckResult]:
     results = {r.name: r for r in evaluate(snapshot, config)}
-    if not snapshot.reachable:
+    if set(names) - set(results):  # down, refused or BUSY: the one result says why
         down = next(iter(results.values()))
         return [_item(title, down.status, down.summary, down.hint) for title in names.values()]
     return [_from_check(title, results[name]) for name, title in names.items()]

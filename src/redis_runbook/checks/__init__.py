@@ -14,6 +14,7 @@ from redis_runbook.checks.topology import check_topology
 from redis_runbook.config import Config
 from redis_runbook.errors import AuthFailed, SecretError
 from redis_runbook.snapshot import Snapshot, take_snapshot
+from redis_runbook.stall import kill_script_hint
 from redis_runbook.status import CheckResult, Status, worst
 
 __all__ = ["CHECKS", "CHECK_NAMES", "HealthReport", "evaluate", "run_health"]
@@ -90,10 +91,28 @@ def _unreachable(snapshot: Snapshot) -> list[CheckResult]:
     return [CheckResult(name, status, "failed", "answers PING", error.message, error.hint)]
 
 
+def _busy(snapshot: Snapshot) -> list[CheckResult]:
+    """A server that answers PING with BUSY serves no client: one CRITICAL result that
+    says why and how to end it (the other checks would only say "denied")."""
+    return [
+        CheckResult(
+            "connection",
+            Status.CRITICAL,
+            "BUSY",
+            "answers PING",
+            "Redis is busy: a script or a long command holds the event loop "
+            f"({snapshot.ping_reply})",
+            kill_script_hint(snapshot.redis_cli or "redis-cli"),
+        )
+    ]
+
+
 def evaluate(snapshot: Snapshot, config: Config) -> list[CheckResult]:
     """Run every check on the snapshot, in report order."""
     if not snapshot.reachable:
         return _unreachable(snapshot)
+    if (snapshot.ping_reply or "").startswith("BUSY"):
+        return _busy(snapshot)
     ctx = Context(snapshot, config)
     return [check(ctx) for check in CHECKS]
 

@@ -64,13 +64,15 @@ def queue_session(
     config: Config, names: list[str] | None
 ) -> Iterator[tuple[redis.Redis, Discovery, str]]:
     """A client of the target (key names as bytes), the queues named (all when none),
-    and the redacted URL; redis-py errors inside become one-line errors."""
-    from redis_runbook.target import connect, make_client, redis_errors, target_display
+    and the redacted URL; redis-py errors inside become one-line errors (a server
+    busy with a script or paused says so, with the command that works on it)."""
+    from redis_runbook.stall import stall_errors
+    from redis_runbook.target import connect, make_client, target_display
 
     where = target_display(config.target)
     client = make_client(config.target, decode=False)
     try:
-        with redis_errors(where):
+        with stall_errors(config.target, "the queues command"):
             connect(client, where)
             yield client, discovered(config, client, names), where
     finally:

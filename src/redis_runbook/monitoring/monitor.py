@@ -145,7 +145,8 @@ class Monitor:
         """This cycle's observations, the key scopes fully evaluated, and a history row."""
         report = run_health(self.config, self.env)
         observations = [replace(c, name=f"redis:{c.name}") for c in report.checks]
-        if not report.snapshot.reachable:
+        # Down, refused or BUSY: the one result says why; nothing else can be read now.
+        if {c.name for c in report.checks} & set(ALWAYS_OBSERVED):
             return observations, (), {}
         observations += [
             CheckResult(f"redis:{name}", Status.OK, summary="ok") for name in ALWAYS_OBSERVED
