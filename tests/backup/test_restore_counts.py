@@ -5,38 +5,30 @@ small category go missing on a large server."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 import redis
 
-from redis_runbook.backup.verify import compare_counts
-from redis_runbook.status import Status
-from tests.support.backup import create, directory_env
+from redis_runbook.backup.verify import compare_counts, compare_keyspace
+from redis_runbook.status import CheckResult, Status
+from tests.support.backup import create, directory_env, edit_metadata
 from tests.support.cli import run_cli
 from tests.support.lab import Lab
 from tests.support.waiting import wait_until
 
 
 def claim_more_keys(repo: Path, archive: str, category: str, more: int) -> None:
-    """Make the archive's metadata say `more` keys of `category` than its RDB holds
-    (the SHA256SUMS line updated too): what a backup that lost them looks like."""
-    folder = repo / archive
-    metadata_path = folder / "metadata.json"
-    metadata = json.loads(metadata_path.read_text())
-    metadata["keys"]["by_category"][category] += more
-    metadata["keys"]["total"] += more
-    metadata_path.write_text(json.dumps(metadata))
-    sums = folder / "SHA256SUMS"
-    digest = hashlib.sha256(metadata_path.read_bytes()).hexdigest()
-    sums.write_text(
-        "".join(
-            f"{digest}  metadata.json\n" if line.endswith(" metadata.json") else line + "\n"
-            for line in sums.read_text().splitlines()
-        )
-    )
+    """Make the archive's metadata say `more` keys of `category` than its RDB holds:
+    what a backup that lost them looks like."""
+
+    def claim(metadata: dict[str, Any]) -> None:
+        metadata["keys"]["by_category"][category] += more
+        metadata["keys"]["total"] += more
+
+    edit_metadata(repo, archive, claim)
 
 
 def test_missing_durable_keys_of_one_category_fail_the_restore_and_the_drill(
@@ -84,6 +76,33 @@ def test_per_category_judgement() -> None:
     assert check.status is Status.OK, check.summary
     assert "5000 keys with a TTL expired since" in check.summary
     assert compare_counts(recorded | {"changes": 3}, one_lost).status is Status.OK
+
+
+def test_totals_judgement() -> None:
+    """The O(1) rule a restore applies first (INFO keyspace: keys and keys with a TTL
+    over every database), on the same figures."""
+    recorded = {
+        "total": 1_000_000,
+        "by_category": {"cache": 990_000, "bullmq": 10_000},
+        "volatile_by_category": {"cache": 10_000, "bullmq": 0},
+        "changes": 0,
+    }
+
+    def judged(keys: int, expires: int, writes: int = 0) -> CheckResult:
+        check = compare_keyspace(recorded, keys, expires, writes)
+        assert check is not None
+        return check
+
+    assert judged(1_000_000, 10_000).status is Status.OK
+    one_lost = judged(999_999, 10_000)
+    assert one_lost.status is Status.CRITICAL
+    assert "989999 keys without a TTL, 990000 in the archive" in one_lost.summary
+    assert judged(999_999, 10_000, writes=1).status is Status.OK
+    expired = judged(995_000, 5_000)
+    assert expired.status is Status.OK
+    assert "5000 keys with a TTL expired since" in expired.summary
+    assert judged(1_000_001, 10_001).status is Status.CRITICAL  # multiplied
+    assert compare_keyspace({"total": 5, "by_category": {"cache": 5}}, 5, 0) is None  # pre-0.2
 
 
 def test_an_archive_taken_under_writes_verifies_and_restores(lab_env: Lab, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from redis_runbook import lab
 from redis_runbook.backup import make_backend
 from redis_runbook.config import load_config
 from redis_runbook.keyspace import count_keys
-from tests.support.backup import backup_env, borg_init, create, directory_env
+from tests.support.backup import backup_env, borg_init, create, directory_env, edit_metadata
 from tests.support.cli import run_cli
 from tests.support.files import file_bytes
 from tests.support.lab import Lab, lab_client
@@ -80,6 +80,55 @@ def test_round_trip_keeps_every_key_and_the_old_data_aside(lab_env: Lab, tmp_pat
     # The lock the backup held was captured in the RDB; it does not block what follows.
     again = run_cli("--yes", "recover", "restart", env=env)
     assert again.returncode == 0, again.stderr
+
+
+def scans(client: redis.Redis) -> int:
+    """SCAN calls the server took since it started (INFO commandstats)."""
+    stats: Any = client.info("commandstats")
+    return int(stats.get("cmdstat_scan", {}).get("calls", 0))
+
+
+def test_restore_walks_no_key_and_trusts_the_rdb_check_made_at_create(
+    lab_env: Lab, tmp_path: Path
+) -> None:
+    """Issue 15: the keys are judged from INFO keyspace (no SCAN on the restored
+    server), and the RDB is not checked again when `backup create` checked exactly
+    the archived bytes. An archive that records no such check is checked; with
+    --verify-categories the keys are walked per category."""
+    status, _ = lab_env
+    env = directory_env(lab_env, tmp_path)
+    archive = create(env)
+    data = status.dir / "data"
+    assert not list(data.glob(".redis-runbook-backup.*"))  # the create's hard link is gone
+    folder = tmp_path / "archives" / archive
+    recorded = json.loads((folder / "metadata.json").read_text())["rdb_check"]
+    assert recorded["ok"] is True
+    assert recorded["summary"].startswith("RDB looks OK")
+    assert recorded["size"] == (folder / "dump.rdb").stat().st_size
+
+    def restore(*extra: str) -> str:
+        done = run_cli("--yes", "recover", "restore", "--archive", archive, "--force",
+                       "--i-understand-data-loss", *extra, env=env, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        return " ".join(done.stdout.split())
+
+    said = restore()
+    client = lab_client(status)
+    assert "redis-check-rdb passed at backup create" in said
+    assert scans(client) == 0  # the restored server is a new process
+    provenance = json.loads((data / ".redis-runbook-restore.json").read_text())
+    assert provenance["verdict"]["status"] == "ok", provenance
+    assert "by_category" not in provenance["keys"]
+    assert provenance["keys"]["total"] == int(client.dbsize())
+
+    edit_metadata(tmp_path / "archives", archive, lambda metadata: metadata.pop("rdb_check"))
+    said = restore("--verify-categories")
+    assert "redis-check-rdb passed at backup create" not in said
+    assert f"dump.rdb: {recorded['summary']}" in said  # checked now
+    assert scans(client) > 0
+    provenance = json.loads((data / ".redis-runbook-restore.json").read_text())
+    assert provenance["verdict"]["status"] == "ok", provenance
+    assert provenance["keys"]["by_category"]
 
 
 def test_rdb_only_archive_into_an_aof_server_keeps_every_key(lab_env: Lab, tmp_path: Path) -> None:

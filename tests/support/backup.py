@@ -3,11 +3,14 @@ aimed at a repository of the test's own, and `backup create` through the CLI."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tests.support.cli import run_cli
 from tests.support.config import write_config
@@ -69,3 +72,21 @@ def directory_env(lab_env: Lab, tmp_path: Path) -> dict[str, str]:
     repo = tmp_path / "archives"
     repo.mkdir()
     return backup_env(lab_env, tmp_path, "directory", repo)
+
+
+def edit_metadata(repo: Path, archive: str, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Change a directory archive's metadata.json with `edit`, its SHA256SUMS line
+    updated too: the archive still extracts with its integrity verified."""
+    folder = repo / archive
+    metadata_path = folder / "metadata.json"
+    metadata = json.loads(metadata_path.read_text())
+    edit(metadata)
+    metadata_path.write_text(json.dumps(metadata))
+    sums = folder / "SHA256SUMS"
+    digest = hashlib.sha256(metadata_path.read_bytes()).hexdigest()
+    sums.write_text(
+        "".join(
+            f"{digest}  metadata.json\n" if line.endswith(" metadata.json") else line + "\n"
+            for line in sums.read_text().splitlines()
+        )
+    )

@@ -77,15 +77,25 @@ def restore(
     no_save: Annotated[
         bool, typer.Option("--no-save", help="Stop a running Redis without saving.")
     ] = False,
+    verify_categories: Annotated[
+        bool,
+        typer.Option(
+            "--verify-categories",
+            help="Also count the keys per category after the load (one SCAN walk).",
+        ),
+    ] = False,
     understood: UnderstoodOption = False,
 ) -> None:
     """Seed §4.3: check the archive (integrity, redis-check-rdb/aof, RDB version), then
-    stop, move the data dir aside, swap the archive in, start, verify key counts, and
-    write a provenance file. Asks you to type the archive name."""
+    stop, move the data dir aside, swap the archive in, start, verify the keys (INFO
+    keyspace; walked per category only when they disagree), and write a provenance
+    file. Asks you to type the archive name."""
     from redis_runbook.backup import make_backend
     from redis_runbook.procedures.restore import plan_restore
 
     pctx = procedure_context(ctx)
     backend = make_backend(pctx.config.backup)
-    plan = plan_restore(pctx, backend, archive, save=not no_save, force=force)
+    plan = plan_restore(
+        pctx, backend, archive, save=not no_save, force=force, verify_categories=verify_categories
+    )
     run_plan(ctx, pctx, plan, understood)

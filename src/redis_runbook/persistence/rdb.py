@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from redis_runbook.persistence.layout import PersistenceError
-from redis_runbook.service.base import Service
+from redis_runbook.service.base import Launcher, Service, run_command
 
 RDB_MAGIC = b"REDIS"
 HEADER_SIZE = 9  # "REDIS" + 4 ASCII digits
@@ -234,6 +234,14 @@ def ends_with_eof(path: Path) -> bool | None:
 def with_trailer(check: RdbCheck, path: Path) -> RdbCheck:
     """`check` knowing whether the file on the host at `path` ends like a whole RDB."""
     return replace(check, ends_with_eof=ends_with_eof(path))
+
+
+def check_rdb_file(launcher: Launcher, rdb: Path, timeout: float) -> RdbCheck:
+    """`redis-check-rdb` on the host file `rdb`, run as `launcher` runs the Redis
+    programs (a compose service's image sees its directory mounted), knowing whether
+    the file ends like a whole RDB."""
+    done = run_command(launcher(["redis-check-rdb", str(rdb)], [rdb.parent]), timeout=timeout)
+    return with_trailer(parse_check_rdb(done.stdout + done.stderr, done.returncode), rdb)
 
 
 def check_rdb(service: Service, path_in_service: Path, timeout: float = 10.0) -> RdbCheck:

@@ -1,11 +1,14 @@
 """`backup create` as a plan: BGSAVE (or join one in progress) and wait until it
-succeeded, count the keys per database and category, then archive dump.rdb, the AOF
+succeeded, count the keys per database and category, then archive dump.rdb (checked
+with redis-check-rdb on a hard link, the very bytes archived: recorded in the metadata
+so that a restore need not check them again), the AOF
 directory (manifest + files: a consistent copy taken with no AOF rewrite running and
 checked with redis-check-aof, see backup.aofset), redis.conf (when configured) and
 metadata.json."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -19,21 +22,25 @@ import redis
 from redis_runbook import __version__
 from redis_runbook.aside import stamp
 from redis_runbook.backup.aofset import SETTING as REWRITE_SETTING
-from redis_runbook.backup.aofset import stage_aof
+from redis_runbook.backup.aofset import StagedAof, stage_aof
 from redis_runbook.backup.base import Backend, BackupError
 from redis_runbook.bgsave import SAVE_FAILED_HINT, SaveFailed, bgsave_and_wait, read_info
 from redis_runbook.config import Config
+from redis_runbook.inflight import Leftover
 from redis_runbook.keyspace import count_keys
 from redis_runbook.persistence.files import data_layout
 from redis_runbook.persistence.layout import DataLayout
-from redis_runbook.persistence.rdb import read_rdb_header
+from redis_runbook.persistence.rdb import check_rdb_file, read_rdb_header
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step
 from redis_runbook.replies import text
+from redis_runbook.service.base import Launcher
 from redis_runbook.target import redis_cli_prefix
 from redis_runbook.units import format_bytes
 
 METADATA_FORMAT = 1
+CHECK_TIMEOUT_S = 600.0
+RDB_LINK_PREFIX = ".redis-runbook-backup."
 
 
 def config_get(client: redis.Redis, name: str) -> str:
@@ -135,7 +142,47 @@ class CreateBackup:
         finally:
             client.close()
         files = archive_files(config, layout, aof.files)
-        header = read_rdb_header(layout.rdb_path)
+        snapshot = self._snapshot_rdb()
+        try:
+            return self._archive_files(files, snapshot, launcher, aof)
+        finally:
+            if snapshot is not None:
+                snapshot.unlink(missing_ok=True)
+
+    @property
+    def rdb_link(self) -> Path:
+        """Where the archived RDB is hard-linked in the data dir while it is archived."""
+        name = f"{RDB_LINK_PREFIX}{os.getpid()}.{self.layout.dbfilename}"
+        return self.layout.data_dir / name
+
+    def _snapshot_rdb(self) -> Path | None:
+        """A hard link to the RDB, None where the filesystem or permissions refuse one.
+        Redis never writes an RDB in place (it renames a new one over it), so the
+        link's bytes stay those checked and archived, whatever BGSAVE runs meanwhile."""
+        try:
+            os.link(self.layout.rdb_path, self.rdb_link)
+        except OSError:
+            return None
+        return self.rdb_link
+
+    def _archive_files(
+        self, files: dict[str, Path], snapshot: Path | None, launcher: Launcher, aof: StagedAof
+    ) -> str:
+        """Check the RDB's snapshot with redis-check-rdb (recorded in the metadata: a
+        restore of exactly these bytes need not check them again), then archive."""
+        layout, state = self.layout, self.state
+        rdb_check: dict[str, Any] | None = None
+        if snapshot is not None:
+            check = check_rdb_file(launcher, snapshot, CHECK_TIMEOUT_S)
+            if not check.ok:
+                raise BackupError(
+                    f"the {layout.dbfilename} BGSAVE just wrote fails redis-check-rdb: "
+                    f"{check.summary}: no backup was made",
+                    "redis-runbook diagnose",
+                )
+            files[layout.dbfilename] = snapshot
+            rdb_check = {"ok": True, "summary": check.summary, "size": snapshot.stat().st_size}
+        header = read_rdb_header(files[layout.dbfilename])
         state.metadata = {
             "format": METADATA_FORMAT,
             "tool": f"redis-runbook {__version__}",
@@ -144,12 +191,15 @@ class CreateBackup:
             "redis_version": state.redis_version,
             "rdb_version": header.version,
             "rdb_file": layout.dbfilename,
+            "rdb_check": rdb_check,
             "size": sum(p.stat().st_size for p in files.values()),
             "files": sorted(files),
             "keys": state.keys,
         }
         made = self.backend.create(state.name, files, state.metadata)
         checked = f"; redis-check-aof: {aof.check.summary}" if aof.check else "; no AOF"
+        if rdb_check is not None:
+            checked = f"; redis-check-rdb: {rdb_check['summary']}{checked}"
         return (
             f"archive {made.name} in {self.backend.location}: {len(files)} files + "
             f"metadata.json, {format_bytes(state.metadata['size'])}, RDB version "
@@ -189,13 +239,20 @@ def plan_create(pctx: ProcedureContext, backend: Backend) -> Plan:
         confirm=Confirm.NONE,
         resume=resume,
         notes=[*notes, f"archive {state.name} -> {config.backup.kind} {backend.location}"],
+        leftovers=[
+            Leftover(
+                str(steps.rdb_link),
+                f"a hard link to {layout.dbfilename} (its bytes while archived)",
+                f"safe to remove: rm {steps.rdb_link}",
+            )
+        ],
         steps=[
             Step("BGSAVE and wait until it succeeded", steps.save, on_failure=SAVE_FAILED_HINT),
             Step("Count keys per database and category (SCAN)", steps.count),
             Step(
-                f"Archive {layout.dbfilename}, {layout.appenddirname}/ (copied with no AOF "
-                "rewrite running, checked with redis-check-aof), redis.conf and "
-                f"metadata.json as {state.name}",
+                f"Archive {layout.dbfilename} (checked with redis-check-rdb), "
+                f"{layout.appenddirname}/ (copied with no AOF rewrite running, checked with "
+                f"redis-check-aof), redis.conf and metadata.json as {state.name}",
                 steps.archive,
             ),
         ],
