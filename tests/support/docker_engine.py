@@ -144,4 +144,15 @@ def docker_engine() -> Iterator[DockerEngine]:
         except subprocess.TimeoutExpired:
             daemon.kill()
             daemon.wait()
+        _unmount_under(top)
         shutil.rmtree(top, ignore_errors=True)
+
+
+def _unmount_under(top: Path) -> None:
+    """What dockerd leaves mounted under its exec root once stopped (its default
+    network namespace, bound at x/netns/default): unmounted, so the tree can go."""
+    prefix = f"{top}/"
+    with open("/proc/self/mounts") as mounts:
+        points = [line.split()[1] for line in mounts]
+    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
