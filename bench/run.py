@@ -1,10 +1,13 @@
 """Benchmarks against the seed runbook's own procedures, side by side in one run.
 
-    ./run bench [--only health|diagnose|assess|stale|stale-live|oom|reconstruct|exporter|
-                        failover|production|startup|restart]
+    ./run bench [--only health|diagnose|assess|restore|stale|stale-live|oom|reconstruct|
+                        failover|exporter|production|startup|restart[,...]]
                 [--runs N]
                 [--production-bytes N] [--production-backends process,compose]
                 [--oom-keys N] [--stale-jobs N] [--reconstruct-rows N]
+
+`--only` takes one section or a comma-separated list (`--only restart,oom,restore`), run
+in the order given; without it every section runs, in the order above.
 
 health (seed §2.1): the seed's health-check script (its redis-cli calls, with
 `docker compose exec` removed) vs `redis-runbook health --json` as a whole process,
@@ -84,6 +87,22 @@ from redis_runbook.config import load_config
 from redis_runbook.lab.seed import SeedPlan, seed
 from redis_runbook.target import RunbookConnection
 
+#: The sections, in the order a whole run takes them.
+SECTIONS = (
+    "health",
+    "diagnose",
+    "assess",
+    "restore",
+    "stale",
+    "stale-live",
+    "oom",
+    "reconstruct",
+    "failover",
+    "exporter",
+    "production",
+    "startup",
+    "restart",
+)
 SEED_HEALTH_SCRIPT = """
 set -u
 P="$1"
@@ -154,22 +173,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "--only",
-        choices=[
-            "health",
-            "oom",
-            "diagnose",
-            "stale",
-            "stale-live",
-            "assess",
-            "restore",
-            "reconstruct",
-            "exporter",
-            "failover",
-            "production",
-            "startup",
-            "restart",
-        ],
-        help="Run one benchmark only.",
+        type=sections,
+        metavar="SECTION[,SECTION...]",
+        help=f"Only these, comma-separated, in the order given: {', '.join(SECTIONS)}.",
     )
     parser.add_argument(
         "--runs", type=int, default=30, help="health, startup: runs per measurement."
@@ -205,59 +211,51 @@ def main() -> None:
         "--restart-keys", type=int, default=3_000_000, help="restart: keys in the keyspace."
     )
     args = parser.parse_args()
-    if args.only in (None, "health"):
-        bench_health(args.runs)
-    if args.only in (None, "diagnose"):
-        if args.only is None:
+    runners: dict[str, Callable[[], None]] = {
+        "health": lambda: bench_health(args.runs),
+        "diagnose": lambda: bench_diagnose(min(args.runs, 10), machine(), median_ms),
+        "assess": lambda: bench_assess(args.assess_queues, machine()),
+        "restore": lambda: bench_restore(args.restore_bytes, machine()),
+        "stale": lambda: bench_stale(args.stale_jobs, machine()),
+        "stale-live": lambda: bench_stale_lives(machine()),
+        "oom": lambda: bench_oom(args.oom_keys, machine()),
+        "reconstruct": lambda: bench_reconstruct(
+            args.reconstruct_rows, args.reconstruct_seed_rows, machine()
+        ),
+        "failover": lambda: bench_failover(args.failover_rounds, machine()),
+        "exporter": lambda: bench_exporter(
+            args.exporter_queues, args.exporter_keys, args.runs, args.monitor_cycles, machine()
+        ),
+        "production": lambda: bench_production(
+            args.production_bytes, args.production_backends.split(","), machine()
+        ),
+        "startup": lambda: bench_startup(args.runs, machine(), median_ms),
+        "restart": lambda: bench_restart(args.restart_keys, machine()),
+    }
+    assert list(runners) == list(SECTIONS)
+    for index, name in enumerate(args.only or SECTIONS):
+        if index:
             print()
-        bench_diagnose(min(args.runs, 10), machine(), median_ms)
-    if args.only in (None, "assess"):
-        if args.only is None:
-            print()
-        bench_assess(args.assess_queues, machine())
-    if args.only in (None, "restore"):
-        if args.only is None:
-            print()
-        bench_restore(args.restore_bytes, machine())
-    if args.only in (None, "stale"):
-        if args.only is None:
-            print()
-        bench_stale(args.stale_jobs, machine())
-    if args.only in (None, "stale-live"):
-        if args.only is None:
-            print()
-        bench_stale_live(50, 2000, 5, machine())
-        print()
-        bench_stale_live(1, 3000, 2000, machine())
-    if args.only in (None, "oom"):
-        if args.only is None:
-            print()
-        bench_oom(args.oom_keys, machine())
-    if args.only in (None, "reconstruct"):
-        if args.only is None:
-            print()
-        bench_reconstruct(args.reconstruct_rows, args.reconstruct_seed_rows, machine())
-    if args.only in (None, "failover"):
-        if args.only is None:
-            print()
-        bench_failover(args.failover_rounds, machine())
-    if args.only in (None, "exporter"):
-        if args.only is None:
-            print()
-        bench_exporter(args.exporter_queues, args.exporter_keys, args.runs, args.monitor_cycles,
-                       machine())  # fmt: skip
-    if args.only in (None, "production"):
-        if args.only is None:
-            print()
-        bench_production(args.production_bytes, args.production_backends.split(","), machine())
-    if args.only in (None, "startup"):
-        if args.only is None:
-            print()
-        bench_startup(args.runs, machine(), median_ms)
-    if args.only in (None, "restart"):
-        if args.only is None:
-            print()
-        bench_restart(args.restart_keys, machine())
+        runners[name]()
+
+
+def bench_stale_lives(machine: str) -> None:
+    """stale-live: many queues with a few workers each, then one queue with many."""
+    bench_stale_live(50, 2000, 5, machine)
+    print()
+    bench_stale_live(1, 3000, 2000, machine)
+
+
+def sections(value: str) -> list[str]:
+    """`--only`: one section name or a comma-separated list of them, each once."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in SECTIONS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown section {', '.join(unknown) or repr(value)} "
+            f"(choose from {', '.join(SECTIONS)})"
+        )
+    return list(dict.fromkeys(names))
 
 
 def bench_health(runs: int) -> None:
