@@ -1,10 +1,10 @@
 """Benchmarks against the seed runbook's own procedures, side by side in one run.
 
     ./run bench [--only health|diagnose|assess|restore|stale|stale-live|oom|reconstruct|
-                        failover|exporter|production|startup|restart[,...]]
+                        failover|exporter|production|startup|restart|seed-compose[,...]]
                 [--runs N]
                 [--production-bytes N] [--production-backends process,compose]
-                [--oom-keys N] [--stale-jobs N] [--reconstruct-rows N]
+                [--oom-keys N] [--stale-jobs N] [--reconstruct-rows N] [--seed-compose-keys N]
 
 `--only` takes one section or a comma-separated list (`--only restart,oom,restore`), run
 in the order given; without it every section runs, in the order above.
@@ -49,6 +49,12 @@ restart (issue 15): `recover restart` on millions of keys against the floor of a
 restart (SHUTDOWN SAVE, start, until loaded, by hand), and with --verify-categories
 (see bench_restart.py). `--restart-keys N`.
 
+seed-compose (issue 15): the seed's commands as written — `docker compose exec redis
+redis-cli …` — against the compose deployment on a private Docker engine, beside
+`health --json` and `keys purge --category cache` on the same container: the §2.1 script,
+the §2.2 one-liner, the §3.2 `--scan | xargs … DEL` (see bench_seed_compose.py).
+`--seed-compose-keys N`, `--runs N`. Needs root for the engine.
+
 Prints Markdown tables for docs/benchmarks.md. Benchmarks are not tests: nothing
 here asserts a timing.
 """
@@ -78,6 +84,7 @@ from bench_production import bench_production
 from bench_reconstruct import bench_reconstruct
 from bench_restart import bench_restart
 from bench_restore import bench_restore
+from bench_seed_compose import bench_seed_compose
 from bench_stale import bench_stale
 from bench_stale_live import bench_stale_live
 from bench_startup import bench_startup
@@ -102,6 +109,7 @@ SECTIONS = (
     "production",
     "startup",
     "restart",
+    "seed-compose",
 )
 SEED_HEALTH_SCRIPT = """
 set -u
@@ -210,6 +218,12 @@ def main() -> None:
     parser.add_argument(
         "--restart-keys", type=int, default=3_000_000, help="restart: keys in the keyspace."
     )
+    parser.add_argument(
+        "--seed-compose-keys",
+        type=int,
+        default=1_000_000,
+        help="seed-compose: cache keys the purge deletes (and as many others).",
+    )
     args = parser.parse_args()
     runners: dict[str, Callable[[], None]] = {
         "health": lambda: bench_health(args.runs),
@@ -231,6 +245,9 @@ def main() -> None:
         ),
         "startup": lambda: bench_startup(args.runs, machine(), median_ms),
         "restart": lambda: bench_restart(args.restart_keys, machine()),
+        "seed-compose": lambda: bench_seed_compose(
+            args.seed_compose_keys, min(args.runs, 10), machine(), median_ms
+        ),
     }
     assert list(runners) == list(SECTIONS)
     for index, name in enumerate(args.only or SECTIONS):

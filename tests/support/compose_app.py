@@ -1,7 +1,7 @@
 """The seed's compose layout on a private Docker engine (tests/support/docker_engine.py): one
 project with a `redis` service on host networking, bound to 127.0.0.1 on a free port,
 its data in a host directory owned by 999:999, and the CLI's config for it. Used by
-the compose tests and by the production-size bench."""
+the compose tests, the production-size bench and the seed-compose bench."""
 
 from __future__ import annotations
 
@@ -83,15 +83,39 @@ class ComposeApp:
         wait_until(answers, f"the container's Redis on port {self.port} to answer", timeout)
 
 
-def write_app(root: Path, engine: DockerEngine, maxmemory: str = "256mb") -> ComposeApp:
+#: Mounted over the image's redis-cli by `write_app(seed_cli=True)`: the seed's
+#: `docker compose exec redis redis-cli ...` means port 6379, which no test may use.
+SEED_CLI = """#!/bin/sh
+# redis-cli on this service's port: the seed's commands name no port (6379).
+for bin in /usr/local/bin/redis-cli /usr/bin/redis-cli; do
+  [ -x "$bin" ] && exec "$bin" -p {port} "$@"
+done
+echo "redis-cli: not found" >&2
+exit 127
+"""
+
+
+def write_app(
+    root: Path, engine: DockerEngine, maxmemory: str = "256mb", seed_cli: bool = False
+) -> ComposeApp:
     """The seed's compose layout (AOF everysec, noeviction, a long stop grace) on a
-    free port of 127.0.0.1 with host networking, and a config with a borg repo."""
+    free port of 127.0.0.1 with host networking, and a config with a borg repo.
+
+    `seed_cli`: the container's `redis-cli` (first on its PATH, /usr/local/sbin) adds
+    `-p PORT`, so that the seed's commands run as written (`docker compose exec redis
+    redis-cli ping`, no port) reach this server and not the host's port 6379."""
     root.mkdir(parents=True)
     data = root / "data"
     data.mkdir()
     os.chown(data, *OWNER)
     port = free_port()
     app = ComposeApp(root, data, port, engine)
+    mounts = f"      - {data}:/data\n"
+    if seed_cli:
+        wrapper = root / "redis-cli"
+        wrapper.write_text(SEED_CLI.format(port=port))
+        wrapper.chmod(0o755)
+        mounts += f"      - {wrapper}:/usr/local/sbin/redis-cli:ro\n"
     app.compose_file.write_text(
         f"""services:
   redis:
@@ -102,8 +126,7 @@ def write_app(root: Path, engine: DockerEngine, maxmemory: str = "256mb") -> Com
               --appendonly, "yes", --appendfsync, everysec, --maxmemory, {maxmemory},
               --maxmemory-policy, noeviction, --save, "3600 1"]
     volumes:
-      - {data}:/data
-    stop_grace_period: 2m
+{mounts}    stop_grace_period: 2m
 """
     )
     backup = ensure_repo(root)
