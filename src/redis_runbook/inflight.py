@@ -6,7 +6,8 @@ or copied aside, a staging dir). A plan that ends — done or failed — removes
 record whose process is gone (SIGKILL, power loss, OOM killer) is found by the next
 command, which reports it once: the journal gets an `interrupted` line and the CLI
 prints which procedure, which step, what is on disk and the command that finishes or
-undoes it.
+undoes it. A step that holds a setting of the server changed for a moment (`holding`:
+`save ""` during a stop) has the command that puts it back in the record meanwhile.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,8 @@ class InFlight:
     pid: int = field(default_factory=os.getpid)
     host: str = field(default_factory=socket.gethostname)
     started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    # What a step holds changed on the server right now: how to put each back.
+    held: list[str] = field(default_factory=list)
 
     @classmethod
     def begin(
@@ -99,6 +103,16 @@ class InFlight:
         self.leftovers.append(leftover)
         self.save()
 
+    def hold(self, undo: str) -> None:
+        """A step holds a setting changed; `undo` says how to put it back."""
+        self.held.append(undo)
+        self.save()
+
+    def release(self, undo: str) -> None:
+        """The setting held with `undo` is back (or the server that held it is gone)."""
+        self.held.remove(undo)
+        self.save()
+
     def remaining(self) -> list[Leftover]:
         """The leftovers that are still on disk."""
         return [item for item in self.leftovers if Path(item.path).exists()]
@@ -112,6 +126,7 @@ class InFlight:
             "step": self.step,
             "resume": self.resume,
             "leftovers": [asdict(item) for item in self.leftovers],
+            "held": self.held,
             "pid": self.pid,
             "process_start": process_start(self.pid),
             "host": self.host,
@@ -145,11 +160,46 @@ class InFlight:
                 lines.append(f"  {item.advice}")
         if not remaining:
             lines.append("nothing it created is left on disk")
+        lines += [f"left on the server: {undo}" for undo in self.held]
         resume = self.resume or (
             f"redis-runbook diagnose; then, if it is still needed: redis-runbook {self.procedure}"
         )
         lines.append(f"to finish it: {resume}")
         return lines
+
+
+# The record of the plan this process runs (the runner installs it), told by
+# `holding` of a setting a step holds changed on the server.
+_running: list[InFlight] = []
+
+
+@contextlib.contextmanager
+def running(record: InFlight | None) -> Iterator[None]:
+    """`holding` in this block is written to `record` (None: kept nowhere)."""
+    if record is None:
+        yield
+        return
+    _running.append(record)
+    try:
+        yield
+    finally:
+        _running.remove(record)
+
+
+@contextlib.contextmanager
+def holding(undo: str) -> Iterator[None]:
+    """A setting of the server changed for the length of this block, which stays
+    changed if this process is killed inside it: from before the change until the
+    block ends, the running plan's record carries `undo` (the sentence with the
+    command that puts it back), so the next command tells the operator."""
+    records = list(_running)
+    for record in records:
+        record.hold(undo)
+    try:
+        yield
+    finally:
+        for record in records:
+            record.release(undo)
 
 
 def _load(path: Path) -> InFlight | None:
@@ -166,6 +216,7 @@ def _load(path: Path) -> InFlight | None:
             int(document["pid"]),
             str(document.get("host", "")),
             str(document.get("started", "?")),
+            [str(undo) for undo in document.get("held", [])],
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None

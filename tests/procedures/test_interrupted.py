@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -23,12 +24,16 @@ import redis
 
 from redis_runbook import lab
 from redis_runbook.config import load_config
+from redis_runbook.lab.server import RedisServer
 from redis_runbook.locks import REDIS_LOCK_KEY, file_lock
 from redis_runbook.service.process import pid_alive
 from redis_runbook.target import display_url
 from tests.support.backup import create, directory_env
 from tests.support.cli import run_cli
+from tests.support.config import write_config
 from tests.support.lab import Lab, journal, lab_client
+from tests.support.servers import plain_client
+from tests.support.stand_ins import StandIns
 from tests.support.waiting import wait_until
 
 
@@ -218,6 +223,78 @@ def test_a_killed_restore_is_reported_once_and_its_staging_removed(
     assert f"removed {staging[0]}: the staging dir of a restore" in " ".join(planned.stdout.split())
     assert not staging[0].exists()
     assert list(status.dir.glob(".redis-runbook-restore.*")) == []
+
+
+def test_a_restart_killed_while_it_holds_the_save_points_names_how_to_put_them_back(
+    redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL of `recover restart` (systemd backend, AOF on) while `systemctl stop`
+    has not come back: the tool had set `save ""` for the stop, and Redis, still
+    running, keeps it. The next command names the exact CONFIG SET that puts the
+    save points back, and running it does."""
+    client = plain_client(redis_server)
+    previous = client.config_get("save")["save"]
+    assert previous  # the lab's save points, AOF on: the stop holds them off
+    assert redis_server.process is not None
+    managers = StandIns(tmp_path, monkeypatch)
+    managers.reply(
+        "systemctl",
+        f"ActiveState=active\nSubState=running\nMainPID={redis_server.process.pid}\n"
+        "ExecMainStatus=0\n",
+    )
+    managers.hang("systemctl", "stop")
+    state = tmp_path / "state"
+    config = write_config(
+        tmp_path / "runbook.toml",
+        {
+            "target": {"url": redis_server.target().url},
+            "service": {"kind": "systemd", "data_dir": str(redis_server.data_dir)},
+            "runbook": {"state_dir": str(state)},
+        },
+    )
+    env = {"REDIS_RUNBOOK_RUNBOOK__STATE_DIR": str(state), "XDG_STATE_HOME": str(tmp_path)}
+    tool = subprocess.Popen(
+        [sys.executable, "-m", "redis_runbook", "--config", str(config), "--yes",
+         "recover", "restart"],
+        env={k: v for k, v in os.environ.items() if not k.startswith("REDIS_RUNBOOK_")} | env,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    stopping: list[int] = []
+    try:
+
+        def in_the_stop() -> bool | None:
+            if tool.poll() is not None:
+                pytest.fail(f"the restart ended before it was killed: {tool.communicate()[0]}")
+            if not managers.log.exists() or '"stop"' not in managers.log.read_text():
+                return None
+            stopping.extend(children_of(tool.pid))
+            return True
+
+        wait_until(in_the_stop, "the restart to run systemctl stop", timeout=120)
+        tool.kill()
+        tool.wait()
+    finally:
+        if tool.poll() is None:
+            tool.kill()
+        for pid in stopping:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert client.config_get("save") == {"save": ""}  # what the killed tool left
+
+    report = run_cli("--config", str(config), "journal", env=env)
+
+    assert "recover restart" in report.stderr
+    assert "never finished: it stopped at step 2 of 5 (stop Redis" in report.stderr
+    held = [line for line in report.stderr.splitlines() if "left on the server:" in line]
+    assert len(held) == 1, report.stderr
+    command = held[0].split("put them back: ", 1)[1]
+    assert command.endswith(f'CONFIG SET save "{previous}"')
+    [interrupted] = [e for e in journal(env) if e["outcome"] == "interrupted"]
+    assert command in str(interrupted["message"])
+    put_back = subprocess.run(shlex.split(command), capture_output=True, text=True, check=False)
+    assert put_back.returncode == 0, put_back.stdout + put_back.stderr
+    assert client.config_get("save") == {"save": previous}
+    client.close()
 
 
 def test_a_lock_key_restored_from_a_backup_blocks_nothing(lab_env: Lab, tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Stand-ins for `docker`, `systemctl` and `journalctl` on PATH that record their argv
-and print a canned reply (the only stand-ins the project allows), and the compose
-and systemd backends aimed at them."""
+and print a canned reply, or never return (the only stand-ins the project allows), and
+the compose and systemd backends aimed at them."""
 
 from __future__ import annotations
 
@@ -17,10 +17,12 @@ from redis_runbook.service.compose import ComposeService
 from redis_runbook.service.systemd import SystemdService
 
 STAND_IN = """#!{python}
-import json, os, sys
+import json, os, sys, time
 name = os.path.basename(sys.argv[0])
 with open(os.environ["FAKE_LOG"], "a") as log:
     log.write(json.dumps([name, *sys.argv[1:]]) + "\\n")
+if sys.argv[1:2] == [os.environ.get("FAKE_HANG_" + name.upper())]:
+    time.sleep(3600)  # a manager that does not come back (until it is killed)
 reply = os.environ.get("FAKE_REPLY_" + name.upper(), "")
 sys.stdout.write(open(reply).read() if reply else "")
 sys.exit(int(os.environ.get("FAKE_EXIT_" + name.upper(), "0")))
@@ -48,6 +50,10 @@ class StandIns:
         path.write_text(text)
         self.monkeypatch.setenv(f"FAKE_REPLY_{name.upper()}", str(path))
         self.monkeypatch.setenv(f"FAKE_EXIT_{name.upper()}", str(exit_code))
+
+    def hang(self, name: str, subcommand: str) -> None:
+        """`name subcommand ...` is logged, then never returns until it is killed."""
+        self.monkeypatch.setenv(f"FAKE_HANG_{name.upper()}", subcommand)
 
     def calls(self) -> list[list[str]]:
         if not self.log.exists():

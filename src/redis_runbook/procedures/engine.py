@@ -26,7 +26,7 @@ import redis
 
 from redis_runbook.aside import observed
 from redis_runbook.errors import EXIT_FAILED, Refused, RunbookError
-from redis_runbook.inflight import InFlight, Leftover
+from redis_runbook.inflight import InFlight, Leftover, running
 from redis_runbook.journal import Journal
 from redis_runbook.locks import file_lock, redis_lock
 from redis_runbook.target import classify
@@ -220,7 +220,7 @@ class Runner:
         results: list[StepResult] = []
         with self._locked(plan):
             flight = self._begin(plan)
-            with observed(flight.left if flight else plan.leftovers.append):
+            with observed(flight.left if flight else plan.leftovers.append), running(flight):
                 record("plan", "started", f"{len(plan.steps)} steps", {"notes": plan.notes})
                 for index, step in enumerate(plan.steps, 1):
                     if flight is not None:

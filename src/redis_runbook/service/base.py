@@ -23,8 +23,9 @@ from redis_runbook.bgsave import SaveFailed, bgsave_and_wait, read_info, save_de
 from redis_runbook.children import die_with_parent
 from redis_runbook.config import TargetConfig
 from redis_runbook.errors import RunbookError
+from redis_runbook.inflight import holding
 from redis_runbook.redislog import since_last_start
-from redis_runbook.target import make_client
+from redis_runbook.target import make_client, redis_cli_prefix
 
 SAVE_FAILED_HINT = (
     "Redis is still running: find why it cannot save (redis-runbook diagnose: disk space, "
@@ -193,36 +194,49 @@ def saved_for_stop(target: TargetConfig) -> Iterator[float]:
     4 GiB, half of a restart), and every write after the BGSAVE is in the AOF,
     which the shutdown fsyncs and the next start loads. The next start reads its
     save points from its own configuration again; when the stop fails (Redis still
-    runs) the previous value is put back at once."""
-    client = make_client(target)
-    began = time.monotonic()
-    try:
-        bgsave_and_wait(client, save_deadline(client), fresh=True)
-        held = _hold_final_save(client)
-    except SaveFailed as exc:
-        raise ServiceError(f"save before stopping: {exc.message}", SAVE_FAILED_HINT) from None
-    except redis.RedisError as exc:
-        raise ServiceError(f"save before stopping failed: {exc}", SAVE_FAILED_HINT) from None
-    finally:
-        client.close()
-    try:
-        yield time.monotonic() - began
-    except BaseException:
-        if held is not None:
-            _put_back_save(target, held)
-        raise
+    runs) the previous value is put back at once. While it is held, the running
+    plan's in-flight record has the command that puts it back: a tool killed in
+    the stop leaves a Redis that still runs without save points, and the next
+    command names that command."""
+    with contextlib.ExitStack() as hold:
+        client = make_client(target)
+        began = time.monotonic()
+        try:
+            bgsave_and_wait(client, save_deadline(client), fresh=True)
+            held = _save_points_to_hold(client)
+            if held is not None:
+                hold.enter_context(holding(_put_back_command(target, held)))
+                client.config_set("save", "")
+        except SaveFailed as exc:
+            raise ServiceError(f"save before stopping: {exc.message}", SAVE_FAILED_HINT) from None
+        except redis.RedisError as exc:
+            raise ServiceError(f"save before stopping failed: {exc}", SAVE_FAILED_HINT) from None
+        finally:
+            client.close()
+        try:
+            yield time.monotonic() - began
+        except BaseException:
+            if held is not None:
+                _put_back_save(target, held)
+            raise
 
 
-def _hold_final_save(client: redis.Redis) -> str | None:
-    """`save ""` when the AOF is on and save points are set; the previous value."""
+def _save_points_to_hold(client: redis.Redis) -> str | None:
+    """The save points to hold off (`save ""`) for the stop: set ones, with the AOF on."""
     if read_info(client, "persistence").get("aof_enabled") != "1":
         return None
     reply: Any = client.config_get("save")
-    previous = str(reply.get("save", ""))
-    if not previous:
-        return None
-    client.config_set("save", "")
-    return previous
+    return str(reply.get("save", "")) or None
+
+
+def _put_back_command(target: TargetConfig, previous: str) -> str:
+    """What an operator runs when the tool died while it held `save ""`."""
+    cli = redis_cli_prefix(target)
+    return (
+        f'the save points were held off (save "") while the service manager stopped Redis; '
+        f"if Redis still runs and {cli} CONFIG GET save shows them empty, put them back: "
+        f'{cli} CONFIG SET save "{previous}"'
+    )
 
 
 def _put_back_save(target: TargetConfig, previous: str) -> None:
