@@ -10,7 +10,6 @@ from redis_runbook.config import Config
 from redis_runbook.journal import Journal
 from redis_runbook.locks import refuse_if_locked
 from redis_runbook.procedures.engine import Runner
-from redis_runbook.replies import keyspace, parse_info
 from redis_runbook.service import Service, make_service
 from redis_runbook.target import make_client, target_display
 
@@ -48,12 +47,6 @@ class ProcedureContext:
             client.close()
             return None
         return client
-
-    def expiring_keys(self, client: redis.Redis) -> int:
-        """Keys with a TTL in the target's database (INFO keyspace)."""
-        info = parse_info(str(client.execute_command("INFO", "keyspace")))
-        db = int(client.connection_pool.connection_kwargs["handshake"].db)
-        return sum(s.expires for s in keyspace(info) if s.db == db)
 
     def runner(self) -> Runner:
         """A Runner journaling to, and locking in, the configured state dir."""
