@@ -21,6 +21,7 @@ from redis_runbook.lab.lifecycle import lab_server
 from redis_runbook.lab.server import RedisServer
 from redis_runbook.locks import file_lock
 from redis_runbook.ports import free_port
+from redis_runbook.procedures.restart import Keyspace, read_keyspace
 from redis_runbook.readiness import wait_started
 from redis_runbook.redislog import match_lines
 from redis_runbook.service import RunState, make_service
@@ -29,7 +30,7 @@ from tests.support.cli import run_cli
 from tests.support.files import file_sizes
 from tests.support.lab import Lab, journal, lab_client
 from tests.support.server_version import config_error_lines
-from tests.support.servers import process_config
+from tests.support.servers import RedisFactory, plain_client, process_config
 from tests.support.waiting import wait_until
 
 
@@ -117,6 +118,25 @@ def test_a_restart_that_loses_keys_fails_and_walks_to_say_where(
     assert [e["step"] for e in failed] == [
         "verify PING and the keyspace" + (" per category" if per_category else "")
     ]
+
+
+@pytest.mark.parametrize("aof", [False, True])
+def test_the_keyspace_read_sums_every_database_and_the_keys_the_rdb_load_read(
+    redis_factory: RedisFactory, aof: bool
+) -> None:
+    """read_keyspace (the restart's witness) over every database, after a restart:
+    the keys the load read from the RDB, unknown (None) when the server loads its AOF."""
+    server = redis_factory({"appendonly": "yes" if aof else "no"})
+    with plain_client(server) as db0, plain_client(server, db=1) as db1:
+        db0.mset({"a": 1, "b": 2})
+        db0.set("c", 3, ex=3600)
+        db1.set("d", 4, ex=3600)
+    server.stop(save=True)
+    server.start()
+    with server.client() as client:
+        totals, loaded = read_keyspace(client)
+    assert totals == Keyspace(keys=4, expires=2)
+    assert loaded == (None if aof else 4)
 
 
 def test_dry_run_changes_nothing(lab_env: Lab) -> None:

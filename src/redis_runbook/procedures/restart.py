@@ -33,12 +33,12 @@ class Keyspace:
 def read_keyspace(client: redis.Redis) -> tuple[Keyspace, int | None]:
     """The keyspace totals, and the keys the last load read from the RDB
     (`rdb_last_load_keys_loaded`, Redis 7.0+; None when unknown or when the server
-    loads its AOF, which that figure does not count)."""
-    info = info_fields(client.execute_command("INFO", "keyspace"))
-    persistence = info_fields(client.execute_command("INFO", "persistence"))
+    loads its AOF, which that figure does not count). One round trip: INFO of both
+    sections (Redis 7.0+)."""
+    info = info_fields(client.execute_command("INFO", "keyspace", "persistence"))
     dbs = keyspace(info)
-    loaded = persistence.get("rdb_last_load_keys_loaded")
-    if persistence.get("aof_enabled") == "1":
+    loaded = info.get("rdb_last_load_keys_loaded")
+    if info.get("aof_enabled") == "1":
         loaded = None
     totals = Keyspace(sum(d.keys for d in dbs), sum(d.expires for d in dbs))
     return totals, int(loaded) if loaded is not None and loaded.isdigit() else None
