@@ -11,14 +11,17 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 import redis
 
 from redis_runbook.config import Config
 from redis_runbook.keyspace import OTHER, category_stats
 from redis_runbook.keyspace_estimate import Estimate, estimate
-from redis_runbook.procedures.purge import EXACT_WALK_MAX_KEYS
+from redis_runbook.procedures import purge
+from redis_runbook.procedures.context import ProcedureContext
+from redis_runbook.procedures.purge import EXACT_WALK_MAX_KEYS, measure_categories
 from tests.support.cli import process_cli
-from tests.support.servers import RedisFactory, plain_client
+from tests.support.servers import RedisFactory, config_for, plain_client
 
 CATEGORIES = Config().categories
 TRUE_KEYS = {"cache": 30_000, "session": 8_000, "ratelimit": 2_000, OTHER: 10_000}
@@ -148,3 +151,22 @@ def test_a_large_keyspace_is_planned_from_an_estimate_and_purged_in_one_walk(
     scans = int(client.info("commandstats")["cmdstat_scan"]["calls"])
     # One walk: the purge's own SCAN MATCH, about one call per 1,000 slots.
     assert scans <= (cache + sessions) // 1_000 + 50, scans
+
+
+@pytest.mark.parametrize("walked", [True, False])
+def test_a_plan_measures_its_categories_with_one_dbsize(
+    redis_factory: RedisFactory, monkeypatch: pytest.MonkeyPatch, walked: bool
+) -> None:
+    """The DBSIZE that chooses between the walk and the estimate is the one the
+    walk's progress total or the estimate's N uses: Redis is asked once."""
+    server = redis_factory()
+    client = plain_client(server)
+    client.mset({f"cache:{i}": i for i in range(100)})
+    if not walked:
+        monkeypatch.setattr(purge, "EXACT_WALK_MAX_KEYS", 99)  # 100 keys: estimated
+    client.config_resetstat()
+    stats = measure_categories(ProcedureContext(config_for(server), read_only=True))
+    assert stats.get("cache").keys == 100
+    assert stats.scanned == (100 if walked else 0)  # walked, or estimated (no SCAN)
+    assert client.info("commandstats")["cmdstat_dbsize"]["calls"] == 1
+    client.close()

@@ -257,10 +257,12 @@ def category_stats(
     categories: Sequence[Category],
     sample: int = DEFAULT_SAMPLE,
     on_progress: Progress | None = None,
+    total: int | None = None,
 ) -> KeyspaceStats:
     """Keys per category in one SCAN walk, with MEMORY USAGE and PTTL read
     (pipelined, one round trip per SCAN batch) for up to `sample` keys per
-    category. `client` must return bytes (make_client(decode=False))."""
+    category. `client` must return bytes (make_client(decode=False)). `total`:
+    the DBSIZE the caller has just read (the progress total), else read here."""
     started = time.monotonic()
     stats = {
         c.name: CategoryStats(
@@ -274,7 +276,7 @@ def category_stats(
     }
     stats[OTHER] = CategoryStats(OTHER, None)
     classify = Classifier(categories)
-    total = dbsize(client)
+    total = dbsize(client) if total is None else total
     result = KeyspaceStats(stats, sample=sample)
     for batch in scan_keys(client):
         to_sample: list[bytes] = []

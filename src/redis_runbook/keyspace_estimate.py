@@ -148,12 +148,16 @@ def _measure(client: redis.Redis, keys: list[bytes]) -> list[tuple[bytes, int, b
 
 
 def estimate(
-    client: redis.Redis, categories: Sequence[Category], samples: int = DEFAULT_RANDOM_KEYS
+    client: redis.Redis,
+    categories: Sequence[Category],
+    samples: int = DEFAULT_RANDOM_KEYS,
+    total: int | None = None,
 ) -> KeyspaceEstimate:
     """Estimate keys, memory and keys with a TTL per category (see the module
-    docstring). `client` must return bytes (make_client(decode=False)); read-only."""
+    docstring). `client` must return bytes (make_client(decode=False)); read-only.
+    `total`: the DBSIZE the caller has just read, else read here."""
     started = time.monotonic()
-    total = dbsize(client)
+    total = dbsize(client) if total is None else total
     result = KeyspaceEstimate(total, 0)
     if total == 0 or samples <= 0:
         return result

@@ -84,10 +84,15 @@ def measure_categories(
     categories = ctx.config.categories
     try:
         with redis_errors(ctx.where):
-            if dbsize(client) > EXACT_WALK_MAX_KEYS:
-                return estimate(client, categories).to_stats(categories)
+            total = dbsize(client)
+            if total > EXACT_WALK_MAX_KEYS:
+                return estimate(client, categories, total=total).to_stats(categories)
             return category_stats(
-                client, categories, sample=sample, on_progress=labelled(progress, label)
+                client,
+                categories,
+                sample=sample,
+                on_progress=labelled(progress, label),
+                total=total,
             )
     finally:
         client.close()
