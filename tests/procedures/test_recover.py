@@ -90,6 +90,17 @@ def test_restart_evidence_is_the_keyspace_not_a_walk(lab_env: Lab) -> None:
     assert re.search(r"PING ok; (\d+) keys, \1 before", result.stdout), result.stdout
 
 
+def test_a_restart_verifying_categories_says_the_change_per_category(lab_env: Lab) -> None:
+    """--verify-categories on a restart that keeps its keys: done, and the last step
+    gives the change per category (keys with a TTL may expire meanwhile)."""
+    _, env = lab_env
+    result = run_cli("--yes", "recover", "restart", "--verify-categories", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    said = " ".join(result.stdout.split())
+    assert re.search(r"PING ok; \d+ keys, \d+ before; per category: (no change|\w+ [+-]\d+)", said)
+    assert "missing" not in said
+
+
 @pytest.mark.parametrize("per_category", [False, True])
 def test_a_restart_that_loses_keys_fails_and_walks_to_say_where(
     lab_env: Lab, per_category: bool

@@ -114,32 +114,31 @@ class KeyspaceWitness:
         lost = self.before.keys - after.keys
         if lost > self.before.expires:
             now = self._walk()  # where are they missing? Redis serves meanwhile
+            before = self.before_categories
             raise StepFailed(
                 f"{lost} keys missing after the restart, more than the {self.before.expires} "
                 f"that had a TTL ({said}); keys per category now: {_per_category(now)}"
-                + self._category_changes(now),
+                + (_changes(before.diff(now)) if before is not None else ""),
                 hint,
             )
         if self.before_categories is None:
             return f"PING ok; {said}"
-        now = self._walk()
-        diff = self.before_categories.diff(now)
+        diff = self.before_categories.diff(self._walk())
         short = -sum(d for d in diff.values() if d < 0)
         if short > self.before.expires:
             raise StepFailed(
                 f"{short} keys missing from their categories, more than the "
-                f"{self.before.expires} that had a TTL ({said})" + self._category_changes(now),
+                f"{self.before.expires} that had a TTL ({said})" + _changes(diff),
                 hint,
             )
-        return f"PING ok; {said}" + self._category_changes(now)
+        return f"PING ok; {said}" + _changes(diff)
 
-    def _category_changes(self, now: KeyCounts) -> str:
-        if self.before_categories is None:
-            return ""
-        diff = self.before_categories.diff(now)
-        return "; per category: " + (
-            ", ".join(f"{k} {d:+d}" for k, d in diff.items() if d) or "no change"
-        )
+
+def _changes(diff: dict[str, int]) -> str:
+    """`; per category: session -3, cache +1` (KeyCounts.diff), or `no change`."""
+    return "; per category: " + (
+        ", ".join(f"{k} {d:+d}" for k, d in diff.items() if d) or "no change"
+    )
 
 
 def replication_role(ctx: ProcedureContext) -> str | None:
