@@ -3,6 +3,8 @@ and the safe purge (SCAN + pipelined UNLINK) as a plan."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -17,8 +19,10 @@ from redis_runbook.errors import ConfigError
 from redis_runbook.units import format_bytes
 
 if TYPE_CHECKING:
+    import redis
     from rich.table import Table
 
+    from redis_runbook.config import Config
     from redis_runbook.keyspace import KeyspaceStats
     from redis_runbook.memory import MemoryFigures
 
@@ -82,6 +86,24 @@ def stats_table(stats: KeyspaceStats, memory: MemoryFigures, target: str) -> Tab
     return table
 
 
+@contextlib.contextmanager
+def _reading(config: Config) -> Iterator[tuple[redis.Redis, str, MemoryFigures]]:
+    """What `keys stats` reads over: a client of the target (bytes) that answered
+    the handshake, the target's name and its memory now; a Redis error in the block
+    is a RunbookError naming the target."""
+    from redis_runbook.memory import read_memory
+    from redis_runbook.target import connect, make_client, redis_errors, target_display
+
+    where = target_display(config.target)
+    client = make_client(config.target, decode=False)
+    try:
+        connect(client, where)
+        with redis_errors(where):
+            yield client, where, read_memory(client)
+    finally:
+        client.close()
+
+
 @app.command("stats")
 def stats(
     ctx: typer.Context,
@@ -110,24 +132,15 @@ def stats(
         _estimate(ctx, random_keys, json_output)
         return
     from redis_runbook.keyspace import category_stats
-    from redis_runbook.memory import read_memory
     from redis_runbook.procedures.purge import labelled
-    from redis_runbook.target import connect, make_client, redis_errors, target_display
 
     options = globals_of(ctx)
     as_json = json_output or options.json
     config = options.load().config
-    where = target_display(config.target)
-    client = make_client(config.target, decode=False)
-    try:
-        connect(client, where)
-        with walk_progress(not as_json) as progress, redis_errors(where):
-            memory = read_memory(client)
-            result = category_stats(
-                client, config.categories, sample, on_progress=labelled(progress, "scan")
-            )
-    finally:
-        client.close()
+    with _reading(config) as (client, where, memory), walk_progress(not as_json) as progress:
+        result = category_stats(
+            client, config.categories, sample, on_progress=labelled(progress, "scan")
+        )
     if as_json:
         print_json(
             {
@@ -146,20 +159,11 @@ def stats(
 def _estimate(ctx: typer.Context, random_keys: int, json_output: bool) -> None:
     """`keys stats --estimate`: the sampled estimate, as a table or one JSON document."""
     from redis_runbook.keyspace_estimate import estimate
-    from redis_runbook.memory import read_memory
-    from redis_runbook.target import connect, make_client, redis_errors, target_display
 
     options = globals_of(ctx)
     config = options.load().config
-    where = target_display(config.target)
-    client = make_client(config.target, decode=False)
-    try:
-        connect(client, where)
-        with redis_errors(where):
-            memory = read_memory(client)
-            found = estimate(client, config.categories, random_keys)
-    finally:
-        client.close()
+    with _reading(config) as (client, where, memory):
+        found = estimate(client, config.categories, random_keys)
     if json_output or options.json:
         print_json(
             {
