@@ -253,6 +253,20 @@ def test_on_a_busy_server_perf_and_clients_name_script_kill_and_it_works(
         health.stdout.split()
     ), health.stdout
     assert "ACL" not in health.stdout
+    # The monitor alerts on the connection alone (before, it also saw "connection OK"),
+    # and every checklist item takes that verdict.
+    cycle = json.loads(env.run("monitor", "--once", "--json").stdout)
+    assert cycle["firing"] == ["redis:connection"], cycle
+    assert [(o["key"], o["status"]) for o in cycle["not_ok"]] == [
+        ("redis:connection", "CRITICAL")
+    ], cycle
+    daily = env.run("checklist", "daily", "--json")
+    items = json.loads(daily.stdout)["items"]
+    checked = [item for item in items if item["status"] != "MANUAL"]
+    assert checked, items
+    assert {(item["status"], "SCRIPT KILL" in item["hint"]) for item in checked} == {
+        ("CRITICAL", True)
+    }, items
     for command in (("perf", "report"), ("clients", "list"), ("queues", "status")):
         result = env.run(*command)
         assert result.returncode == 1, result.stdout + result.stderr
