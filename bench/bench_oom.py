@@ -6,7 +6,13 @@ many `bull:*` / `session:*` keys.
 - ours, whole process: `redis-runbook --yes keys purge --category cache` (the plan
   also walks the whole keyspace before and after, to count keys per category);
 - the seed: `redis-cli --scan --pattern 'cache:*' | xargs redis-cli DEL` in bash
-  (its `docker compose exec redis` prefixes removed, like the health benchmark).
+  (its `docker compose exec redis` prefixes removed, like the health benchmark);
+- the floor of a server-side purge: a Lua script (EVALSHA) called in a loop with the
+  cursor, each call one `SCAN cursor MATCH cache:* COUNT n` and an UNLINK of what it
+  returned, so each call blocks Redis for a bounded time (n slots visited). It makes
+  no protection check: the product must check every key against the other
+  categories' patterns, the BullMQ prefixes and its own keys before deleting it,
+  which is why its purge is client-side. This row says what that costs (issue 15).
 
 Each run starts from freshly refilled `cache:*` keys. Meanwhile a separate process
 PINGs the server every millisecond on its own connection and we report the p50 /
@@ -48,6 +54,19 @@ for i = first, last do
 end
 return last - first + 1
 """
+#: One bounded step of a server-side purge: one SCAN, UNLINK of what it returned (in
+#: chunks: Lua's unpack() is limited to ~8,000 values); the next cursor and how many
+#: keys went. No `#!lua flags=` line: a plain EVAL script may write after SCAN.
+LUA_PURGE = """
+local reply = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
+local keys, gone = reply[2], 0
+for i = 1, #keys, 1000 do
+  gone = gone + redis.call('UNLINK', unpack(keys, i, math.min(i + 999, #keys)))
+end
+return {reply[1], gone}
+"""
+#: SCAN COUNT per script call: the in-process purge's, and a larger bound.
+LUA_COUNTS = (1000, 2000)
 SEED_PURGE = 'redis-cli -p "$1" --scan --pattern \'cache:*\' | xargs redis-cli -p "$1" DEL'
 SETTINGS = {
     "maxmemory": "2gb",
@@ -169,14 +188,14 @@ def measure(client: redis.Redis, port: int, what: str, work: Callable[[], object
             int(stats[f"cmdstat_{name}"]["calls"]),
             stats[f"cmdstat_{name}"]["usec"] / 1e6,
         )
-        for name in ("scan", "unlink", "del")
+        for name in ("scan", "unlink", "del", "evalsha")
         if f"cmdstat_{name}" in stats
     }
     return Run(what, seconds, pings, busy)
 
 
 def bench_oom(cache_keys: int, machine: str) -> None:
-    """Fill, purge three ways, print the table."""
+    """Fill, purge each way (seed, ours, the Lua floor), print the table."""
     others = cache_keys
     config = Config()
     cache = next(c for c in config.categories if c.name == "cache")
@@ -203,6 +222,13 @@ def bench_oom(cache_keys: int, machine: str) -> None:
                     "ours: `redis-runbook --yes keys purge` (process)",
                     lambda: run_cli_purge(Path(tmp), port),
                 ),
+                *(
+                    (
+                        f"server-side floor, no check: Lua SCAN COUNT {count} + UNLINK per EVALSHA",
+                        lambda count=count: lua_purge(client, "cache:*", count),
+                    )
+                    for count in LUA_COUNTS
+                ),
             ]
             runs.append(measure(client, port, "(idle server, 2 s: the floor)", idle))
             runs[0].seconds = None
@@ -225,7 +251,12 @@ def bench_oom(cache_keys: int, machine: str) -> None:
         "noeviction, maxmemory 2gb, no RDB/rewrite forks. Redis busy: time Redis itself spent "
         "in each command (INFO commandstats). Latency: a separate process PINGs every 1 ms on "
         "its own connection; corrected for coordinated omission (a PING that waited L ms also "
-        "counts the PINGs a 1 ms schedule would have sent meanwhile, at L-1, L-2, ... ms).\n"
+        "counts the PINGs a 1 ms schedule would have sent meanwhile, at L-1, L-2, ... ms). "
+        "The Lua rows are the floor of a server-side purge, not a product option: each "
+        "EVALSHA runs one SCAN and UNLINKs every key it returned, with no check; the product "
+        "checks each key against the other categories' patterns, the BullMQ prefixes and its "
+        "own keys before deleting it, which is why its purge is client-side. Their EVALSHA "
+        "time includes the SCAN and UNLINK time listed beside it.\n"
     )
     print("| purge | wall time | vs seed | Redis busy | PING p50 ms | PING p99 ms | PING max ms |")
     print("|---|---|---|---|---|---|---|")
@@ -246,8 +277,23 @@ def run_seed_purge(port: int) -> None:
     )
 
 
-def run_cli_purge(tmp: Path, port: int) -> None:
-    """The whole command, as an operator runs it."""
+def lua_purge(client: redis.Redis, pattern: str, count: int) -> int:
+    """Delete every key matching `pattern` by calling LUA_PURGE with the cursor until
+    it comes back to 0; each call visits `count` slots. Returns the keys deleted."""
+    sha = str(client.script_load(LUA_PURGE))  # so that no EVALSHA fails with NOSCRIPT
+    cursor: Any = "0"
+    gone = 0
+    while True:
+        reply: Any = client.evalsha(sha, 0, cursor, pattern, count)
+        cursor, deleted = reply
+        gone += int(deleted)
+        if cursor in ("0", b"0"):
+            return gone
+
+
+def write_config(tmp: Path, port: int) -> Path:
+    """A config file for the CLI: the server on `port`, the default categories, state
+    under `tmp`."""
     config = tmp / "runbook.toml"
     config.write_text(
         toml.dumps(
@@ -257,7 +303,18 @@ def run_cli_purge(tmp: Path, port: int) -> None:
             }
         )
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_RUNBOOK_")}
+    return config
+
+
+def cli_env() -> dict[str, str]:
+    """This environment without any REDIS_RUNBOOK_* setting."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("REDIS_RUNBOOK_")}
+
+
+def run_cli_purge(tmp: Path, port: int) -> None:
+    """The whole command, as an operator runs it."""
+    config = write_config(tmp, port)
+    env = cli_env()
     command = ["--config", str(config), "--yes", "keys", "purge", "--category", "cache"]
     subprocess.run(
         [sys.executable, "-m", "redis_runbook", *command],

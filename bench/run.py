@@ -16,8 +16,9 @@ and the snapshot+evaluation alone in-process. Round trips are counted on the wir
 
 oom (seed §3.2): purging `cache:*` from a keyspace that also holds as many
 `bull:*`/`session:*` keys — our SCAN + pipelined UNLINK vs the seed's
-`redis-cli --scan --pattern 'cache:*' | xargs redis-cli DEL` — wall time, and the
-PING latency another client sees meanwhile (see bench_oom.py).
+`redis-cli --scan --pattern 'cache:*' | xargs redis-cli DEL`, and the floor of a
+server-side purge (a Lua SCAN + UNLINK per EVALSHA, bounded per call, no protection
+check) — wall time, and the PING latency another client sees meanwhile (see bench_oom.py).
 
 reconstruct (seed §5.3): PostgreSQL rows to BullMQ jobs — `queues reconstruct` vs
 the seed's `LIMIT 1000` + sequential `queue.add` — jobs/s and peak RSS (see
