@@ -1,10 +1,12 @@
 """Benchmarks against the seed runbook's own procedures, side by side in one run.
 
     ./run bench [--only health|diagnose|assess|restore|stale|stale-live|oom|reconstruct|
-                        failover|exporter|production|startup|restart|seed-compose[,...]]
+                        failover|exporter|production|startup|restart|seed-compose|
+                        estimate[,...]]
                 [--runs N]
                 [--production-bytes N] [--production-backends process,compose]
                 [--oom-keys N] [--stale-jobs N] [--reconstruct-rows N] [--seed-compose-keys N]
+                [--estimate-keys N]
 
 `--only` takes one section or a comma-separated list (`--only restart,oom,restore`), run
 in the order given; without it every section runs, in the order above.
@@ -56,6 +58,11 @@ redis-cli …` — against the compose deployment on a private Docker engine, be
 the §2.2 one-liner, the §3.2 `--scan | xargs … DEL` (see bench_seed_compose.py).
 `--seed-compose-keys N`, `--runs N`. Needs root for the engine.
 
+estimate (issue 15 goal 3): `keys stats --estimate --json` vs the exact walk `keys stats
+--json`, whole processes, on 10M keys over cache:*, bull:*, session:* (50/30/20 %): wall
+times and keys per category, the estimate's 95 % error bars against the exact counts
+(see bench_estimate.py). `--estimate-keys N`; 10M keys take ~1.5 GB of RAM.
+
 Prints Markdown tables for docs/benchmarks.md. Benchmarks are not tests: nothing
 here asserts a timing.
 """
@@ -78,6 +85,7 @@ import redis
 
 from bench_assess import bench_assess
 from bench_diagnose import bench_diagnose
+from bench_estimate import bench_estimate
 from bench_exporter import bench_exporter
 from bench_failover import bench_failover
 from bench_oom import bench_oom
@@ -111,6 +119,7 @@ SECTIONS = (
     "startup",
     "restart",
     "seed-compose",
+    "estimate",
 )
 SEED_HEALTH_SCRIPT = """
 set -u
@@ -225,6 +234,9 @@ def main() -> None:
         default=1_000_000,
         help="seed-compose: cache keys the purge deletes (and as many others).",
     )
+    parser.add_argument(
+        "--estimate-keys", type=int, default=10_000_000, help="estimate: keys in the keyspace."
+    )
     args = parser.parse_args()
     runners: dict[str, Callable[[], None]] = {
         "health": lambda: bench_health(args.runs),
@@ -249,6 +261,7 @@ def main() -> None:
         "seed-compose": lambda: bench_seed_compose(
             args.seed_compose_keys, min(args.runs, 10), machine(), median_ms
         ),
+        "estimate": lambda: bench_estimate(args.estimate_keys, machine()),
     }
     assert list(runners) == list(SECTIONS)
     for index, name in enumerate(args.only or SECTIONS):
