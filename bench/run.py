@@ -46,7 +46,7 @@ private Docker engine (see bench_production.py). `--production-bytes N`,
 
 startup (issue 15): whole processes of `--version`, `--help`, `health --help` and
 `health --json` against a throwaway redis-server, beside the interpreter's start and
-`import redis` alone (see bench_startup.py). `--runs N`.
+`import redis` alone, interleaved, min and median (see bench_startup.py). `--runs N`.
 
 restart (issue 15): `recover restart` on millions of keys against the floor of any
 restart (SHUTDOWN SAVE, start, until loaded, by hand), and with --verify-categories
@@ -256,7 +256,7 @@ def main() -> None:
         "production": lambda: bench_production(
             args.production_bytes, args.production_backends.split(","), machine()
         ),
-        "startup": lambda: bench_startup(args.runs, machine(), median_ms),
+        "startup": lambda: bench_startup(args.runs, machine()),
         "restart": lambda: bench_restart(args.restart_keys, machine()),
         "seed-compose": lambda: bench_seed_compose(
             args.seed_compose_keys, min(args.runs, 10), machine(), median_ms
