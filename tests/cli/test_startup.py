@@ -24,6 +24,9 @@ from tests.support.cli import process_cli
 # of pydantic; tests/test_architecture.py keeps it so).
 LIBRARY = ("redis", "redis_runbook.config")
 TABLES = ("rich.table",)
+# What `health --json` does not load (it writes its document with json.dumps): each
+# one it did load once.
+NOT_FOR_HEALTH_JSON = ("rich",)
 # The library modules `--help` may load: plain ones importing nothing heavy.
 FLOOR = {
     "redis_runbook",
@@ -150,6 +153,16 @@ def test_health_json_never_loads_rich_tables(tmp_path: Path, redis_server: Redis
     assert document["status"] in ("OK", "WARNING", "CRITICAL", "UNKNOWN")
     assert "redis" in started.modules  # it did talk to Redis
     assert started.imported(TABLES) == []
+
+
+def test_health_json_loads_none_of_what_it_does_not_use(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    env = process_cli(tmp_path, redis_server)
+    started = start(tmp_path, "--config", str(env.config), "health", "--json", env=env.env)
+    assert json.loads(started.stdout)["checks"], started.stderr
+    assert {"redis", "redis_runbook.config", "redis_runbook.checks"} <= started.modules
+    assert started.imported(NOT_FOR_HEALTH_JSON) == []
 
 
 def test_keys_stats_json_never_loads_rich_tables(tmp_path: Path, redis_server: RedisServer) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from redis_runbook.cli.render import err
+from redis_runbook.cli import render
 
 if TYPE_CHECKING:
     from redis_runbook.config import LoadedConfig
@@ -40,9 +40,9 @@ def report_interrupted(state_dir: Path) -> None:
 
     for record in take_interrupted(state_dir):
         lines = record.describe()
-        err.print(f"WARNING: {lines[0]}", style="bold yellow", markup=False)
+        render.err.print(f"WARNING: {lines[0]}", style="bold yellow", markup=False)
         for line in lines[1:]:
-            err.print(f"  {line}", markup=False)
+            render.err.print(f"  {line}", markup=False)
 
 
 def globals_of(ctx: typer.Context) -> Globals:

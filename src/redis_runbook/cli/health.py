@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from redis_runbook.cli import render
 from redis_runbook.cli.context import globals_of
-from redis_runbook.cli.render import health_table, out, print_json
 
 if TYPE_CHECKING:
     from redis_runbook.checks import HealthReport
@@ -17,18 +17,16 @@ if TYPE_CHECKING:
 
 def _render(report: HealthReport, as_json: bool, lines: bool = False) -> None:
     if as_json:
-        print_json(report.to_json(), compact=lines)
+        render.print_json(report.to_json(), compact=lines)
     else:
-        out.print(health_table(report))
+        render.out.print(render.health_table(report))
 
 
 def _watch(config: Config, interval: float, as_json: bool) -> HealthReport:
-    from rich.live import Live
-
     from redis_runbook.checks import run_health
 
     report = run_health(config)
-    if as_json or not out.is_terminal:
+    if as_json or not render.out.is_terminal:
         try:
             while True:
                 _render(report, as_json, lines=True)
@@ -36,12 +34,14 @@ def _watch(config: Config, interval: float, as_json: bool) -> HealthReport:
                 report = run_health(config)
         except KeyboardInterrupt:
             return report
+    from rich.live import Live
+
     try:
-        with Live(health_table(report), console=out, auto_refresh=False) as live:
+        with Live(render.health_table(report), console=render.out, auto_refresh=False) as live:
             while True:
                 time.sleep(interval)
                 report = run_health(config)
-                live.update(health_table(report), refresh=True)
+                live.update(render.health_table(report), refresh=True)
     except KeyboardInterrupt:
         pass
     return report

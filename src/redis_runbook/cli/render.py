@@ -1,5 +1,10 @@
 """Rendering helpers shared by the command modules: consoles (colour only on a
-TTY; Rich honours NO_COLOR), JSON output, errors with their HINT line."""
+TTY; Rich honours NO_COLOR), JSON output, errors with their HINT line.
+
+Rich loads when something is first drawn with it, not when this module loads: `out`
+and `err` are made on first use (`render.out`, or `from ... import out` in a command
+module that draws), so a `--json` report, which writes with print_json, never loads
+Rich."""
 
 from __future__ import annotations
 
@@ -7,21 +12,44 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.text import Text
-
 from redis_runbook.errors import RunbookError
 from redis_runbook.status import CheckResult, Status
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from redis_runbook.checks import HealthReport
 
-out = Console(highlight=False, soft_wrap=False)
-if not out.is_terminal:
-    out.width = 160  # logs and pipes: no terminal to fit, keep rows on one line
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+    out: Console  # stdout
+    err: Console  # stderr
+
+
+def _console(name: str) -> Console:
+    """The console `out` or `err`, made on first use and kept as the module's own."""
+    made: Console | None = globals().get(name)
+    if made is None:
+        from rich.console import Console
+
+        if name == "out":
+            made = Console(highlight=False, soft_wrap=False)
+            if not made.is_terminal:
+                made.width = 160  # logs and pipes: no terminal to fit, keep rows on one line
+        else:
+            made = Console(stderr=True, highlight=False, soft_wrap=True)
+        globals()[name] = made
+    return made
+
+
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        """`render.out`, `render.err` (PEP 562): made on first use."""
+        if name in ("out", "err"):
+            return _console(name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 STATUS_STYLE = {
     Status.OK: "green",
@@ -42,14 +70,19 @@ def print_error(error: RunbookError) -> None:
     """`error: <message>` and `HINT: <next command>` on stderr; several problems (a
     config with more than one mistake) are each one `error:` line. Every text is
     plain: `[target]` in a hint is a config section, not Rich markup."""
+    from rich.text import Text
+
     problems = getattr(error, "problems", None) or []
+    stderr = _console("err")
     for line in problems if len(problems) > 1 else [error.message]:
-        err.print(Text("error: ", style="bold red") + Text(line))
-    err.print(Text("HINT: ", style="bold") + Text(error.hint))
+        stderr.print(Text("error: ", style="bold red") + Text(line))
+    stderr.print(Text("HINT: ", style="bold") + Text(error.hint))
 
 
 def plain(text: str) -> Text:
     """`text` as it is (Rich would read `[target]` or `[bold]` in a str as markup)."""
+    from rich.text import Text
+
     return Text(text)
 
 
@@ -69,6 +102,8 @@ def grouped_hints(checks: list[CheckResult]) -> list[str]:
 
 def status_text(status: Status) -> Text:
     """A coloured status word."""
+    from rich.text import Text
+
     return Text(status.name, style=STATUS_STYLE[status])
 
 
