@@ -25,7 +25,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from redis_runbook.config.backup import BackupConfig
-from redis_runbook.config.base import Section
+from redis_runbook.config.base import Section, new_list
 from redis_runbook.config.errors import describe_validation_error
 from redis_runbook.config.monitoring import AlertsConfig, ExporterConfig, MonitorConfig
 from redis_runbook.config.reconstruct import ReconstructConfig
@@ -93,7 +93,7 @@ class TargetConfig(Section):
     tls_verify: bool = True
     tls_check_hostname: bool = True
     sentinel: SentinelConfig | None = None
-    replicas: list[str] = Field(default_factory=list)
+    replicas: list[str] = Field(default_factory=new_list)
 
     @field_validator("replicas")
     @classmethod

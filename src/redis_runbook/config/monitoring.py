@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from redis_runbook.config.base import Section
+from redis_runbook.config.base import Section, new_list
 
 _ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+$")
 
@@ -132,7 +132,7 @@ class AlertsConfig(Section):
     """When an alert fires, repeats and resolves, and where notifications go."""
 
     smtp: SmtpConfig | None = None
-    webhooks: list[WebhookConfig] = Field(default_factory=list)
+    webhooks: list[WebhookConfig] = Field(default_factory=new_list)
     fire_after_cycles: int = Field(1, ge=1, le=100)
     for_cycles: dict[str, int] = Field(
         default_factory=lambda: {"queue_stale_jobs": 2, "queue_counts": 2}

@@ -30,7 +30,7 @@ from pydantic import Field, field_validator, model_validator
 
 from redis_runbook.bullmq.jobid import JobIdTemplate
 from redis_runbook.bullmq.keys import invalid_queue_name
-from redis_runbook.config.base import Section
+from redis_runbook.config.base import Section, new_list
 
 SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 SQL_PARAMETERS = ("since",)
@@ -250,7 +250,7 @@ class ReconstructConfig(Section):
     connect_timeout: float = Field(5.0, gt=0, le=120)
     statement_timeout: float = Field(300.0, gt=0, le=86_400)
     chunk_size: int = Field(1000, ge=1, le=1000)
-    sources: list[Source] = Field(default_factory=list)
+    sources: list[Source] = Field(default_factory=new_list)
 
     @field_validator("dsn_command")
     @classmethod
