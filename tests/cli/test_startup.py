@@ -24,9 +24,18 @@ from tests.support.cli import process_cli
 # of pydantic; tests/test_architecture.py keeps it so).
 LIBRARY = ("redis", "redis_runbook.config")
 TABLES = ("rich.table",)
-# What `health --json` does not load (it writes its document with json.dumps): each
-# one it did load once.
-NOT_FOR_HEALTH_JSON = ("rich",)
+# What `health --json` on a target without Sentinel or listed replicas does not load:
+# Rich (it writes its document with json.dumps), the topology checks and Sentinel
+# (for targets with them), the stall probe (for a server that answers BUSY). Each one
+# it did load once.
+NOT_FOR_HEALTH_JSON = (
+    "rich",
+    "redis_runbook.target.sentinel",
+    "redis_runbook.target.topology",
+    "redis_runbook.checks.topology",
+    "redis_runbook.checks.replicas",
+    "redis_runbook.stall",
+)
 # The library modules `--help` may load: plain ones importing nothing heavy.
 FLOOR = {
     "redis_runbook",

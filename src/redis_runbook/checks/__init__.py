@@ -9,12 +9,9 @@ from typing import Any
 
 from redis_runbook.checks import clients, memory, persistence, server
 from redis_runbook.checks.base import CheckFn, Context
-from redis_runbook.checks.replicas import check_replicas
-from redis_runbook.checks.topology import check_topology
 from redis_runbook.config import Config
 from redis_runbook.errors import AuthFailed, SecretError
 from redis_runbook.snapshot import Snapshot, take_snapshot
-from redis_runbook.stall import kill_script_hint
 from redis_runbook.status import CheckResult, Status, worst
 
 __all__ = ["CHECKS", "CHECK_NAMES", "HealthReport", "evaluate", "run_health"]
@@ -94,6 +91,8 @@ def _unreachable(snapshot: Snapshot) -> list[CheckResult]:
 def _busy(snapshot: Snapshot) -> list[CheckResult]:
     """A server that answers PING with BUSY serves no client: one CRITICAL result that
     says why and how to end it (the other checks would only say "denied")."""
+    from redis_runbook.stall import kill_script_hint
+
     return [
         CheckResult(
             "connection",
@@ -118,13 +117,18 @@ def evaluate(snapshot: Snapshot, config: Config) -> list[CheckResult]:
 
 
 def run_health(config: Config, env: Mapping[str, str] | None = None) -> HealthReport:
-    """Take one snapshot of the configured target and evaluate all checks."""
+    """Take one snapshot of the configured target and evaluate all checks. The
+    topology checks, and their modules, are for a target with Sentinel or replicas."""
     started = time.perf_counter()
     snapshot = take_snapshot(config.target, env)
     checks = evaluate(snapshot, config)
     if config.target.sentinel is not None:
+        from redis_runbook.checks.topology import check_topology
+
         checks += check_topology(config, env)[1]
     elif config.target.replicas:  # without Sentinel: ROLE on every listed node
+        from redis_runbook.checks.replicas import check_replicas
+
         checks += check_replicas(config, env)
     info = snapshot.info
     server: dict[str, str] = {

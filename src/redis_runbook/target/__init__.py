@@ -32,7 +32,6 @@ from redis_runbook.target.client import (
     target_at,
     target_display,
 )
-from redis_runbook.target.sentinel import resolve_master
 
 __all__ = [
     "RunbookConnection",
@@ -56,6 +55,8 @@ def _node(
 ) -> tuple[str, int] | None:
     """`node`, or for a Sentinel target (TCP) the master the Sentinels name now."""
     if node is None and target.sentinel is not None and target.scheme != "unix":
+        from redis_runbook.target.sentinel import resolve_master  # Sentinel targets only
+
         return resolve_master(target, env)
     return node
 
