@@ -26,10 +26,11 @@ LIBRARY = ("redis", "redis_runbook.config")
 TABLES = ("rich.table",)
 # What `health --json` on a target without Sentinel or listed replicas does not load:
 # Rich (it writes its document with json.dumps), the topology checks and Sentinel
-# (for targets with them), the stall probe (for a server that answers BUSY). Each one
-# it did load once.
+# (for targets with them), the stall probe (for a server that answers BUSY), BullMQ's
+# parsers (for [[reconstruct.sources]], which has none). Each one it did load once.
 NOT_FOR_HEALTH_JSON = (
     "rich",
+    "redis_runbook.bullmq",
     "redis_runbook.target.sentinel",
     "redis_runbook.target.topology",
     "redis_runbook.checks.topology",

@@ -24,13 +24,14 @@ import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 
-from redis_runbook.bullmq.jobid import JobIdTemplate
-from redis_runbook.bullmq.keys import invalid_queue_name
 from redis_runbook.config.base import Section, new_list
+
+if TYPE_CHECKING:
+    from redis_runbook.bullmq.jobid import JobIdTemplate
 
 SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 SQL_PARAMETERS = ("since",)
@@ -187,6 +188,8 @@ class Source(Section):
     @field_validator("queue")
     @classmethod
     def _queue_name(cls, queue: str) -> str:
+        from redis_runbook.bullmq.keys import invalid_queue_name  # a source is configured
+
         problem = invalid_queue_name(queue)
         if problem:
             raise ValueError(problem)
@@ -211,6 +214,8 @@ class Source(Section):
     @field_validator("job_id")
     @classmethod
     def _template(cls, job_id: str) -> str:
+        from redis_runbook.bullmq.jobid import JobIdTemplate  # a source is configured
+
         JobIdTemplate.parse(job_id)
         return job_id
 
@@ -232,6 +237,8 @@ class Source(Section):
     @property
     def template(self) -> JobIdTemplate:
         """The parsed job id template."""
+        from redis_runbook.bullmq.jobid import JobIdTemplate
+
         return JobIdTemplate.parse(self.job_id)
 
     @property
