@@ -1,8 +1,10 @@
 """Start-up (issue 15): what the CLI imports for what it is asked. `--version` loads
 neither typer nor the library; `--help` at every level builds the commands without
-redis or the configuration (pydantic); a `--json` report never loads Rich's tables.
-Checked on the real process — `python -m redis_runbook` run by a wrapper that writes
-the process's `sys.modules` to a file at exit — never on timing."""
+redis or the configuration (pydantic); a `--json` report never loads Rich's tables, and
+`health --json` loads none of Rich, Sentinel, the topology checks, the stall probe or
+BullMQ's parsers, and leaves its objects frozen for the exit. Checked on the real
+process — `python -m redis_runbook` run by a wrapper that writes the process's
+`sys.modules` and gc freeze count to a file at exit — never on timing."""
 
 from __future__ import annotations
 
