@@ -8,6 +8,7 @@ import json
 import os
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,19 @@ class Journal:
                 f"cannot write the journal {self.path}: {exc.strerror}",
                 "set [runbook] state_dir to a writable directory",
             ) from None
+
+    def entries(self) -> Iterator[dict[str, Any]]:
+        """Every entry, oldest first (unparseable lines are skipped)."""
+        try:
+            handle = self.path.open(encoding="utf-8")
+        except FileNotFoundError:
+            return
+        with handle:
+            for line in handle:
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    continue
 
     def tail(self, count: int) -> list[dict[str, Any]]:
         """The last `count` entries (unparseable lines are skipped)."""

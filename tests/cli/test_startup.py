@@ -141,7 +141,7 @@ def test_help_loads_neither_redis_nor_pydantic(tmp_path: Path) -> None:
         (("health", "--help"), ("--json", "--watch")),
         (("recover", "--help"), ("restart", "emergency-start", "aof", "restore", "oom")),
         (("recover", "restart", "--help"), ("--no-save",)),
-        (("queues", "--help"), ("status", "recover-stale", "reconstruct")),
+        (("queues", "--help"), ("status", "recover-stale", "reconstruct", "pause", "resume")),
         (("keys", "purge", "--help"), ("--category", "--batch", "--max-ops-per-s")),
         (("workers", "verify", "--help"), ("--canary", "__runbook_canary__")),
         (("checklist", "--help"), ("daily", "weekly", "monthly")),

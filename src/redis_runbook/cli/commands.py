@@ -33,7 +33,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 # Subcommands that live in a module of their own: group -> (name, module, function).
 SUBCOMMANDS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "recover": (("oom", "recover_oom", "oom"),),
-    "queues": (("reconstruct", "reconstruct", "reconstruct"),),
+    "queues": (
+        ("reconstruct", "reconstruct", "reconstruct"),
+        ("pause", "queues_pause", "pause"),
+        ("resume", "queues_pause", "resume"),
+    ),
 }
 _OPTIONS_WITH_VALUE = ("--config", "-c")
 
