@@ -7,6 +7,7 @@
 //   first XREAD, which may come after "ready" — give the stream's last id to miss nothing).
 // Output: {"event": "ready"}, then {"event": <name>, "jobId", ...the event's fields,
 //         "eventId"} for every event; {"event": "closed"} after SIGTERM.
+//         A queue's global pause and resume come as {"event": "paused"|"resumed", "eventId"}.
 const { QueueEvents } = require('bullmq');
 const lib = require('./lib');
 
@@ -17,7 +18,9 @@ async function main() {
   if (cfg.lastEventId) opts.lastEventId = cfg.lastEventId;
   const events = new QueueEvents(queueName, opts);
   events.on('error', err => lib.emit({ event: 'error', message: err.message, t: Date.now() }));
-  for (const name of ['waiting', 'stalled', 'active', 'completed', 'failed', 'added', 'retries-exhausted']) {
+  const names = ['waiting', 'stalled', 'active', 'completed', 'failed', 'added',
+    'retries-exhausted', 'paused', 'resumed'];
+  for (const name of names) {
     events.on(name, (args, eventId) => lib.emit({ ...args, event: name, eventId }));
   }
   const close = async signal => {
