@@ -74,6 +74,12 @@ ROWS = [
     row("queues status", "--", "--queue", "nope", ok=2),  # unknown queue
     row("queues recover-stale", "--dry-run", "--", ok=0, down=1, bad=2, secret=2),
     row("queues reconstruct", ok=2, bad=2),  # no [[reconstruct.sources]]
+    row("queues pause", "--dry-run", "--", "--all", ok=0, down=1, bad=2, secret=2),
+    row("queues pause", "--", "--all", ok=3),  # no terminal, no --yes: refused
+    row("queues pause", "--", "--queue", "nope", ok=2),  # unknown queue
+    row("queues pause", ok=2),  # neither --queue nor --all
+    row("queues resume", "--dry-run", "--", "--all", ok=0, down=1, bad=2, secret=2),
+    row("queues resume", "--", "--all", "--queue", "work", ok=2),  # both
     row("workers verify", "--", "--passive", "--sample", "0.1", ok=2, down=1, bad=2, secret=1),
     row("backup create", "--dry-run", "--", ok=0, bad=2, secret=2),
     row("backup create", "--yes", "--", down=1),  # BGSAVE step fails
