@@ -12,7 +12,13 @@ import redis
 from bullmq import Queue
 
 from redis_runbook.bullmq.keys import QueueRef
-from redis_runbook.bullmq.pause import pause_events_since, pause_state, set_paused
+from redis_runbook.bullmq.pause import (
+    pause_event_kept,
+    pause_events_since,
+    pause_state,
+    set_paused,
+    touched_since,
+)
 from redis_runbook.lab.server import RedisServer
 from tests.support.servers import plain_client
 
@@ -128,3 +134,24 @@ def test_a_v6_queue_is_never_touched(redis_server: RedisServer) -> None:
     with pytest.raises(ValueError, match="v6"):
         set_paused(client, QueueRef("bull", "q", "v6"), pause=True)
     assert client.dbsize() == 0
+
+
+def test_touched_since_tells_a_later_pause_and_replaced_data(redis_server: RedisServer) -> None:
+    client = plain_client(redis_server)
+    queue = QueueRef("bull", "q")
+    client.hset("bull:q:meta", "opts.maxLenEvents", "10000")
+    ours = set_paused(client, queue, pause=True).event_id
+    assert touched_since(client, queue, ours) == ""
+    assert pause_event_kept(client, queue, ours) is True
+    set_paused(client, queue, pause=False)
+    again = set_paused(client, queue, pause=True).event_id
+    assert touched_since(client, queue, ours).startswith("paused and resumed by someone else")
+    assert again in touched_since(client, queue, ours)
+    # Trimmed past our event: cannot tell, so nothing says it is not ours.
+    client.xtrim("bull:q:events", minid=again, approximate=False)
+    assert pause_event_kept(client, queue, ours) is None
+    # A restore brought back a stream older than our pause: not the data we paused.
+    client.delete("bull:q:events")
+    client.xadd("bull:q:events", {"event": "added"}, id="1-1")
+    assert pause_event_kept(client, queue, ours) is False
+    assert touched_since(client, queue, ours).startswith("its data was replaced")

@@ -90,3 +90,33 @@ def pause_events_since(client: redis.Redis, queue: QueueRef, event_id: str) -> l
         if len(entries) < EVENTS_PAGE:
             return found
         start = f"({_text(entries[-1][0])}"
+
+
+def _stream_id(text: str) -> tuple[int, int]:
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def pause_event_kept(client: redis.Redis, queue: QueueRef, event_id: str) -> bool | None:
+    """Whether the queue's events stream still holds the event `event_id`: True; False
+    when it does not although the stream reaches back that far (or is empty): the
+    data was replaced since (a restore, an emergency start); None when the stream was
+    trimmed past it (cannot tell). Read-only."""
+    key = queue.key("events")
+    if client.xrange(key, min=event_id, max=event_id, count=1):
+        return True
+    first: Any = client.xrange(key, count=1)
+    if not first:
+        return False
+    return False if _stream_id(_text(first[0][0])) <= _stream_id(event_id) else None
+
+
+def touched_since(client: redis.Redis, queue: QueueRef, event_id: str) -> str:
+    """Why a queue paused by our event `event_id` is not ours any more ("" when
+    nothing says so): someone paused or resumed it since, or its data was replaced."""
+    later = pause_events_since(client, queue, event_id)
+    if later:
+        return f"paused and resumed by someone else since ({', '.join(later)})"
+    if pause_event_kept(client, queue, event_id) is False:
+        return "its data was replaced since (the paused event is not in its events stream)"
+    return ""

@@ -24,7 +24,13 @@ from typing import Any
 import redis
 
 from redis_runbook.bullmq.keys import QueueRef
-from redis_runbook.bullmq.pause import PauseResult, pause_events_since, pause_state, set_paused
+from redis_runbook.bullmq.pause import (
+    PauseResult,
+    PauseState,
+    pause_state,
+    set_paused,
+    touched_since,
+)
 from redis_runbook.errors import Refused
 from redis_runbook.journal import Journal, redact
 from redis_runbook.procedures.context import ProcedureContext
@@ -109,7 +115,7 @@ def _v5_only(queues: Sequence[QueueRef], named: bool, notes: list[str]) -> list[
     return [q for q in queues if q.layout == "v5"]
 
 
-class _Ledger:
+class Ledger:
     """Journal writes of the ledger for one plan."""
 
     def __init__(self, ctx: ProcedureContext, procedure: str) -> None:
@@ -118,6 +124,7 @@ class _Ledger:
         self.procedure = procedure
 
     def write(self, queue: str, kind: str, message: str, event_id: str = "") -> None:
+        """Journal `kind` (paused, resumed, released) for `queue`."""
         figures: dict[str, Any] = {LEDGER: kind, "queue": queue}
         if event_id:
             figures["event_id"] = event_id
@@ -126,6 +133,7 @@ class _Ledger:
                             figures=figures)  # fmt: skip
 
     def ours(self) -> dict[str, str]:
+        """The queues this tool paused on the target and still counts as its own."""
         return paused_by_runbook(self.journal.entries(), self.target)
 
 
@@ -148,7 +156,7 @@ def plan_pause(ctx: ProcedureContext, queues: Sequence[QueueRef], named: bool) -
         states = [pause_state(client, q) for q in _v5_only(queues, named, notes)]
     finally:
         client.close()
-    ledger = _Ledger(ctx, "queues pause")
+    ledger = Ledger(ctx, "queues pause")
     ours = ledger.ours()
     report = PauseReport("pause")
     steps: list[Step] = []
@@ -175,7 +183,7 @@ def plan_pause(ctx: ProcedureContext, queues: Sequence[QueueRef], named: bool) -
 
 
 def _pause_step(
-    ctx: ProcedureContext, ledger: _Ledger, queue: QueueRef, report: PauseReport
+    ctx: ProcedureContext, ledger: Ledger, queue: QueueRef, report: PauseReport
 ) -> Step:
     name = queue.display
 
@@ -198,57 +206,79 @@ def _pause_step(
     return Step(f"{name}: pause", run, on_failure=STATUS_HINT)
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What resume does to one queue: `resume` it, `forget` our record of it (Redis
+    untouched), or nothing; `note` for the plan, `left_alone` when it stays paused."""
+
+    action: str
+    note: str = ""
+    left_alone: bool = False
+
+
+def decide(name: str, state: PauseState | None, mine: bool, touched: str, named: bool) -> Decision:
+    """Resume's rule for one queue: `state` None when it is no longer a v5 queue,
+    `mine` when the journal says this tool paused it, `touched` why it is not ours
+    any more (touched_since), `named` when --queue named it."""
+    if state is None:  # gone with its data (an emergency start), or removed
+        return Decision(
+            "none",
+            f"{name}: paused by redis-runbook, not a v5 queue now: still recorded (resumed by "
+            "queues resume --all if its data comes back paused)",
+        )
+    if not state.paused:
+        if mine:
+            return Decision(
+                "forget", f"{name}: resumed by someone else since redis-runbook paused it"
+            )
+        return Decision("none", f"{name}: not paused" if named else "")
+    if named:
+        note = "" if mine else f"{name}: paused, not by redis-runbook; resumed because you named it"
+        return Decision("resume", note)
+    if not mine:
+        return Decision("none", f"{name}: paused, not by redis-runbook: left paused", True)
+    if touched:
+        return Decision(
+            "forget",
+            f"{name}: {touched}: left paused; resume it by name: "
+            f"redis-runbook queues resume --queue {name}",
+            True,
+        )
+    return Decision("resume")
+
+
 def plan_resume(ctx: ProcedureContext, queues: Sequence[QueueRef], named: bool) -> Plan:
     """Resume: with `named`, each queue of `queues` that is paused (whoever paused it);
     otherwise (--all) exactly the queues the journal says this tool paused and nobody
     paused or resumed since; any other paused queue is noted and left paused."""
     notes: list[str] = []
+    ledger = Ledger(ctx, "queues resume")
     client = ctx.client(decode=False)
     try:
         refuse_replica(client)
-        candidates = _v5_only(queues, named, notes)
-        states = {q.display: pause_state(client, q) for q in candidates}
-        ledger = _Ledger(ctx, "queues resume")
+        states = {q.display: pause_state(client, q) for q in _v5_only(queues, named, notes)}
         ours = ledger.ours()
-        later = {
-            name: pause_events_since(client, states[name].queue, event_id)
-            for name, event_id in ours.items()
-            if name in states and states[name].paused and event_id and not named
+        decisions = {
+            name: decide(name, state, name in ours, _touched(client, state, ours, named), named)
+            for name, state in states.items()
         }
     finally:
         client.close()
-    report = PauseReport("resume")
-    steps: list[Step] = []
     if not named:
         for name in sorted(set(ours) - set(states)):
-            notes.append(f"{name}: paused by redis-runbook, no longer a v5 queue: forgotten")
-            steps.append(_forget_step(ledger, name, "no longer a queue", report))
-    for name, state in states.items():
-        mine = name in ours
-        if not state.paused:
-            if mine:
-                notes.append(f"{name}: resumed by someone else since redis-runbook paused it")
-                steps.append(_forget_step(ledger, name, "resumed by someone else", report))
-            elif named:
-                notes.append(f"{name}: not paused")
-            continue
-        if not named and not mine:
-            notes.append(f"{name}: paused, not by redis-runbook: left paused")
+            decisions[name] = decide(name, None, True, "", named)
+    report = PauseReport("resume")
+    steps: list[Step] = []
+    for name, decision in decisions.items():
+        if decision.note:
+            notes.append(decision.note)
+        if decision.left_alone:
             report.left_alone.append(name)
-            continue
-        if later.get(name):
-            notes.append(
-                f"{name}: paused and resumed by someone else after redis-runbook paused it "
-                f"({', '.join(later[name])}): left paused; resume it by name: "
-                f"redis-runbook queues resume --queue {name}"
-            )
-            report.left_alone.append(name)
-            steps.append(_forget_step(ledger, name, "paused again by someone else", report))
-            continue
-        if named and not mine:
-            notes.append(f"{name}: paused, not by redis-runbook; resumed because you named it")
-        report.planned.append(name)
-        steps.append(_resume_step(ctx, ledger, state.queue, report))
+        if decision.action == "forget":
+            steps.append(_forget_step(ledger, name, decision.note, report))
+        elif decision.action == "resume":
+            report.planned.append(name)
+            steps.append(_resume_step(ctx, ledger, states[name].queue, report))
     if not report.planned:
         notes.append("no queue to resume")
     return Plan(
@@ -262,35 +292,49 @@ def plan_resume(ctx: ProcedureContext, queues: Sequence[QueueRef], named: bool) 
     )
 
 
-def _forget_step(ledger: _Ledger, name: str, why: str, report: PauseReport) -> Step:
+def _touched(client: redis.Redis, state: PauseState, ours: dict[str, str], named: bool) -> str:
+    event_id = ours.get(state.queue.display, "")
+    if named or not state.paused or not event_id:
+        return ""
+    return touched_since(client, state.queue, event_id)
+
+
+def _forget_step(ledger: Ledger, name: str, why: str, report: PauseReport) -> Step:
     def run() -> str:
         ledger.write(name, "released", why)
         report.forgotten.append(name)
-        return f"no longer recorded as paused by redis-runbook ({why})"
+        return "no longer recorded as paused by redis-runbook"
 
-    return Step(f"{name}: forget the pause ({why})", run)
+    return Step(f"{name}: forget the pause (not ours any more)", run)
+
+
+def resume_one(client: redis.Redis, ledger: Ledger, queue: QueueRef) -> tuple[bool, str]:
+    """Resume the queue and journal it: (True, sentence) when resumed, (False,
+    sentence) when someone resumed it meanwhile; StepFailed on a conflict."""
+    name = queue.display
+    result = set_paused(client, queue, pause=False)
+    if result.outcome == "conflict":
+        raise _conflict(result)
+    if result.outcome == "unchanged":
+        ledger.write(name, "released", "resumed by someone else meanwhile")
+        return False, "resumed by someone else meanwhile"
+    message = f"resumed; {result.paused_list} job(s) back in wait"
+    ledger.write(name, "resumed", message, result.event_id)
+    return True, message
 
 
 def _resume_step(
-    ctx: ProcedureContext, ledger: _Ledger, queue: QueueRef, report: PauseReport
+    ctx: ProcedureContext, ledger: Ledger, queue: QueueRef, report: PauseReport
 ) -> Step:
     name = queue.display
 
     def run() -> str:
         client = ctx.client(decode=False)
         try:
-            result = set_paused(client, queue, pause=False)
+            resumed, message = resume_one(client, ledger, queue)
         finally:
             client.close()
-        if result.outcome == "conflict":
-            raise _conflict(result)
-        if result.outcome == "unchanged":
-            ledger.write(name, "released", "resumed by someone else meanwhile")
-            report.unchanged.append(name)
-            return "resumed by someone else meanwhile"
-        message = f"resumed; {result.paused_list} job(s) back in wait"
-        ledger.write(name, "resumed", message, result.event_id)
-        report.done.append(name)
-        return message + "; workers take jobs again"
+        (report.done if resumed else report.unchanged).append(name)
+        return message + ("; workers take jobs again" if resumed else "")
 
     return Step(f"{name}: resume", run, on_failure=STATUS_HINT)
