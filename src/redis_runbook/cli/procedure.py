@@ -27,6 +27,15 @@ UnderstoodOption = Annotated[
     ),
 ]
 
+PauseQueuesOption = Annotated[
+    bool,
+    typer.Option(
+        "--pause-queues",
+        help="Pause the running BullMQ v5 queues first (as queues pause) and resume them "
+        "after the verification, also when a step fails.",
+    ),
+]
+
 
 def procedure_context(ctx: typer.Context, read_only: bool = False) -> ProcedureContext:
     """The ProcedureContext of the configured target (the config loaded now)."""
@@ -53,6 +62,8 @@ def _show_plan(plan: Plan) -> None:
         out.print(f"  note: {note}", markup=False)
     for index, step in enumerate(plan.steps, 1):
         flag = Text(" [destructive]", style="bold red") if step.destructive else Text("")
+        if step.always:
+            flag += Text(" (also after a failure)")
         out.print(Text(f"  {index}. {step.title}") + flag)
 
 

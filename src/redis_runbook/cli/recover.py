@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from redis_runbook.cli.procedure import UnderstoodOption, procedure_context, run_plan
+from redis_runbook.cli.procedure import (
+    PauseQueuesOption,
+    UnderstoodOption,
+    procedure_context,
+    run_plan,
+)
+
+if TYPE_CHECKING:
+    from redis_runbook.procedures.context import ProcedureContext
+    from redis_runbook.procedures.engine import Plan
 
 app = typer.Typer(
     help="Recovery procedures: plan shown, --dry-run, confirmation, journal.", no_args_is_help=True
 )
+
+
+def paused_if(pctx: ProcedureContext, plan: Plan, pause_queues: bool) -> Plan:
+    """`plan` with the queues paused first and resumed last when --pause-queues."""
+    if not pause_queues:
+        return plan
+    from redis_runbook.procedures.maintenance import with_paused_queues
+
+    return with_paused_queues(pctx, plan)
 
 
 @app.command("restart")
@@ -26,13 +44,15 @@ def restart(
             help="Also count the keys per category before and after (two SCAN walks).",
         ),
     ] = False,
+    pause_queues: PauseQueuesOption = False,
 ) -> None:
     """Seed §4.1: SHUTDOWN SAVE, start, wait until ready, verify PING and the keyspace
     (INFO keyspace; the keys are walked only when some went missing)."""
     from redis_runbook.procedures.restart import plan_restart
 
     pctx = procedure_context(ctx)
-    run_plan(ctx, pctx, plan_restart(pctx, save=not no_save, verify_categories=verify_categories))
+    plan = plan_restart(pctx, save=not no_save, verify_categories=verify_categories)
+    run_plan(ctx, pctx, paused_if(pctx, plan, pause_queues))
 
 
 @app.command("emergency-start")
@@ -42,13 +62,15 @@ def emergency_start(
         bool, typer.Option("--force", help="Even though Redis is running (it is stopped first).")
     ] = False,
     understood: UnderstoodOption = False,
+    pause_queues: PauseQueuesOption = False,
 ) -> None:
     """Seed §4.4: move the data dir aside (never deleted) and start Redis empty.
     Asks you to type EMERGENCY; automation needs --yes --i-understand-data-loss."""
     from redis_runbook.procedures.emergency import plan_emergency_start
 
     pctx = procedure_context(ctx)
-    run_plan(ctx, pctx, plan_emergency_start(pctx, force=force), understood)
+    run_plan(ctx, pctx, paused_if(pctx, plan_emergency_start(pctx, force=force), pause_queues),
+             understood)  # fmt: skip
 
 
 @app.command("aof")
@@ -58,13 +80,14 @@ def aof(
         bool, typer.Option("--force", help="Redis is running: stop it first (SHUTDOWN SAVE).")
     ] = False,
     understood: UnderstoodOption = False,
+    pause_queues: PauseQueuesOption = False,
 ) -> None:
     """Seed §4.2/§3.4: check the AOF; repair its last file (after a copy aside) or fall
     back to dump.rdb (the AOF moved aside); start; verify; say what was lost."""
     from redis_runbook.procedures.aof import plan_aof
 
     pctx = procedure_context(ctx)
-    run_plan(ctx, pctx, plan_aof(pctx, force=force), understood)
+    run_plan(ctx, pctx, paused_if(pctx, plan_aof(pctx, force=force), pause_queues), understood)
 
 
 @app.command("restore")
@@ -85,6 +108,7 @@ def restore(
         ),
     ] = False,
     understood: UnderstoodOption = False,
+    pause_queues: PauseQueuesOption = False,
 ) -> None:
     """Seed §4.3: check the archive (integrity, redis-check-rdb/aof, RDB version), then
     stop, move the data dir aside, swap the archive in, start, verify the keys (INFO
@@ -98,4 +122,4 @@ def restore(
     plan = plan_restore(
         pctx, backend, archive, save=not no_save, force=force, verify_categories=verify_categories
     )
-    run_plan(ctx, pctx, plan, understood)
+    run_plan(ctx, pctx, paused_if(pctx, plan, pause_queues), understood)

@@ -49,13 +49,16 @@ class Confirm(StrEnum):
 @dataclass
 class Step:
     """One action. `action` does it and returns one sentence; `check` (optional)
-    verifies it and raises StepFailed; `on_failure` names the next command."""
+    verifies it and raises StepFailed; `on_failure` names the next command. A step
+    marked `always` also runs when an earlier step failed (e.g. resuming the queues
+    paused before the procedure); what it did is added to the failure's message."""
 
     title: str
     action: Callable[[], str]
     destructive: bool = False
     check: Callable[[], None] | None = None
     on_failure: str | None = None
+    always: bool = False
 
 
 class Witness(Protocol):
@@ -225,7 +228,10 @@ class Runner:
                 for index, step in enumerate(plan.steps, 1):
                     if flight is not None:
                         flight.at(index)
-                    result = self._run_step(plan, index, step, results, flight)
+                    try:
+                        result = self._run_step(plan, index, step, results, flight)
+                    except ProcedureFailed as failed:
+                        raise self._after_failure(plan, index, failed, results) from None
                     results.append(result)
                     self.on_step(result)
                     record(
@@ -235,6 +241,32 @@ class Runner:
             if flight is not None:
                 flight.end()
         return results
+
+    def _after_failure(
+        self, plan: Plan, failed_at: int, failed: ProcedureFailed, results: list[StepResult]
+    ) -> ProcedureFailed:
+        """Run the `always` steps after the failed one, each journaled and reported;
+        the failure, with what they did (or why they could not) added to its message."""
+        said = []
+        for index, step in enumerate(plan.steps[failed_at:], failed_at + 1):
+            if not step.always:
+                continue
+            started = time.monotonic()
+            try:
+                message, ok = step.action(), True
+            except BaseException as exc:  # reported, never hides the first failure
+                message, ok = _as_error(exc, plan.target).message, False
+            result = StepResult(index, step.title, ok, message, time.monotonic() - started)
+            results.append(result)
+            self.on_step(result)
+            self._recorder(plan)(step.title, "done" if ok else "failed", message)
+            outcome = "done" if ok else f"FAILED (then: {step.on_failure or 'see the journal'})"
+            said.append(f"{step.title}: {outcome}: {message}")
+        if not said:
+            return failed
+        return ProcedureFailed(
+            f"{failed.message} After the failure: {'; '.join(said)}.", failed.hint, results
+        )
 
     def _begin(self, plan: Plan) -> InFlight | None:
         if self.state_dir is None:
