@@ -6,11 +6,20 @@ is nothing to pause and the plan says so."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 import redis
 
+from redis_runbook.bullmq.keys import QueueRef
+from redis_runbook.bullmq.pause import set_paused
+from redis_runbook.lab.topology import Topology, start_topology
 from redis_runbook.procedures.pause import LEDGER
 from tests.support.cli import run_cli
+from tests.support.failover import cli, role, sentinel_toml, write_topology_config
 from tests.support.lab import Lab, journal, lab_client
+from tests.support.servers import plain_client
 
 RUNNING = ("enrich-batch", "outreach-send")
 
@@ -90,3 +99,54 @@ def test_an_emergency_start_keeps_the_record_of_queues_gone_with_the_data(lab_en
     ledger = [(e["figures"]["queue"], e["figures"][LEDGER]) for e in journal(env)
               if LEDGER in e["figures"]]  # fmt: skip
     assert sorted(ledger) == [(q, "paused") for q in RUNNING]
+
+
+@pytest.fixture
+def replication(tmp_path: Path) -> Iterator[Topology]:
+    """A master and two replicas, no Sentinel."""
+    top = start_topology(tmp_path / "plain", sentinels=0)
+    yield top
+    top.stop()
+
+
+def test_a_failover_to_resumes_the_queues_on_the_promoted_replica(
+    replication: Topology, tmp_path: Path
+) -> None:
+    """Without Sentinel [target] url still names the old master (now a replica): the
+    resume finds the master among the old one, the replicas and --to."""
+    master, first, second = replication.servers
+    old = plain_client(master)
+    for queue in ("mail", "held"):
+        old.hset(f"bull:{queue}:meta", "opts.maxLenEvents", "10000")
+        old.rpush(f"bull:{queue}:wait", f"{queue}-1")
+    set_paused(old, QueueRef("bull", "held"), pause=True)  # the application's pause
+    config = write_topology_config(
+        tmp_path,
+        {"url": f"redis://127.0.0.1:{master.port}/0",
+         "replicas": [f"127.0.0.1:{r.port}" for r in (first, second)]},
+    )  # fmt: skip
+    done = cli(config, "--yes", "failover", "--to", f"127.0.0.1:{first.port}", "--pause-queues")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "resume the queues paused first: resumed mail" in " ".join(done.stdout.split())
+    new = plain_client(first)
+    assert role(first)[0] == "master"
+    assert pause_events(new, "mail") == ["paused", "resumed"]
+    assert new.lrange("bull:mail:wait", 0, -1) == ["mail-1"]
+    assert new.hget("bull:held:meta", "paused") == "1"
+    assert new.lrange("bull:held:paused", 0, -1) == ["held-1"]
+
+
+def test_a_sentinel_switchover_pauses_on_the_old_master_and_resumes_on_the_new(
+    topology: Topology, tmp_path: Path
+) -> None:
+    old = topology.server_at(topology.master_port())
+    client = plain_client(old)
+    client.hset("bull:mail:meta", "opts.maxLenEvents", "10000")
+    client.rpush("bull:mail:wait", "mail-1")
+    done = cli(sentinel_toml(topology, tmp_path), "--yes", "failover", "--pause-queues")
+    assert done.returncode == 0, done.stdout + done.stderr
+    new = topology.server_at(topology.master_port())
+    assert new is not old
+    assert "resume the queues paused first: resumed mail" in " ".join(done.stdout.split())
+    assert pause_events(plain_client(new), "mail") == ["paused", "resumed"]
+    assert plain_client(new).lrange("bull:mail:wait", 0, -1) == ["mail-1"]

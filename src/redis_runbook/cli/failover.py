@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from redis_runbook.cli.context import globals_of
-from redis_runbook.cli.procedure import UnderstoodOption, run_plan
+from redis_runbook.cli.procedure import PauseQueuesOption, UnderstoodOption, run_plan
 from redis_runbook.cli.render import err
 from redis_runbook.defaults import RECONCILE_MARGIN_S
 from redis_runbook.errors import ConfigError
@@ -51,6 +51,7 @@ def failover(
         ),
     ] = False,
     understood: UnderstoodOption = False,
+    pause_queues: PauseQueuesOption = False,
 ) -> None:
     """Sentinel: a planned switchover (SENTINEL FAILOVER) after checking quorum, a fit
     replica and that no failover runs; then verify the new master, the old one
@@ -86,6 +87,10 @@ def failover(
         plan = plan_sentinel_failover(pctx, reconcile=reconcile)
     else:
         plan = plan_promote(pctx, to, force, gone, reconcile)
+    if pause_queues:
+        from redis_runbook.procedures.maintenance import failover_nodes, with_paused_queues
+
+        plan = with_paused_queues(pctx, plan, failover_nodes(config, to))
     started = time.time()
     run_plan(ctx, pctx, plan, understood)
     if options.dry_run or reconcile:

@@ -252,15 +252,17 @@ class Runner:
             if not step.always:
                 continue
             started = time.monotonic()
+            then = ""
             try:
                 message, ok = step.action(), True
             except BaseException as exc:  # reported, never hides the first failure
-                message, ok = _as_error(exc, plan.target).message, False
+                error = _as_error(exc, plan.target)
+                message, ok, then = error.message, False, step.on_failure or error.hint
             result = StepResult(index, step.title, ok, message, time.monotonic() - started)
             results.append(result)
             self.on_step(result)
             self._recorder(plan)(step.title, "done" if ok else "failed", message)
-            outcome = "done" if ok else f"FAILED (then: {step.on_failure or 'see the journal'})"
+            outcome = "done" if ok else f"FAILED (then: {then})"
             said.append(f"{step.title}: {outcome}: {message}")
         if not said:
             return failed

@@ -1,31 +1,36 @@
-"""`--pause-queues` on a recovery procedure: every running BullMQ v5 queue paused as
-the plan's first step (before the witness records anything), resumed as its last
-(after the verification), and resumed also when a step in between failed — the
-runner runs a step marked `always` after a failure and adds what it did to the
+"""`--pause-queues` on a recovery procedure or a failover: every running BullMQ v5
+queue paused as the plan's first step (before the witness records anything), resumed
+as its last (after the verification), and resumed also when a step in between failed
+— the runner runs a step marked `always` after a failure and adds what it did to the
 failure's message.
 
 The pause is `queues pause`'s (recorded in the journal), and the resume follows
 `queues resume --all`'s rules for the queues this run paused: a queue someone
 resumed, or paused again, meanwhile is left as it is; a queue whose data was
-replaced (a restore, an emergency start: the paused event is not in its stream) is
-not ours any more. When the resume cannot run (Redis down after a failed step), the
-journal still says which queues are paused: `redis-runbook queues resume --all`."""
+replaced (a restore: the paused event is not in its stream) is not ours any more.
+The resume acts on whichever node is the master then (after a failover without
+Sentinel: the one master among the old master, the replicas and --to). When it
+cannot run (Redis down after a failed step), it fails naming the command that
+resumes those queues."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import redis
 
 from redis_runbook.bullmq.discovery import discover
 from redis_runbook.bullmq.keys import QueueRef
 from redis_runbook.bullmq.pause import pause_state, set_paused, touched_since
+from redis_runbook.config import Config
 from redis_runbook.errors import Refused
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Plan, Step, StepFailed
 from redis_runbook.procedures.pause import Ledger, decide, refuse_replica, resume_one
-
-RESUME_HINT = "once Redis answers: redis-runbook queues resume --all"
+from redis_runbook.replies import parse_info, text
+from redis_runbook.target import make_client, target_at
 
 
 @dataclass
@@ -35,6 +40,9 @@ class PausedQueues:
     ctx: ProcedureContext
     procedure: str
     queues: list[QueueRef]
+    #: HOST:PORT of the nodes one of which is the master when the resume runs (a
+    #: failover without Sentinel); empty: the target's own client finds it.
+    nodes: list[str] = field(default_factory=list)
     paused: list[str] = field(default_factory=list)
 
     def pause(self) -> str:
@@ -66,17 +74,41 @@ class PausedQueues:
         if not self.paused:
             return "no queue was paused"
         ledger = Ledger(self.ctx, self.procedure)
+        hint = "once the master answers, with [target] at it: redis-runbook queues resume " + (
+            " ".join(f"--queue {name}" for name in self.paused)
+        )
         try:
-            client = self.ctx.client(decode=False)
+            client = self._master()
             try:
                 return self._resume(client, ledger)
             finally:
                 client.close()
-        except redis.RedisError as exc:
-            raise StepFailed(
-                f"{', '.join(self.paused)} still paused: {type(exc).__name__}: {exc}",
-                RESUME_HINT,
-            ) from None
+        except (redis.RedisError, Refused) as exc:
+            why = exc.message if isinstance(exc, Refused) else f"{type(exc).__name__}: {exc}"
+            raise StepFailed(f"{', '.join(self.paused)} still paused: {why}", hint) from None
+
+    def _master(self) -> redis.Redis:
+        """A client of the master: the target's, or the one node of `nodes` that
+        says it is a master (Refused when none or several do)."""
+        if not self.nodes:
+            return self.ctx.client(decode=False)
+        masters: list[tuple[str, redis.Redis]] = []
+        for address in self.nodes:
+            client = make_client(target_at(self.ctx.config.target, address), decode=False)
+            try:
+                info = parse_info(text(client.execute_command("INFO", "replication")))
+            except redis.RedisError:
+                info = {}
+            if info.get("role") == "master":
+                masters.append((address, client))
+            else:
+                client.close()
+        if len(masters) == 1:
+            return masters[0][1]
+        for _, client in masters:
+            client.close()
+        found = ", ".join(a for a, _ in masters) or "none"
+        raise Refused(f"not one master among {', '.join(self.nodes)} (masters: {found})")
 
     def _resume(self, client: redis.Redis, ledger: Ledger) -> str:
         refuse_replica(client)
@@ -101,16 +133,17 @@ class PausedQueues:
         return f"resumed {', '.join(resumed) or 'nothing'}" + "".join(f"; {k}" for k in kept)
 
 
-def with_paused_queues(ctx: ProcedureContext, plan: Plan) -> Plan:
+def with_paused_queues(ctx: ProcedureContext, plan: Plan, nodes: Sequence[str] = ()) -> Plan:
     """`plan` with the running v5 queues paused first and resumed last (also after a
-    failure); a note instead when there is nothing to pause (Redis down, a replica,
-    no running queue)."""
+    failure), on the master among `nodes` when given (a failover without Sentinel:
+    the old master, the replicas, --to); a note instead when there is nothing to
+    pause (Redis down, a replica, no running queue)."""
     queues, why = _running(ctx)
     if not queues:
         plan.notes.append(f"--pause-queues: {why}: nothing paused")
         return plan
     names = ", ".join(q.display for q in queues)
-    paused = PausedQueues(ctx, plan.procedure, queues)
+    paused = PausedQueues(ctx, plan.procedure, queues, list(dict.fromkeys(nodes)))
     plan.notes.append(
         f"--pause-queues: {names} paused first, resumed after the verification "
         "(also when a step fails)"
@@ -118,7 +151,7 @@ def with_paused_queues(ctx: ProcedureContext, plan: Plan) -> Plan:
     plan.steps = [
         Step(f"pause the queues ({names})", paused.pause, on_failure="redis-runbook queues status"),
         *plan.steps,
-        Step("resume the queues paused first", paused.resume, always=True, on_failure=RESUME_HINT),
+        Step("resume the queues paused first", paused.resume, always=True),
     ]
     return plan
 
@@ -142,3 +175,13 @@ def _running(ctx: ProcedureContext) -> tuple[list[QueueRef], str]:
     finally:
         client.close()
     return running, "no running BullMQ v5 queue"
+
+
+def failover_nodes(config: Config, to: str | None) -> list[str]:
+    """Where a failover's resume looks for the master: nowhere in particular with
+    Sentinel (its clients find the master), else the old master, the replicas, --to."""
+    if config.target.sentinel is not None:
+        return []
+    parts = urlsplit(config.target.url)
+    old = [f"{parts.hostname}:{parts.port or 6379}"] if parts.hostname else []
+    return [*old, *config.target.replicas, *([to] if to else [])]
