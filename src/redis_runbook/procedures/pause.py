@@ -11,7 +11,11 @@ is recorded only when our script changed it from running to paused, so:
   again: two pauses in a row keep the first record, an operator's pause is never ours;
 - a queue resumed by hand meanwhile is found running by `resume --all` and released;
 - a queue resumed by hand and paused again by someone (a `resumed` or `paused` event
-  after ours in its stream) is left paused and released: it is theirs now.
+  after ours in its stream) is left paused and released: it is theirs now;
+- a queue whose data was replaced since (a restore: its stream reaches back past our
+  `paused` event but does not hold it) is left as it is and released;
+- a queue gone with its data (an emergency start) stays recorded: if the data comes
+  back, it is resumed; if the application creates it afresh, it is released.
 
 Refused on a replica: the writes would fail, or diverge from the master."""
 
