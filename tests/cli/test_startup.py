@@ -141,7 +141,12 @@ def test_help_loads_neither_redis_nor_pydantic(tmp_path: Path) -> None:
         (("health", "--help"), ("--json", "--watch")),
         (("recover", "--help"), ("restart", "emergency-start", "aof", "restore", "oom")),
         (("recover", "restart", "--help"), ("--no-save",)),
-        (("queues", "--help"), ("status", "recover-stale", "reconstruct", "pause", "resume")),
+        (
+            ("queues", "--help"),
+            ("status", "recover-stale", "reconstruct", "pause", "resume", "retry-failed"),
+        ),
+        (("queues", "failed", "--help"), ("--since", "--until", "--json")),
+        (("queues", "retry-failed", "--help"), ("--reason", "--name", "--limit")),
         (("keys", "purge", "--help"), ("--category", "--batch", "--max-ops-per-s")),
         (("workers", "verify", "--help"), ("--canary", "__runbook_canary__")),
         (("checklist", "--help"), ("daily", "weekly", "monthly")),

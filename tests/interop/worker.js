@@ -9,6 +9,15 @@
 //          "failPattern": null,   regex: jobs whose id matches it throw (so do jobs with
 //                                 job.data.fail truthy)
 //          "failMessage": "..."}
+// Job data that makes the processor talk to Redis (so failures come from Redis itself):
+//   {"progress": true}   the processor writes its progress (job.updateProgress(100))
+//   {"oomDrill": true}   on its first attempt (attemptsMade 0) the processor waits until
+//                        the server's maxmemory is below 1 MiB (a test made Redis run out
+//                        of memory) and then writes its progress: Redis refuses the write
+//                        and the job fails with Redis' own "OOM command not allowed ..."
+//                        (BullMQ's moveToFinished still records it: its first write is a
+//                        DEL, which Redis allows when out of memory). A retried job
+//                        (attemptsMade kept by job.retry()) writes its progress at once.
 // Output, one line per event, t = Date.now():
 //   {"event": "ready"}   once waitUntilReady resolved (jobs may already be active by then)
 //   {"event": "active"|"completed"|"failed", "jobId", "name", "attemptsMade",
@@ -59,6 +68,15 @@ async function main() {
   const processor = async job => {
     const wait = job.data && Number.isFinite(job.data.delayMs) ? job.data.delayMs : delayMs;
     if (wait > 0) await sleep(wait);
+    if (job.data && job.data.oomDrill && job.attemptsMade === 0) {
+      const client = await worker.client;
+      for (;;) {
+        const [, maxmemory] = await client.config('GET', 'maxmemory');
+        if (Number(maxmemory) > 0 && Number(maxmemory) < 1048576) break;
+        await sleep(50);
+      }
+    }
+    if (job.data && (job.data.oomDrill || job.data.progress)) await job.updateProgress(100);
     if ((failPattern && failPattern.test(String(job.id))) || (job.data && job.data.fail)) {
       throw new Error(failMessage);
     }

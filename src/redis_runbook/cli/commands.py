@@ -37,6 +37,8 @@ SUBCOMMANDS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("reconstruct", "reconstruct", "reconstruct"),
         ("pause", "queues_pause", "pause"),
         ("resume", "queues_pause", "resume"),
+        ("failed", "failed", "failed"),
+        ("retry-failed", "failed", "retry_failed"),
     ),
 }
 _OPTIONS_WITH_VALUE = ("--config", "-c")

@@ -24,9 +24,12 @@ _AGE = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
-def parse_since(value: str | None, now: datetime | None = None) -> datetime | None:
-    """`--since` as an aware datetime: ISO 8601 (naive means UTC) or an age such as
-    `6h` (that long before now). ConfigError (exit 2) for anything else."""
+def parse_since(
+    value: str | None, now: datetime | None = None, option: str = "--since"
+) -> datetime | None:
+    """`--since` (or the time option named `option`) as an aware datetime: ISO 8601
+    (naive means UTC) or an age such as `6h` (that long before now). ConfigError
+    (exit 2) for anything else."""
     if value is None:
         return None
     age = _AGE.fullmatch(value.strip())
@@ -36,7 +39,7 @@ def parse_since(value: str | None, now: datetime | None = None) -> datetime | No
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise ConfigError(f"--since: expected a time, got {value!r}", SINCE_HINT) from None
+        raise ConfigError(f"{option}: expected a time, got {value!r}", SINCE_HINT) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
