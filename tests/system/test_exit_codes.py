@@ -80,6 +80,11 @@ ROWS = [
     row("queues pause", ok=2),  # neither --queue nor --all
     row("queues resume", "--dry-run", "--", "--all", ok=0, down=1, bad=2, secret=2),
     row("queues resume", "--", "--all", "--queue", "work", ok=2),  # both
+    row("queues failed", ok=0, down=1, bad=2, secret=2),
+    row("queues failed", "--", "--since", "yesterday", ok=2),  # bad time
+    row("queues retry-failed", ok=0, down=1, bad=2, secret=2),  # nothing failed: no prompt
+    row("queues retry-failed", "--", "--queue", "nope", ok=2),  # unknown queue
+    row("queues retry-failed", "--", "--reason", "(", ok=2),  # invalid regex
     row("workers verify", "--", "--passive", "--sample", "0.1", ok=2, down=1, bad=2, secret=1),
     row("backup create", "--dry-run", "--", ok=0, bad=2, secret=2),
     row("backup create", "--yes", "--", down=1),  # BGSAVE step fails
