@@ -18,10 +18,18 @@
 //                        (BullMQ's moveToFinished still records it: its first write is a
 //                        DEL, which Redis allows when out of memory). A retried job
 //                        (attemptsMade kept by job.retry()) writes its progress at once.
+//   {"killDrill": true}  on its first attempt the processor PINGs Redis on a connection
+//                        of its own, as application code does, without retries, until
+//                        Redis goes away (a test kills it; it prints {"event": "pinging"}
+//                        once its connection is up): the processor throws the
+//                        client's own error ("Connection is closed."); the worker's
+//                        connection (maxRetriesPerRequest null) records the failure
+//                        once Redis is back. A retried job completes at once.
 // Output, one line per event, t = Date.now():
 //   {"event": "ready"}   once waitUntilReady resolved (jobs may already be active by then)
 //   {"event": "active"|"completed"|"failed", "jobId", "name", "attemptsMade",
 //    "failedReason", "t"}
+//   {"event": "pinging", "jobId", ...}  a killDrill job's own connection is up (below)
 //   {"event": "stalled", "jobId", "t"}   this worker's stalled checker moved jobId back
 //   {"event": "error", "message", "t"}   e.g. "Missing lock for job X. moveToFinished"
 //   {"event": "closed", "t"}            after SIGTERM/SIGINT: worker.close() finished
@@ -74,6 +82,29 @@ async function main() {
         const [, maxmemory] = await client.config('GET', 'maxmemory');
         if (Number(maxmemory) > 0 && Number(maxmemory) < 1048576) break;
         await sleep(50);
+      }
+    }
+    if (job.data && job.data.killDrill && job.attemptsMade === 0) {
+      const own = (await worker.client).duplicate({
+        maxRetriesPerRequest: 0,
+        retryStrategy: () => null,
+        enableOfflineQueue: false,
+      });
+      own.on('error', () => {}); // the rejected command carries the error
+      try {
+        if (own.status !== 'ready') {
+          await new Promise((resolve, reject) => {
+            own.once('ready', resolve);
+            own.once('end', () => reject(new Error('Connection is closed.')));
+          });
+        }
+        lib.emit(jobLine('pinging', job)); // from now on a kill fails this job
+        for (;;) {
+          await own.ping();
+          await sleep(50);
+        }
+      } finally {
+        own.disconnect();
       }
     }
     if (job.data && (job.data.oomDrill || job.data.progress)) await job.updateProgress(100);
