@@ -1,12 +1,12 @@
 """Benchmarks against the seed runbook's own procedures, side by side in one run.
 
-    ./run bench [--only health|diagnose|assess|restore|stale|stale-live|oom|reconstruct|
-                        failover|exporter|production|startup|restart|seed-compose|
-                        estimate[,...]]
+    ./run bench [--only health|diagnose|assess|restore|stale|stale-live|failed|oom|
+                        reconstruct|failover|exporter|production|startup|restart|
+                        seed-compose|estimate[,...]]
                 [--runs N]
                 [--production-bytes N] [--production-backends process,compose]
-                [--oom-keys N] [--stale-jobs N] [--reconstruct-rows N] [--seed-compose-keys N]
-                [--estimate-keys N]
+                [--oom-keys N] [--stale-jobs N] [--failed-jobs N] [--reconstruct-rows N]
+                [--seed-compose-keys N] [--estimate-keys N]
 
 `--only` takes one section or a comma-separated list (`--only restart,oom,restore`), run
 in the order given; without it every section runs, in the order above.
@@ -34,6 +34,10 @@ stale-live (issue 12 item 3): `queues recover-stale` on 50 queues x 2,000 stale 
 Node BullMQ workers live on every queue, and on one queue of 3,000 with 2,000 live
 workers: the longest Redis block per script call (SLOWLOG, LATENCY, a PING probe) and
 the stale jobs left (see bench_stale_live.py). Needs Node (tests/interop).
+
+failed (issue 16): `queues retry-failed` on 100,000 failed jobs vs BullMQ's
+`Queue.retryJobs()` and `job.retry()` per job: wall time and the longest script call in
+Redis' SLOWLOG (see bench_failed.py). `--failed-jobs N`, `--failed-per-job N`.
 
 failover: a planned Sentinel switchover, `redis-runbook failover` vs SENTINEL FAILOVER
 sent by hand and polled, time until a new master takes a write (see bench_failover.py).
@@ -87,6 +91,7 @@ from bench_assess import bench_assess
 from bench_diagnose import bench_diagnose
 from bench_estimate import bench_estimate
 from bench_exporter import bench_exporter
+from bench_failed import bench_failed
 from bench_failover import bench_failover
 from bench_oom import bench_oom
 from bench_production import bench_production
@@ -111,6 +116,7 @@ SECTIONS = (
     "restore",
     "stale",
     "stale-live",
+    "failed",
     "oom",
     "reconstruct",
     "failover",
@@ -216,6 +222,10 @@ def main() -> None:
         help="production: process, compose or both (comma-separated).",
     )
     parser.add_argument("--stale-jobs", type=int, default=100_000, help="stale: active jobs.")
+    parser.add_argument("--failed-jobs", type=int, default=100_000, help="failed: failed jobs.")
+    parser.add_argument(
+        "--failed-per-job", type=int, default=10_000, help="failed: jobs job.retry() retries."
+    )
     parser.add_argument(
         "--reconstruct-rows", type=int, default=1_000_000, help="reconstruct: pending rows."
     )
@@ -245,6 +255,7 @@ def main() -> None:
         "restore": lambda: bench_restore(args.restore_bytes, machine()),
         "stale": lambda: bench_stale(args.stale_jobs, machine()),
         "stale-live": lambda: bench_stale_lives(machine()),
+        "failed": lambda: bench_failed(args.failed_jobs, args.failed_per_job, machine()),
         "oom": lambda: bench_oom(args.oom_keys, machine()),
         "reconstruct": lambda: bench_reconstruct(
             args.reconstruct_rows, args.reconstruct_seed_rows, machine()
