@@ -67,6 +67,8 @@ estimate (issue 15 goal 3): `keys stats --estimate --json` vs the exact walk `ke
 times and keys per category, the estimate's 95 % error bars against the exact counts
 (see bench_estimate.py). `--estimate-keys N`; 10M keys take ~1.5 GB of RAM.
 
+Every process the benchmarks start runs with bytecode (a cache in a temporary
+directory), as an installed package does, even where PYTHONDONTWRITEBYTECODE=1 is set.
 Prints Markdown tables for docs/benchmarks.md. Benchmarks are not tests: nothing
 here asserts a timing.
 """
@@ -193,7 +195,24 @@ def machine() -> str:
     )
 
 
+def with_bytecode(cache: Path) -> None:
+    """Every process the benchmarks start from now on runs with bytecode, as an installed
+    package does (pip compiles it; a source tree writes `__pycache__` on its first run):
+    an environment with PYTHONDONTWRITEBYTECODE=1 would have each whole-process contender
+    compile every redis_runbook module on every run. The cache is `cache` (a temporary
+    directory, PYTHONPYCACHEPREFIX), never the source tree."""
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["PYTHONPYCACHEPREFIX"] = str(cache)
+
+
 def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="rr-bench-pycache-") as cache:
+        with_bytecode(Path(cache))
+        run_sections()
+
+
+def run_sections() -> None:
+    """Parse the command line and run the chosen sections."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "--only",
