@@ -17,6 +17,7 @@ from typing import Any
 import redis
 
 from redis_runbook.bullmq.keys import QueueRef
+from redis_runbook.bullmq.schedulers import Scheduler, list_schedulers
 from redis_runbook.replies import parse_client_list
 
 BATCH_QUEUES = 100
@@ -56,6 +57,8 @@ class QueueCounts:
     active: ActiveSplit = field(default_factory=ActiveSplit)
     workers: int | None = None
     last_event_ms: int | None = None
+    scheduler_count: int = 0
+    schedulers: list[Scheduler] = field(default_factory=list)
 
     @property
     def waiting(self) -> int:
@@ -100,6 +103,8 @@ class QueueCounts:
             "failed": self.failed,
             "workers": self.workers,
             "last_event_ms": self.last_event_ms,
+            "scheduler_count": self.scheduler_count,
+            "schedulers": [s.to_json() for s in self.schedulers],
         }
 
 
@@ -124,11 +129,12 @@ def _first_round(client: redis.Redis, queues: Sequence[QueueRef]) -> list[QueueC
         pipe.zcount(q.key("delayed"), 0, overdue_max)
         pipe.hget(q.key("meta"), "paused")
         pipe.xrevrange(q.key("events"), count=1)
+        pipe.zcard(q.key("repeat"))
     # An error reply (BUSY, WRONGTYPE) is raised for the caller to classify; counted
     # as a number it was a TypeError with a traceback.
     replies = pipe.execute()
     counts = []
-    per = 11
+    per = 12
     for index, q in enumerate(queues):
         r = replies[index * per : (index + 1) * per]
         events = r[10] if isinstance(r[10], list) else []
@@ -151,6 +157,7 @@ def _first_round(client: redis.Redis, queues: Sequence[QueueRef]) -> list[QueueC
                 overdue=_int(r[8]),
                 paused=r[9] is not None and not isinstance(r[9], Exception),
                 last_event_ms=last,
+                scheduler_count=_int(r[11]),
             )
         )
     return counts
@@ -224,13 +231,18 @@ def queue_counts(
     clients: list[dict[str, str]] | None = None,
 ) -> list[QueueCounts]:
     """Counts for every queue: one pipelined round per batch of queues, one more per
-    queue with active jobs, one CLIENT LIST (unless `clients` already holds it)."""
+    queue with active jobs, two for the job schedulers of the queues that have some,
+    one CLIENT LIST (unless `clients` already holds it)."""
     counts: list[QueueCounts] = []
     for batch in _batches(queues, BATCH_QUEUES):
         counts.extend(_first_round(client, batch))
     for c in counts:
         if c.active.locked:  # the first round put the list length here
             c.active, _ = split_active(client, c.queue)
+    scheduled = [c for c in counts if c.scheduler_count]
+    listed = list_schedulers(client, [c.queue for c in scheduled])
+    for c in scheduled:
+        c.schedulers = listed[c.queue]
     workers = worker_counts(client, queues, clients)
     if workers is not None:
         for c in counts:

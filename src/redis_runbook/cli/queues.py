@@ -200,7 +200,8 @@ def status(
 ) -> None:
     """Seed §5.1, read-only (safe on a replica): per queue and in total — waiting,
     prioritized, active split by lock (locked/stale/immortal/orphan), delayed (overdue),
-    waiting-children, completed, failed, paused, worker connections, last event."""
+    waiting-children, completed, failed, paused, worker connections, last event; then
+    each queue's job schedulers (id, pattern or every, next run)."""
     from redis_runbook.bullmq.counts import queue_counts
 
     options = globals_of(ctx)
@@ -217,8 +218,35 @@ def status(
         )
         return
     print_status(counts, where)
+    for line in scheduler_lines(counts):
+        out.print(line, markup=False, soft_wrap=True)
     for warning in legacy_name_warnings(found):
         out.print(f"WARNING: {warning}", markup=False, soft_wrap=True)
+
+
+def _next_run(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
+    ahead = ms / 1000 - time.time()
+    return f"{when} (in {format_duration(ahead)})" if ahead >= 0 else f"{when} (overdue)"
+
+
+def scheduler_lines(counts: list[QueueCounts]) -> list[str]:
+    """The job schedulers (repeatable jobs) of each queue that has some: id, name,
+    pattern or every, next run; nothing when no queue has one."""
+    lines: list[str] = []
+    for c in counts:
+        if not c.scheduler_count:
+            continue
+        lines.append(f"job schedulers of {c.queue.display} ({c.scheduler_count}):")
+        for s in c.schedulers:
+            kind = "" if s.kind == "scheduler" else f" [{s.kind} repeatable job]"
+            name = f" job {s.name!r}" if s.name else ""
+            lines.append(f"  {s.id}{kind}:{name} {s.schedule}, next {_next_run(s.next_ms)}")
+        if c.scheduler_count > len(c.schedulers):
+            lines.append(f"  … and {c.scheduler_count - len(c.schedulers)} more")
+    return lines
 
 
 def legacy_name_warnings(found: Discovery) -> list[str]:
