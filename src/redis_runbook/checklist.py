@@ -1,7 +1,8 @@
 """The prevention checklists (seed §6.4): every item that can be checked is checked;
 the rest are listed for a person to tick.
 
-- daily: memory < 70 %, AOF writing, connected clients (the health checks);
+- daily: memory < 70 %, AOF writing, connected clients (the health checks), and the
+  expected BullMQ job schedulers when the config names some;
 - weekly: slow log patterns, the newest backup against the RPO, fragmentation;
 - monthly: a restore drill (`backup verify` on the newest archive), the memory growth
   trend from the monitor's history, and the running Redis against the version the
@@ -18,6 +19,12 @@ from typing import Any
 
 from redis_runbook.backup import make_backend
 from redis_runbook.backup.verify import DRILL_WORDS, drill
+from redis_runbook.bullmq.schedulers import (
+    MISSING_HINT,
+    expected_of,
+    missing_schedulers,
+    missing_sentence,
+)
 from redis_runbook.checks import evaluate
 from redis_runbook.config import Config
 from redis_runbook.defaults import Period
@@ -104,6 +111,29 @@ def _checks(snapshot: Snapshot, config: Config, names: Mapping[str, str]) -> lis
         down = next(iter(results.values()))
         return [_item(title, down.status, down.summary, down.hint) for title in names.values()]
     return [_from_check(title, results[name]) for name, title in names.items()]
+
+
+def expected_schedulers(config: Config) -> CheckResult:
+    """Every `[[bullmq.expected_schedulers]]` entry is in its queue's `repeat` set
+    (one pipelined ZSCORE each); CRITICAL when one is missing, as in the monitor."""
+    title = "Check the expected BullMQ job schedulers are registered"
+    expected = expected_of(config.bullmq.expected())
+    where = target_display(config.target)
+    try:
+        client = make_client(config.target, decode=False)  # a secret source may fail here
+    except RunbookError as exc:
+        return _item(title, Status.UNKNOWN, exc.message, exc.hint)
+    try:
+        with redis_errors(where):
+            missing = missing_schedulers(client, expected)
+    except RunbookError as exc:
+        return _item(title, Status.UNKNOWN, exc.message, exc.hint)
+    finally:
+        client.close()
+    sentence = missing_sentence(missing, len(expected))
+    if not missing:
+        return _item(title, Status.OK, sentence)
+    return _item(title, Status.CRITICAL, sentence, MISSING_HINT)
 
 
 def slowlog_patterns(config: Config) -> CheckResult:
@@ -289,6 +319,8 @@ def run_checklist(period: Period, config: Config) -> Checklist:
                 "connected_clients": "Check connected clients count",
             },
         )
+        if config.bullmq.expected_schedulers:
+            result.items.append(expected_schedulers(config))
     elif period == "weekly":
         result.items.append(slowlog_patterns(config))
         result.items.append(backup_completion(config))

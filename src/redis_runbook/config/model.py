@@ -287,6 +287,23 @@ def _seed_categories() -> list[Category]:
     ]
 
 
+class ExpectedScheduler(Section):
+    """A job scheduler (repeatable job) the application registers at start-up and a
+    queue must have: the monitor and `checklist daily` flag it when it is missing."""
+
+    queue: str
+    id: str
+    # The queue's prefix; by default the first of `[bullmq] prefixes`.
+    prefix: str | None = None
+
+    @field_validator("queue", "id", "prefix")
+    @classmethod
+    def _non_empty(cls, value: str | None) -> str | None:
+        if value is not None and not value:
+            raise ValueError("expected a non-empty string")
+        return value
+
+
 class BullMQConfig(Section):
     """Where BullMQ queues live. Prefixes may contain `:` or hash tags like `{bull}`."""
 
@@ -298,6 +315,8 @@ class BullMQConfig(Section):
     # status` shows (`name`, or `prefix:name` for a prefix other than `bull`).
     max_stalled_count: int = Field(1, ge=0)
     max_stalled_count_per_queue: dict[str, int] = Field(default_factory=dict)
+    # `[[bullmq.expected_schedulers]]`: queue, id (the upsertJobScheduler id), prefix.
+    expected_schedulers: list[ExpectedScheduler] = Field(default_factory=new_list)
 
     @field_validator("prefixes")
     @classmethod
@@ -315,6 +334,10 @@ class BullMQConfig(Section):
                 f"expected queue = a whole number >= 0 (BullMQ's maxStalledCount), got {bad!r}"
             )
         return limits
+
+    def expected(self) -> list[tuple[str, str, str]]:
+        """(prefix, queue, id) of every expected scheduler, the prefix filled in."""
+        return [(e.prefix or self.prefixes[0], e.queue, e.id) for e in self.expected_schedulers]
 
     def max_stalled_for(self, queue: str) -> int:
         """The stall limit of the queue `queue` (its display name)."""

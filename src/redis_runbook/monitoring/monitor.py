@@ -23,12 +23,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from redis_runbook.bullmq.schedulers import expected_of
 from redis_runbook.checks import run_health
 from redis_runbook.config import Config
 from redis_runbook.errors import RunbookError
 from redis_runbook.locks import file_lock
 from redis_runbook.monitoring.alerting import Notification, step
-from redis_runbook.monitoring.queue_checks import queue_memory, queue_observations
+from redis_runbook.monitoring.queue_checks import (
+    queue_memory,
+    queue_observations,
+    scheduler_observations,
+)
 from redis_runbook.monitoring.queue_sampler import QueueSampler
 from redis_runbook.monitoring.sinks import Sink, SinkError, make_sinks
 from redis_runbook.monitoring.state import MonitorState, StateFiles, StateNotSaved, fallback_root
@@ -166,8 +171,10 @@ class Monitor:
         }
         scopes: tuple[str, ...] = ("redis:",)
         if self.config.monitor.queue_checks:
+            expected = expected_of(self.config.bullmq.expected())
             try:
                 counts = self.queues.sample(report.snapshot.clients)  # no 2nd CLIENT LIST
+                missing = self.queues.missing_schedulers(expected)
             except RunbookError as exc:
                 observations.append(
                     CheckResult(
@@ -179,6 +186,7 @@ class Monitor:
                 )
                 return observations, scopes, row
             scopes += ("queue:",)
+            observations += scheduler_observations(expected, missing)
             memory = {}
             for c in counts:
                 observations += queue_observations(

@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from redis_runbook.bullmq.counts import QueueCounts
+from redis_runbook.bullmq.schedulers import MISSING_HINT, Expected
 from redis_runbook.checks.base import banded
 from redis_runbook.config import Band, Thresholds
 from redis_runbook.monitoring.queue_sampler import stale_active
@@ -106,3 +107,29 @@ def queue_observations(
 def queue_memory(counts: QueueCounts, now: float) -> dict[str, Any]:
     """What the next cycle compares with."""
     return {"t": now, "waiting": 0 if counts.paused else counts.waiting, "failed": counts.failed}
+
+
+def scheduler_observations(
+    expected: list[Expected], missing: list[Expected]
+) -> Iterator[CheckResult]:
+    """`queue:<prefix>:<queue>:queue_schedulers_missing` for each queue with expected
+    job schedulers: CRITICAL while one is missing (its cron-like work has stopped and
+    nothing else says so), else OK. The queue need not exist."""
+    by_queue: dict[tuple[str, str], list[Expected]] = {}
+    for e in expected:
+        by_queue.setdefault((e.prefix, e.queue), []).append(e)
+    gone = set(missing)
+    for (prefix, queue), wanted in by_queue.items():
+        lost = [e for e in wanted if e in gone]
+        ref = wanted[0].ref.display
+        ids = ", ".join(e.id for e in lost)
+        yield CheckResult(
+            f"queue:{prefix}:{queue}:queue_schedulers_missing",
+            Status.CRITICAL if lost else Status.OK,
+            f"{len(lost)} of {len(wanted)} missing",
+            "every expected scheduler registered",
+            f"{ref}: job scheduler(s) missing: {ids}"
+            if lost
+            else f"{ref}: {len(wanted)} expected job scheduler(s) registered",
+            MISSING_HINT if lost else None,
+        )

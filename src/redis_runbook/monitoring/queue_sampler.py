@@ -13,6 +13,7 @@ import redis
 from redis_runbook.bullmq.counts import QueueCounts, queue_counts
 from redis_runbook.bullmq.discovery import discover
 from redis_runbook.bullmq.keys import QueueRef
+from redis_runbook.bullmq.schedulers import Expected, missing_schedulers
 from redis_runbook.config import Config
 from redis_runbook.errors import RunbookError
 from redis_runbook.target import classify, make_client, target_display
@@ -80,6 +81,15 @@ class QueueSampler:
             # pipeline hands replies back unraised. Ask the server what it says now.
             raise self._error_reply() from None
 
+    def missing_schedulers(self, expected: list[Expected]) -> list[Expected]:
+        """The expected job schedulers not registered now (one pipelined ZSCORE each);
+        a RunbookError when Redis fails, as `sample`."""
+        try:
+            return missing_schedulers(self._connection(), expected)
+        except redis.RedisError as exc:
+            self.close()
+            raise classify(exc, target_display(self.config.target)) from None
+
     def _error_reply(self) -> RunbookError:
         where = target_display(self.config.target)
         try:
@@ -108,6 +118,7 @@ FAMILIES = (
     ("bullmq_queue_workers", "Worker connections (CLIENT LIST names)."),
     ("bullmq_queue_paused", "1 when the queue is paused."),
     ("bullmq_queue_last_event_age_seconds", "Seconds since the queue's last event."),
+    ("bullmq_queue_schedulers", "Job schedulers and repeatable jobs (members of <queue>:repeat)."),
 )
 
 
@@ -128,6 +139,9 @@ def render_queue_metrics(counts: list[QueueCounts], now: float | None = None) ->
             f"bullmq_queue_stale_active_jobs{{{labels}}} {stale_active(c)}"
         )
         lines["bullmq_queue_paused"].append(f"bullmq_queue_paused{{{labels}}} {int(c.paused)}")
+        lines["bullmq_queue_schedulers"].append(
+            f"bullmq_queue_schedulers{{{labels}}} {c.scheduler_count}"
+        )
         if c.workers is not None:
             lines["bullmq_queue_workers"].append(f"bullmq_queue_workers{{{labels}}} {c.workers}")
         if c.last_event_ms:

@@ -18,6 +18,7 @@ from redis_runbook.persistence.files import data_layout
 from redis_runbook.persistence.layout import DataLayout
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
+from redis_runbook.procedures.followup import schedulers_follow_up
 from redis_runbook.readiness import wait_started
 from redis_runbook.service import RunState
 from redis_runbook.target import redis_cli_prefix
@@ -129,9 +130,12 @@ class EmergencyStart:
             raise StepFailed(f"Redis started with {keys} keys: it did not start empty")
 
     def next_steps(self) -> str:
-        """What to do with the old data, and the queues."""
+        """What to do with the old data, and the queues (and the expected job
+        schedulers that are missing now)."""
         assert self.aside is not None, "move() runs first"
-        return "; ".join(aside_hints(self.ctx.config, self.layout, self.aside))
+        hints = aside_hints(self.ctx.config, self.layout, self.aside)
+        schedulers = schedulers_follow_up(self.ctx)
+        return "; ".join(hints if schedulers is None else [*hints, schedulers])
 
 
 def plan_emergency_start(ctx: ProcedureContext, force: bool = False) -> Plan:

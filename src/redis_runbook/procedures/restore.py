@@ -41,6 +41,7 @@ from redis_runbook.persistence.rdb import (
 from redis_runbook.procedures.aof import write_aof_from_rdb
 from redis_runbook.procedures.context import ProcedureContext
 from redis_runbook.procedures.engine import Confirm, Plan, Step, StepFailed
+from redis_runbook.procedures.followup import schedulers_follow_up
 from redis_runbook.readiness import wait_started
 from redis_runbook.replies import info_fields, keyspace, parse_info
 from redis_runbook.service import RunState
@@ -259,6 +260,11 @@ class Restore:
             raise StepFailed(f"key counts do not match the archive: {check.summary}")
         return f"{restored.get('total', 0)} keys; {check.summary}"
 
+    def schedulers(self) -> str:
+        """The expected job schedulers the restored data lacks (an archive older than
+        their registration), named with what brings them back; never fails."""
+        return schedulers_follow_up(self.ctx) or "no job schedulers expected"
+
 
 def _judge_walk(
     recorded: dict[str, Any], restored: dict[str, Any], changes_at_start: int
@@ -348,6 +354,11 @@ def plan_restore(
                 + ("; per category, one SCAN walk" if verify_categories else "")
                 + "); write the provenance",
                 restore.verify,
+            ),
+            *(
+                [Step("next: the expected BullMQ job schedulers", restore.schedulers)]
+                if ctx.config.bullmq.expected_schedulers
+                else []
             ),
         ],
     )
