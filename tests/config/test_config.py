@@ -130,6 +130,18 @@ def test_lookup_order_env_var_then_cwd(tmp_path: Path, monkeypatch: pytest.Monke
             "choose one password source, got password_env and password_file",
         ),
         ("[bullmq]\nprefixes = []\n", "bullmq.prefixes: expected a non-empty list"),
+        (
+            '[[bullmq.expected_schedulers]]\nqueue = "reports"\n',
+            "bullmq.expected_schedulers.0.id: field required",
+        ),
+        (
+            '[[bullmq.expected_schedulers]]\nqueue = "reports"\nid = ""\n',
+            "bullmq.expected_schedulers.0.id: expected a non-empty string, got ''",
+        ),
+        (
+            '[[bullmq.expected_schedulers]]\nqueue = "r"\nid = "x"\nevery = 5\n',
+            "bullmq.expected_schedulers.0.every: unknown key (expected one of: queue, id, prefix)",
+        ),
     ],
 )
 def test_bad_config_file_is_one_clear_line(tmp_path: Path, text: str, expected: str) -> None:
@@ -260,6 +272,24 @@ def test_config_validate_and_commands_refuse_a_bad_port_with_exit_2(tmp_path: Pa
         assert "Traceback" not in result.stderr
         assert f"error: {path}: target.url: port 70000 is out of range" in result.stderr
         assert "HINT: " in result.stderr
+
+
+def test_expected_schedulers_default_to_the_first_prefix(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path / "rr.toml",
+        {
+            "bullmq": {
+                "prefixes": ["{app}", "bull"],
+                "expected_schedulers": [
+                    {"queue": "mail", "id": "digest"},
+                    {"queue": "reports", "id": "hourly", "prefix": "bull"},
+                ],
+            }
+        },
+    )
+    bullmq = load_config(path, env={}).config.bullmq
+    assert bullmq.expected() == [("{app}", "mail", "digest"), ("bull", "reports", "hourly")]
+    assert Config().bullmq.expected_schedulers == []
 
 
 def test_the_default_state_dir_comes_from_the_env_given_not_the_process(tmp_path: Path) -> None:
