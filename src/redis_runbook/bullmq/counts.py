@@ -229,17 +229,19 @@ def queue_counts(
     client: redis.Redis,
     queues: Sequence[QueueRef],
     clients: list[dict[str, str]] | None = None,
+    schedulers: bool = False,
 ) -> list[QueueCounts]:
     """Counts for every queue: one pipelined round per batch of queues, one more per
-    queue with active jobs, two for the job schedulers of the queues that have some,
-    one CLIENT LIST (unless `clients` already holds it)."""
+    queue with active jobs, one CLIENT LIST (unless `clients` already holds it). The
+    job schedulers are always counted; with `schedulers` they are listed too (two
+    more rounds, for the queues that have some: `queues status`, not every scrape)."""
     counts: list[QueueCounts] = []
     for batch in _batches(queues, BATCH_QUEUES):
         counts.extend(_first_round(client, batch))
     for c in counts:
         if c.active.locked:  # the first round put the list length here
             c.active, _ = split_active(client, c.queue)
-    scheduled = [c for c in counts if c.scheduler_count]
+    scheduled = [c for c in counts if c.scheduler_count and schedulers]
     listed = list_schedulers(client, [c.queue for c in scheduled])
     for c in scheduled:
         c.schedulers = listed[c.queue]

@@ -206,7 +206,7 @@ def status(
 
     options = globals_of(ctx)
     with queue_session(options.load().config, queue) as (client, found, where):
-        counts = queue_counts(client, found.queues)
+        counts = queue_counts(client, found.queues, schedulers=True)
     if json_output or options.json:
         print_json(
             {
