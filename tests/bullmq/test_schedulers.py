@@ -17,14 +17,17 @@ def test_a_legacy_repeatable_job_is_read_from_its_member(redis_server: RedisServ
     client.zadd("bull:old:repeat", {"digest::1900000000000:Europe/Bucharest:0 9 * * 1-5": 5})
     client.zadd("bull:old:repeat", {"9f0c": 7})
     client.hset("bull:old:repeat:9f0c", mapping={"name": "sweep", "every": "30000"})
-    got = {
-        s.id: s for s in list_schedulers(client, [QueueRef("bull", "old")])[QueueRef("bull", "old")]
-    }
+    old = QueueRef("bull", "old")
+    got = {s.id: s for s in list_schedulers(client, [old])[old]}
     legacy = got["digest::1900000000000:Europe/Bucharest:0 9 * * 1-5"]
     assert (legacy.kind, legacy.name, legacy.pattern, legacy.tz, legacy.next_ms) == (
         "legacy", "digest", "0 9 * * 1-5", "Europe/Bucharest", 5,
     )  # fmt: skip
     assert legacy.end_date_ms == 1_900_000_000_000
+    client.zadd("bull:old:repeat", {"hash-gone": 9})
+    again = {s.id: s for s in list_schedulers(client, [old])[old]}
+    assert again["hash-gone"].kind == "scheduler"
+    assert (again["hash-gone"].name, again["hash-gone"].schedule) == (None, "-")
     repeatable = got["9f0c"]
     assert (repeatable.kind, repeatable.name, repeatable.every) == ("repeatable", "sweep", 30000)
 

@@ -100,6 +100,8 @@ def parse_scheduler(member: Any, score: Any, fields: dict[Any, Any] | None) -> S
             end_date_ms=_number(got.get("endDate")),
             iterations=_number(got.get("ic")),
         )
+    if ":" not in key:  # BullMQ shows nothing for it: a member whose hash is gone
+        return Scheduler(id=key, kind="scheduler", next_ms=next_ms)
     parts = key.split(":")  # keyToData: name:jobId:endDate:tz:pattern (pattern may hold ':')
     return Scheduler(
         id=key,
