@@ -5,11 +5,14 @@ empty) the follow-up text, the monitor and `checklist daily` name the missing on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tomllib
 from pathlib import Path
 from typing import Any
 
+import pytest
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from redis_runbook.config import Config
@@ -110,9 +113,17 @@ def _json(result: Any) -> dict[str, Any]:
     return dict(json.loads(result.stdout))
 
 
+def shut_down(server: RedisServer) -> None:
+    """SHUTDOWN NOSAVE of whatever answers on the server's port: the Redis an
+    emergency start launched is a new process the fixture does not know."""
+    with contextlib.suppress(redis.RedisError):
+        plain_client(server).shutdown(nosave=True)
+
+
 def test_schedulers_gone_after_an_emergency_start_are_reported(
-    tmp_path: Path, node: NodeLauncher, redis_server: RedisServer
+    tmp_path: Path, node: NodeLauncher, redis_server: RedisServer, request: pytest.FixtureRequest
 ) -> None:
+    request.addfinalizer(lambda: shut_down(redis_server))
     register(node, redis_server)
     cli = process_cli(tmp_path, redis_server, EXPECTED)
 
