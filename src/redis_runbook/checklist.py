@@ -15,7 +15,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+import redis
 
 from redis_runbook.backup import make_backend
 from redis_runbook.backup.verify import DRILL_WORDS, drill
@@ -35,6 +37,8 @@ from redis_runbook.service.base import run_command
 from redis_runbook.snapshot import Snapshot, take_snapshot
 from redis_runbook.status import CheckResult, Status, worst
 from redis_runbook.target import make_client, redis_errors, target_display
+
+T = TypeVar("T")
 
 DAY = 86_400.0
 MIN_TREND_SPAN_DAYS = 1.0
@@ -113,23 +117,30 @@ def _checks(snapshot: Snapshot, config: Config, names: Mapping[str, str]) -> lis
     return [_from_check(title, results[name]) for name, title in names.items()]
 
 
+def _read(config: Config, title: str, read: Callable[[redis.Redis], T]) -> T | CheckResult:
+    """What `read` gets from the target over a bytes client; an UNKNOWN item titled
+    `title` when the client cannot be made (a secret source fails) or Redis errors."""
+    try:
+        client = make_client(config.target, decode=False)
+    except RunbookError as exc:
+        return _item(title, Status.UNKNOWN, exc.message, exc.hint)
+    try:
+        with redis_errors(target_display(config.target)):
+            return read(client)
+    except RunbookError as exc:
+        return _item(title, Status.UNKNOWN, exc.message, exc.hint)
+    finally:
+        client.close()
+
+
 def expected_schedulers(config: Config) -> CheckResult:
     """Every `[[bullmq.expected_schedulers]]` entry is in its queue's `repeat` set
     (one pipelined ZSCORE each); CRITICAL when one is missing, as in the monitor."""
     title = "Check the expected BullMQ job schedulers are registered"
     expected = expected_of(config.bullmq.expected())
-    where = target_display(config.target)
-    try:
-        client = make_client(config.target, decode=False)  # a secret source may fail here
-    except RunbookError as exc:
-        return _item(title, Status.UNKNOWN, exc.message, exc.hint)
-    try:
-        with redis_errors(where):
-            missing = missing_schedulers(client, expected)
-    except RunbookError as exc:
-        return _item(title, Status.UNKNOWN, exc.message, exc.hint)
-    finally:
-        client.close()
+    missing = _read(config, title, lambda client: missing_schedulers(client, expected))
+    if isinstance(missing, CheckResult):
+        return missing
     sentence = missing_sentence(missing, len(expected))
     if not missing:
         return _item(title, Status.OK, sentence)
@@ -140,18 +151,11 @@ def slowlog_patterns(config: Config) -> CheckResult:
     """The commands that fill the slow log, by name (the weekly "patterns"): the last
     128 entries, leaving out the tool's own connections."""
     title = "Review slow log for patterns"
-    where = target_display(config.target)
-    try:
-        client = make_client(config.target, decode=False)  # a secret source may fail here
-    except RunbookError as exc:
-        return _item(title, Status.UNKNOWN, exc.message, exc.hint)
-    try:
-        with redis_errors(where):
-            rows: Any = client.execute_command("SLOWLOG", "GET", SLOWLOG_SAMPLE)
-    except RunbookError as exc:
-        return _item(title, Status.UNKNOWN, exc.message, exc.hint)
-    finally:
-        client.close()
+    rows: Any = _read(
+        config, title, lambda client: client.execute_command("SLOWLOG", "GET", SLOWLOG_SAMPLE)
+    )
+    if isinstance(rows, CheckResult):
+        return rows
     own = config.target.client_name
     entries = [e for e in map(SlowEntry.parse, rows) if e.client_name != own]
     if not entries:
